@@ -1,0 +1,36 @@
+# Every target bootstraps first (fast when nothing is missing), so a fresh clone needs only
+# `make test` or `make demo`.
+PYTHON := .venv/bin/python
+# Extra pytest arguments, e.g. `make test ARGS='-k influx -x'`.
+ARGS ?=
+# Demo length in seconds, e.g. `make demo DURATION=60`; the demo's own default otherwise.
+DURATION ?=
+
+.PHONY: venv test lint demo bench clean distclean
+
+venv:
+	bash scripts/bootstrap.sh
+
+# pytest's exit code 5 (no tests collected) fails the target on purpose: a CI run that ran
+# nothing is not green.
+test: venv
+	$(PYTHON) -m pytest $(ARGS)
+
+lint: venv
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
+	$(PYTHON) -m mypy
+	$(PYTHON) -m mypy tests/servers.py
+
+demo: venv
+	$(PYTHON) scripts/demo.py $(if $(DURATION),--duration $(DURATION))
+
+bench: venv
+	$(PYTHON) -m benchmarks
+
+clean:
+	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis .demo build dist
+	find . -path ./.venv -prune -o -type d -name __pycache__ -exec rm -rf {} +
+
+distclean: clean
+	rm -rf .venv *.egg-info

@@ -1,0 +1,174 @@
+"""Typed configuration: one TOML file, every key overridable by `GATEWAY_<SECTION>__<KEY>`.
+
+Precedence, highest first: environment variables, the TOML file, the defaults below.
+Secrets are `SecretStr`, so they print as `**********` in logs and reprs.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from gateway.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TlsSettings(_Section):
+    enabled: bool = Field(False, description="Connect to the broker over TLS (1.2 minimum).")
+    ca_file: Path | None = Field(
+        None, description="CA bundle that signed the broker's certificate."
+    )
+    cert_file: Path | None = Field(None, description="Client certificate for mutual TLS.")
+    key_file: Path | None = Field(None, description="Private key of the client certificate.")
+    server_name: str | None = Field(
+        None, description="Name to check in the broker's certificate (default: the host)."
+    )
+
+
+class MqttSettings(_Section):
+    host: str = Field("127.0.0.1", description="Broker host name, IPv4 or IPv6 literal.")
+    port: int = Field(1883, ge=1, le=65535, description="Broker port.")
+    client_id: str = Field(
+        "mh-gateway",
+        min_length=1,
+        max_length=64,
+        description="Stable client id: the broker keeps the persistent session under it.",
+    )
+    qos: Literal[0, 1] = Field(
+        1, description="Subscription QoS. 1 = at least once (no loss); 0 can lose readings."
+    )
+    keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keep-alive interval.")
+    session_expiry_s: int = Field(
+        7 * 24 * 3600,
+        ge=0,
+        description="How long the broker keeps the session (and queues readings) while the "
+        "gateway is away. 0 = the session ends with the connection (readings can be lost).",
+    )
+    receive_maximum: int = Field(
+        65535,
+        ge=1,
+        le=65535,
+        description="Unacknowledged QoS 1 messages the broker may send at once (MQTT v5).",
+    )
+    username: str | None = Field(None, description="Broker user name.")
+    password: SecretStr | None = Field(None, description="Broker password (prefer the env var).")
+    topics: list[str] = Field(
+        default_factory=list,
+        description="Subscription filters. Empty = derived from the loaded device profiles.",
+    )
+    reconnect_min_s: float = Field(0.5, gt=0, description="First reconnect delay.")
+    reconnect_max_s: float = Field(30.0, gt=0, description="Cap of the reconnect delay.")
+    tls: TlsSettings = Field(default_factory=TlsSettings)
+
+
+class InfluxSettings(_Section):
+    url: str = Field("http://127.0.0.1:8086", description="InfluxDB base URL.")
+    api: Literal["v1", "v2"] = Field(
+        "v1", description="v1: /write with database + retention policy; v2: /api/v2/write."
+    )
+    database: str = Field("telemetry", min_length=1, description="v1 database.")
+    retention_policy: str | None = Field(None, description="v1 retention policy (default RP).")
+    username: str | None = Field(None, description="v1 user.")
+    password: SecretStr | None = Field(None, description="v1 password.")
+    org: str | None = Field(None, description="v2 organization.")
+    bucket: str | None = Field(None, description="v2 bucket.")
+    token: SecretStr | None = Field(None, description="v2 API token.")
+    timeout_s: float = Field(10.0, gt=0, description="Timeout of one write request.")
+    create_database: bool = Field(
+        True, description="v1: create the database at start-up if it does not exist."
+    )
+
+    @model_validator(mode="after")
+    def _v2_needs_bucket(self) -> InfluxSettings:
+        if self.api == "v2" and not (self.org and self.bucket):
+            raise ValueError("api = 'v2' needs both 'org' and 'bucket'")
+        return self
+
+
+class BatchSettings(_Section):
+    max_points: int = Field(5000, ge=1, le=1_000_000, description="Write when this many points.")
+    max_age_s: float = Field(1.0, gt=0, le=3600, description="... or when the oldest is this old.")
+    max_pending: int = Field(
+        4, ge=1, le=1000, description="Sealed batches waiting for the writer before intake pauses."
+    )
+
+
+class ProfilesSettings(_Section):
+    dir: Path = Field(Path("device_profiles"), description="Directory of device profile files.")
+
+
+class SpoolSettings(_Section):
+    dir: Path = Field(
+        Path("/var/lib/mh-gateway"), description="Gateway state: dead-letter store (and spool)."
+    )
+
+
+class LogSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class GatewaySettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="GATEWAY_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    influx: InfluxSettings = Field(default_factory=InfluxSettings)
+    batch: BatchSettings = Field(default_factory=BatchSettings)
+    profiles: ProfilesSettings = Field(default_factory=ProfilesSettings)
+    spool: SpoolSettings = Field(default_factory=SpoolSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML file arrives as init kwargs; listing env first makes it win over the file.
+        return (env_settings, init_settings)
+
+
+def load_settings(path: Path | None) -> GatewaySettings:
+    """Read and validate the configuration, or raise ConfigError naming file, field and fix."""
+    data: dict[str, Any] = {}
+    source = str(path) if path else "environment"
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"{path}: configuration file not found") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    try:
+        return GatewaySettings(**data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(source, exc)) from exc
+
+
+def format_validation_error(source: str, exc: ValidationError) -> str:
+    """One line per problem: `file: section.key: what is wrong (got: value)`."""
+    lines = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling against gateway.example.toml)"
+        got = error.get("input")
+        shown = "" if isinstance(got, dict) or "password" in where or "token" in where else got
+        suffix = f" (got: {shown!r})" if shown not in ("", None) else ""
+        lines.append(f"{source}: {where}: {message}{suffix}")
+    return "\n".join(lines)

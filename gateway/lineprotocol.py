@@ -1,0 +1,54 @@
+"""Points -> InfluxDB line protocol (the format both the v1 and v2 write APIs take).
+
+Escaping follows the line protocol reference: measurement escapes comma and space; tag keys,
+tag values and field keys escape comma, equals sign and space; string field values escape
+double quote and backslash. Integers carry the `i` suffix; floats use repr(), the shortest text
+that reads back as the same float64.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from gateway.model import FieldValue, Point
+
+_KEY_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
+_MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ "})
+_STRING_ESCAPES = str.maketrans({'"': r"\"", "\\": "\\\\"})
+
+
+@lru_cache(maxsize=65536)
+def escape_key(text: str) -> str:
+    """Tag key, tag value or field key. Cached: names and tag values repeat endlessly."""
+    return text.translate(_KEY_ESCAPES)
+
+
+@lru_cache(maxsize=1024)
+def escape_measurement(text: str) -> str:
+    return text.translate(_MEASUREMENT_ESCAPES)
+
+
+def format_field(value: FieldValue) -> str:
+    kind = type(value)
+    if kind is float:
+        return repr(value)
+    if kind is int:
+        return f"{value}i"
+    if kind is bool:
+        return "true" if value else "false"
+    return '"' + str(value).translate(_STRING_ESCAPES) + '"'
+
+
+@lru_cache(maxsize=65536)
+def _series_key(measurement: str, tags: tuple[tuple[str, str], ...]) -> str:
+    """`measurement,tag=value,...` — cached per series, of which a town has a bounded number."""
+    parts = [escape_measurement(measurement)]
+    parts.extend(f"{escape_key(key)}={escape_key(value)}" for key, value in tags)
+    return ",".join(parts)
+
+
+def encode_point(point: Point) -> str:
+    fields = ",".join(
+        f"{escape_key(name)}={format_field(value)}" for name, value in point.fields.items()
+    )
+    return f"{_series_key(point.measurement, point.tags)} {fields} {point.time_ns}"

@@ -1,0 +1,38 @@
+"""Value types that cross pipeline stages. Imports nothing from the rest of the gateway."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+FieldValue = float | int | bool | str
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One MQTT PUBLISH as the broker handed it over.
+
+    `ack_token` is opaque to every stage but ingest: it identifies the delivery to acknowledge
+    once the message's readings are durable.
+    """
+
+    topic: str
+    payload: bytes
+    received_ns: int
+    retained: bool = False
+    ack_token: object = None
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One time-series point: what InfluxDB stores for one reading.
+
+    Tags are kept as a tuple of (key, value) pairs sorted by key, the order InfluxDB
+    recommends for line protocol and the order that makes two identical points compare equal.
+    """
+
+    measurement: str
+    tags: tuple[tuple[str, str], ...]
+    fields: dict[str, FieldValue]
+    time_ns: int
+    database: str | None = None
+    retention_policy: str | None = None

@@ -1,0 +1,111 @@
+"""A decoded payload + its compiled profile -> points. Pure and synchronous.
+
+Lenient with devices: a bad field is dropped with a reason and the rest of the reading kept; a
+reading without any valid field is dropped; a message without any valid reading raises
+DecodeError so the pipeline can dead-letter it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.errors import DecodeError
+from gateway.model import FieldValue, Point
+from gateway.profiles.compile import MISSING, BadTimestamp, CompiledProfile, FieldDropped
+
+Drop = tuple[str, str]
+"""(field or tag name, reason slug), e.g. ("dim_pct", "out_of_range")."""
+
+_UNSAFE_TAG_CHARS = ("\n", "\r")  # line protocol cannot escape a line break in a tag
+
+
+def normalize(
+    profile: CompiledProfile,
+    document: Any,
+    segments: dict[str, str],
+    received_ns: int,
+    drops: list[Drop],
+) -> list[Point]:
+    """Points for every valid reading in `document`; dropped items are appended to `drops`."""
+    if profile.readings is None:
+        readings: Any = (document,)
+    else:
+        readings = profile.readings(document, document)
+        if type(readings) is not list:
+            raise DecodeError("missing_readings", "the readings array is absent or not an array")
+    points = []
+    for reading in readings:
+        point = _reading_to_point(profile, reading, document, segments, received_ns, drops)
+        if point is not None:
+            points.append(point)
+    if not points:
+        reasons = sorted({reason for _, reason in drops}) or ["empty"]
+        raise DecodeError("no_valid_reading", ", ".join(reasons))
+    return points
+
+
+def _reading_to_point(  # noqa: PLR0917  # hot path: positional calls are cheaper
+    profile: CompiledProfile,
+    reading: Any,
+    root: Any,
+    segments: dict[str, str],
+    received_ns: int,
+    drops: list[Drop],
+) -> Point | None:
+    fields: dict[str, FieldValue] = {}
+    for field in profile.fields:
+        raw = field.get(reading, root)
+        if raw is MISSING or raw is None:
+            reason = "missing"
+        else:
+            try:
+                fields[field.name] = field.convert(raw)
+                continue
+            except FieldDropped as dropped:
+                reason = dropped.args[0]
+        drops.append((field.name, reason))
+        if field.required:
+            drops.append(("(reading)", f"required_{field.name}_{reason}"))
+            return None
+    if not fields:
+        drops.append(("(reading)", "no_valid_field"))
+        return None
+    try:
+        time_ns = profile.time_ns(reading, root, received_ns)
+    except BadTimestamp:
+        drops.append(("(reading)", "bad_timestamp"))
+        return None
+    return Point(
+        measurement=profile.measurement,
+        tags=_tags(profile, reading, root, segments, drops),
+        fields=fields,
+        time_ns=time_ns,
+        database=profile.database,
+        retention_policy=profile.retention_policy,
+    )
+
+
+def _tags(
+    profile: CompiledProfile,
+    reading: Any,
+    root: Any,
+    segments: dict[str, str],
+    drops: list[Drop],
+) -> tuple[tuple[str, str], ...]:
+    tags = []
+    for tag in profile.tags:  # already sorted by name
+        if tag.topic_segment is not None:
+            value = segments[tag.topic_segment]
+        elif tag.get is not None:
+            raw = tag.get(reading, root)
+            if raw is MISSING or raw is None or isinstance(raw, dict | list):
+                drops.append((tag.name, "missing_tag"))
+                continue
+            value = raw if type(raw) is str else str(raw)
+        else:
+            value = tag.constant or ""
+        if not value or any(ch in value for ch in _UNSAFE_TAG_CHARS):
+            drops.append((tag.name, "invalid_tag"))
+            continue
+        tags.append((tag.name, value))
+    return tuple(tags)
