@@ -27,7 +27,10 @@ from gateway.profiles.registry import (
 )
 from gateway.profiles.schema import ProfileSpec
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+# Plain tracebacks: rich's boxed ones mangle journald output and our user errors never reach it.
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help=__doc__, pretty_exceptions_enable=False
+)
 profiles_app = typer.Typer(no_args_is_help=True, help="Write, check and try device profiles.")
 app.add_typer(profiles_app, name="profiles")
 

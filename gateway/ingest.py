@@ -27,7 +27,7 @@ import ssl
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Protocol, cast
 
 import mqtt5
 
@@ -37,6 +37,20 @@ from gateway.model import Message
 log = logging.getLogger(__name__)
 
 _CONNECT_TIMEOUT_S = 10.0
+
+
+class Ingest(Protocol):
+    """What the pipeline needs from a message source."""
+
+    async def run(self) -> None: ...
+
+    def ack(self, tokens: Iterable[object]) -> None: ...
+
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 class MqttConnectError(Exception):
@@ -269,7 +283,7 @@ class MqttIngest:
         refused = [
             f"{topic} ({code.name})"
             for topic, code in zip(self._topics, suback.reason_codes, strict=False)
-            if code >= 128
+            if code.value >= 128  # mqtt5's reason codes are not IntEnums despite the stub
         ]
         if refused:
             raise MqttConnectError(f"broker refused subscriptions: {', '.join(refused)}")

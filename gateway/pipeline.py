@@ -23,7 +23,7 @@ from gateway.config import GatewaySettings
 from gateway.deadletter import DeadLetter, DeadLetterStore
 from gateway.decode import decoder_for
 from gateway.errors import DecodeError, SinkError
-from gateway.ingest import MqttIngest
+from gateway.ingest import Ingest, MqttIngest
 from gateway.lineprotocol import encode_point
 from gateway.metrics import Metrics
 from gateway.model import Message
@@ -46,6 +46,7 @@ class Gateway:
         registry: ProfileRegistry,
         sink: Sink | None = None,
         dead_letters: DeadLetterStore | None = None,
+        ingest: Ingest | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
@@ -55,7 +56,7 @@ class Gateway:
             settings.spool.dir / "deadletter.sqlite3"
         )
         self.batcher = Batcher(settings.batch.max_points, settings.batch.max_age_s)
-        self.ingest = MqttIngest(
+        self.ingest: Ingest = ingest or MqttIngest(
             settings.mqtt, settings.mqtt.topics or registry.subscriptions, self.on_message
         )
         self._decoders = {p.id: decoder_for(p.format) for p in registry.profiles}

@@ -1,0 +1,270 @@
+"""Run the real gateway and the simulators as processes, and compare InfluxDB with the truth.
+
+Shared by the end-to-end tests (and usable from the demo): the gateway is started exactly as
+an operator starts it, `python -m gateway run --config FILE`, so these tests cross the same
+process boundaries as production.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Self
+
+from tests.servers import Influxd, Mosquitto
+
+ROOT = Path(__file__).resolve().parent.parent
+PROFILES = ROOT / "device_profiles"
+
+# Fields the gateway converts between units; float arithmetic may differ in the last bit from
+# the simulator's own conversion, so these compare with a relative tolerance, all else exactly.
+CONVERTED_FIELDS = {("water_flow", "flow_m3h"), ("water_flow", "pressure_bar")}
+
+
+def gateway_config(
+    path: Path,
+    broker: Mosquitto,
+    influxd: Influxd,
+    database: str,
+    *,
+    client_id: str = "test-gateway",
+    extra: str = "",
+) -> Path:
+    path.write_text(
+        f"""
+[mqtt]
+host = "{broker.host}"
+port = {broker.port}
+client_id = "{client_id}"
+reconnect_min_s = 0.1
+reconnect_max_s = 1.0
+
+[influx]
+url = "{influxd.url}"
+database = "{database}"
+
+[batch]
+max_points = 2000
+max_age_s = 0.2
+
+[profiles]
+dir = "{PROFILES}"
+
+[spool]
+dir = "{path.parent / "state"}"
+{extra}
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+class GatewayProcess:
+    """`python -m gateway run` in the background, its log in a file."""
+
+    def __init__(self, config: Path) -> None:
+        self.config = config
+        self.log_path = config.with_suffix(".log")
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, wait_subscribed: bool = True) -> Self:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "run", "--config", str(self.config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        log.close()
+        if wait_subscribed:
+            self.wait_for_log("subscribed to", occurrences=self.log().count("subscribed to") + 1)
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def wait_for_log(self, text: str, occurrences: int = 1, timeout_s: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.log().count(text) >= occurrences:
+                return
+            if self.process is not None and self.process.poll() is not None:
+                raise AssertionError(f"gateway exited ({self.process.returncode}):\n{self.log()}")
+            time.sleep(0.05)
+        raise AssertionError(f"gateway never logged {text!r} in {timeout_s}s:\n{self.log()}")
+
+    def stop(self, timeout_s: float = 20.0) -> int:
+        """SIGTERM and wait: the gateway flushes, acknowledges and exits."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(f"gateway did not stop on SIGTERM:\n{self.log()}") from None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def run_simulators(broker: Mosquitto, truth: Path, *args: str, timeout_s: float = 120.0) -> None:
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "simulators",
+            "run",
+            "--broker",
+            broker.address,
+            "--truth",
+            str(truth),
+            "--quiet",
+            *args,
+        ],
+        check=True,
+        cwd=ROOT,
+        timeout=timeout_s,
+    )
+
+
+def start_simulators(broker: Mosquitto, truth: Path, *args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "simulators",
+            "run",
+            "--broker",
+            broker.address,
+            "--truth",
+            str(truth),
+            "--quiet",
+            *args,
+        ],
+        cwd=ROOT,
+    )
+
+
+def load_truth(path: Path) -> list[dict[str, Any]]:
+    with path.open("rb") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def truth_counts(truth: list[dict[str, Any]]) -> Counter[str]:
+    """Distinct points per measurement (a redelivered reading is the same point)."""
+    keys = {_key(row["measurement"], row["tags"], row["time_ns"]) for row in truth}
+    return Counter(key[0] for key in keys)
+
+
+def stored_counts(influxd: Influxd, database: str, measurements: list[str]) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for measurement in measurements:
+        answer = influxd.query(f'SELECT COUNT(*) FROM "{measurement}"', db=database)
+        series = answer["results"][0].get("series", [])
+        if series:
+            # COUNT(*) gives one column per field; the largest is the number of points.
+            counts[measurement] = max(v for v in series[0]["values"][0][1:] if v is not None)
+    return counts
+
+
+def wait_for_counts(
+    influxd: Influxd, database: str, expected: Counter[str], timeout_s: float = 60.0
+) -> Counter[str]:
+    deadline = time.monotonic() + timeout_s
+    stored: Counter[str] = Counter()
+    while time.monotonic() < deadline:
+        stored = stored_counts(influxd, database, sorted(expected))
+        if stored == expected:
+            return stored
+        time.sleep(0.25)
+    return stored
+
+
+def stored_points(
+    influxd: Influxd, database: str, measurement: str
+) -> dict[tuple[Any, ...], dict[str, Any]]:
+    """Every point of a measurement, keyed like `_key`, with its fields."""
+    answer = influxd.query(f'SELECT * FROM "{measurement}" GROUP BY *', db=database)
+    points: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for series in answer["results"][0].get("series", []):
+        tags = series.get("tags", {})
+        columns = series["columns"]
+        for values in series["values"]:
+            row = dict(zip(columns, values, strict=True))
+            time_ns = row.pop("time")
+            fields = {name: value for name, value in row.items() if value is not None}
+            points[_key(measurement, tags, time_ns)] = fields
+    return points
+
+
+def _key(measurement: str, tags: dict[str, str], time_ns: int) -> tuple[Any, ...]:
+    return (measurement, tuple(sorted(tags.items())), time_ns)
+
+
+def compare_with_truth(
+    influxd: Influxd, database: str, truth: list[dict[str, Any]]
+) -> tuple[int, int, list[str]]:
+    """(missing, extra, differences) between InfluxDB and the truth file."""
+    expected = {_key(r["measurement"], r["tags"], r["time_ns"]): r for r in truth}
+    stored: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for measurement in sorted({r["measurement"] for r in truth}):
+        stored.update(stored_points(influxd, database, measurement))
+    missing = [key for key in expected if key not in stored]
+    extra = [key for key in stored if key not in expected]
+    differences = []
+    for key, row in expected.items():
+        if key in stored and not _fields_equal(row["measurement"], row["fields"], stored[key]):
+            differences.append(f"{key}: truth {row['fields']} stored {stored[key]}")
+    return len(missing), len(extra), differences
+
+
+def _fields_equal(measurement: str, want: dict[str, Any], got: dict[str, Any]) -> bool:
+    if set(want) != set(got):
+        return False
+    for name, value in want.items():
+        stored = got[name]
+        if (measurement, name) in CONVERTED_FIELDS:
+            if not math.isclose(value, stored, rel_tol=1e-12):
+                return False
+        elif value != stored:  # JSON gives 45 for a stored 45.0: types are checked separately
+            return False
+    return True
+
+
+_INFLUX_TYPES = {bool: "boolean", int: "integer", float: "float", str: "string"}
+
+
+def field_type_mismatches(
+    influxd: Influxd, database: str, truth: list[dict[str, Any]]
+) -> list[str]:
+    """Fields whose InfluxDB type differs from the type of the truth's value."""
+    wanted: dict[tuple[str, str], str] = {}
+    for row in truth:
+        for name, value in row["fields"].items():
+            wanted[(row["measurement"], name)] = _INFLUX_TYPES[type(value)]
+    stored: dict[tuple[str, str], str] = {}
+    for measurement in sorted({m for m, _ in wanted}):
+        answer = influxd.query(f'SHOW FIELD KEYS FROM "{measurement}"', db=database)
+        for series in answer["results"][0].get("series", []):
+            for name, kind in series["values"]:
+                stored[(measurement, name)] = kind
+    return [
+        f"{key}: truth {kind}, InfluxDB {stored.get(key)}"
+        for key, kind in sorted(wanted.items())
+        if stored.get(key) != kind
+    ]

@@ -1,0 +1,57 @@
+"""Imports point one way (STYLE.md): pure stages do no I/O, simulators never see the gateway."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PURE = ["gateway/decode.py", "gateway/normalize.py", "gateway/lineprotocol.py", "gateway/model.py"]
+PURE += [str(p.relative_to(ROOT)) for p in (ROOT / "gateway/profiles").glob("*.py")]
+IO_MODULES = {"asyncio", "aiohttp", "mqtt5", "socket", "sqlite3", "gateway.ingest",
+              "gateway.pipeline", "gateway.sinks", "gateway.sinks.influx"}  # fmt: skip
+
+
+def imported_modules(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize("module", PURE)
+def test_pure_stages_do_no_io(module: str) -> None:
+    assert imported_modules(ROOT / module) & IO_MODULES == set()
+
+
+def test_only_ingest_imports_the_mqtt_client() -> None:
+    users = {
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "gateway").rglob("*.py")
+        if {"mqtt5", "paho", "paho.mqtt.client", "aiomqtt"} & imported_modules(path)
+    }
+    assert users == {"gateway/ingest.py"}
+
+
+def test_only_the_influx_sink_speaks_http() -> None:
+    users = {
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "gateway").rglob("*.py")
+        if "aiohttp" in imported_modules(path)
+    }
+    assert users == {"gateway/sinks/influx.py"}
+
+
+def test_simulators_never_import_the_gateway() -> None:
+    offenders = [
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "simulators").rglob("*.py")
+        if any(name == "gateway" or name.startswith("gateway.") for name in imported_modules(path))
+    ]
+    assert offenders == []

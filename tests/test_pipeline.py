@@ -1,0 +1,169 @@
+"""The pipeline's own rules, with real in-process implementations of its interfaces.
+
+A RecordingSink stands in for InfluxDB and a QueueIngest for MQTT; the end-to-end tests run the
+same code against the real servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from pathlib import Path
+
+import orjson
+import pytest
+
+from gateway.config import GatewaySettings
+from gateway.deadletter import DeadLetterStore
+from gateway.errors import SinkError
+from gateway.model import Message
+from gateway.pipeline import Gateway
+from gateway.profiles.registry import load_directory
+from gateway.sinks.recording import RecordingSink
+
+PROFILES = Path(__file__).resolve().parent.parent / "device_profiles"
+LIGHT_TOPIC = "city/lighting/di-su/sl-0001/telemetry"
+
+
+class QueueIngest:
+    """An Ingest that delivers what the test feeds it and records acknowledgements."""
+
+    def __init__(self) -> None:
+        self.acked: list[object] = []
+        self.paused = False
+        self._stop = asyncio.Event()
+
+    async def run(self) -> None:
+        await self._stop.wait()
+
+    def ack(self, tokens: Iterable[object]) -> None:
+        self.acked.extend(token for token in tokens if token is not None)
+
+    def pause(self) -> None:
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+
+    async def stop(self) -> None:
+        self._stop.set()
+
+
+def light(n: int) -> bytes:
+    return orjson.dumps(
+        {
+            "ts": 1795482000000 + n * 60_000,
+            "lamp": {"state": "ON", "dim": 100, "fault": 0},
+            "elec": {"p_w": 150.0, "v": 230.0, "i_a": 0.65, "e_kwh": 10.0 + n},
+        }
+    )
+
+
+def message(topic: str, payload: bytes, token: int) -> Message:
+    return Message(topic, payload, 1_000, False, token)
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path) -> tuple[Gateway, RecordingSink, QueueIngest]:
+    settings = GatewaySettings(
+        batch={"max_points": 3, "max_age_s": 0.05}, spool={"dir": str(tmp_path)}
+    )
+    sink, ingest = RecordingSink(), QueueIngest()
+    instance = Gateway(
+        settings,
+        load_directory(PROFILES),
+        sink=sink,
+        dead_letters=DeadLetterStore(tmp_path / "dl.sqlite3"),
+        ingest=ingest,
+    )
+    return instance, sink, ingest
+
+
+async def run_briefly(gateway: Gateway) -> None:
+    """Run the pipeline for a moment, then stop it the way SIGTERM does (drain, ack)."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(gateway.run(stop))
+    await asyncio.sleep(0.2)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+
+
+async def test_acks_follow_the_write_in_order(
+    gateway: tuple[Gateway, RecordingSink, QueueIngest],
+) -> None:
+    instance, sink, ingest = gateway
+    for n in range(7):
+        instance.on_message(message(LIGHT_TOPIC, light(n), token=n))
+    assert ingest.acked == []  # nothing is acknowledged before InfluxDB accepted it
+    await run_briefly(instance)
+    assert len(sink.lines) == 7
+    assert ingest.acked == list(range(7))
+    assert [len(lines) for _, _, lines in sink.writes] == [3, 3, 1]  # size, then age
+
+
+async def test_bad_messages_are_dead_lettered_and_acknowledged(
+    gateway: tuple[Gateway, RecordingSink, QueueIngest],
+) -> None:
+    instance, sink, ingest = gateway
+    instance.on_message(message(LIGHT_TOPIC, b"not json", token=1))
+    instance.on_message(message("city/lighting/nowhere", light(0), token=2))
+    instance.on_message(message(LIGHT_TOPIC, light(1), token=3))
+    await run_briefly(instance)
+    assert ingest.acked == [1, 2, 3]
+    assert len(sink.lines) == 1
+    assert instance.metrics.dead_letters == {"invalid_json": 1, "unknown_topic": 1}
+    store = DeadLetterStore(instance.dead_letters.path)
+    assert store.counts_by_reason() == {"invalid_json": 1, "unknown_topic": 1}
+    [(_, newest), *_] = store.latest()
+    assert newest.topic == "city/lighting/nowhere"
+    store.close()
+
+
+async def test_retryable_failures_keep_the_data_and_the_ack(
+    gateway: tuple[Gateway, RecordingSink, QueueIngest],
+) -> None:
+    instance, sink, ingest = gateway
+    sink.failures = [
+        SinkError("down", retryable=True, retry_after_s=0.01, status=503),
+        SinkError("busy", retryable=True, retry_after_s=0.01, status=429),
+    ]
+    instance.on_message(message(LIGHT_TOPIC, light(0), token=1))
+    await run_briefly(instance)
+    assert len(sink.lines) == 1
+    assert ingest.acked == [1]
+    assert instance.metrics.write_retries == 2
+
+
+async def test_a_line_influx_refuses_is_isolated_and_dead_lettered(
+    gateway: tuple[Gateway, RecordingSink, QueueIngest],
+) -> None:
+    instance, _, ingest = gateway
+
+    class RefusesOneLine(RecordingSink):
+        async def write(self, lines: list[str], database: str | None, rp: str | None) -> None:
+            if any("energy_kwh=11.0" in line for line in lines):
+                raise SinkError("field type conflict", retryable=False, status=400)
+            await super().write(lines, database, rp)
+
+    refusing = RefusesOneLine()
+    instance.sink = refusing
+    for n in range(3):
+        instance.on_message(message(LIGHT_TOPIC, light(n), token=n))
+    await run_briefly(instance)
+    assert len(refusing.lines) == 2  # the two good lines of the batch were still written
+    assert ingest.acked == [0, 1, 2]
+    assert instance.metrics.lines_rejected == 1
+    store = DeadLetterStore(instance.dead_letters.path)
+    assert store.counts_by_reason() == {"rejected_by_influx": 1}
+    store.close()
+
+
+async def test_intake_pauses_when_the_writer_falls_behind(
+    gateway: tuple[Gateway, RecordingSink, QueueIngest],
+) -> None:
+    instance, _, ingest = gateway
+    for n in range(3 * instance.settings.batch.max_pending):
+        instance.on_message(message(LIGHT_TOPIC, light(n), token=n))
+    assert ingest.paused
+    await run_briefly(instance)
+    assert len(ingest.acked) == 3 * instance.settings.batch.max_pending
