@@ -1,0 +1,5 @@
+"""`python -m simulators run ...`."""
+
+from simulators.cli import main
+
+raise SystemExit(main())

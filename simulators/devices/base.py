@@ -1,0 +1,66 @@
+"""What every device model offers the fleet, and how a model is registered."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
+
+from simulators.truth import TruthReading
+
+
+class Telemetry(NamedTuple):
+    """One MQTT message as a device would send it, and the readings it carries."""
+
+    payload: bytes
+    readings: list[TruthReading]
+
+
+class Device(Protocol):
+    """A device model: a topic, a reporting interval and a way to report at a simulated time."""
+
+    @property
+    def device_id(self) -> str: ...
+
+    @property
+    def topic(self) -> str: ...
+
+    @property
+    def interval_s(self) -> int: ...
+
+    def next_message(self, sim_time_ms: int) -> Telemetry:
+        """The report due at `sim_time_ms` (epoch ms); advances the device's own state."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSpec:
+    """Who a device is. `rng` is the device's own seeded stream, so adding devices of one kind
+    never changes what the others send."""
+
+    device_id: str
+    district: str
+    rng: random.Random
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceKind:
+    """A registered device model: `name` is its CLI flag (--lighting) and summary key, `label`
+    what the help text calls the devices."""
+
+    name: str
+    label: str
+    id_prefix: str
+    measurement: str
+    interval_s: int
+    build: Callable[[DeviceSpec], Device]
+
+    def device_id(self, index: int) -> str:
+        """Device ids are the kind's prefix and a 1-based, zero-padded index: sl-0001."""
+        return f"{self.id_prefix}-{index:04d}"
+
+
+def gauss_factor(rng: random.Random, sigma: float) -> float:
+    """Multiplicative noise around 1, never negative."""
+    return max(0.0, rng.gauss(1.0, sigma))

@@ -1,0 +1,80 @@
+"""The whole chain with real processes: simulators -> mosquitto -> gateway -> influxd."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.harness import (
+    GatewayProcess,
+    compare_with_truth,
+    field_type_mismatches,
+    gateway_config,
+    load_truth,
+    run_simulators,
+    start_simulators,
+    truth_counts,
+    wait_for_counts,
+)
+from tests.servers import Influxd, Mosquitto
+
+pytestmark = pytest.mark.integration
+
+
+def test_ten_thousand_readings_arrive_exactly(
+    tmp_path: Path, mosquitto: Mosquitto, influxd: Influxd, influx_db: str
+) -> None:
+    config = gateway_config(tmp_path / "gateway.toml", mosquitto, influxd, influx_db)
+    truth_file = tmp_path / "truth.jsonl"
+    summary_file = tmp_path / "summary.json"
+    with GatewayProcess(config) as gateway:
+        run_simulators(
+            mosquitto, truth_file,
+            "--lighting", "40", "--water", "40", "--traffic", "40",
+            "--messages", "6200", "--rate", "0", "--seed", "7",
+            "--start", "2026-11-23T00:00:00Z", "--summary-json", str(summary_file),
+        )  # fmt: skip
+        truth = load_truth(truth_file)
+        expected = truth_counts(truth)
+        stored = wait_for_counts(influxd, influx_db, expected)
+        assert gateway.stop() == 0
+    summary = json.loads(summary_file.read_text())
+    assert summary["readings"] == len(truth) >= 10_000
+    assert set(expected) == {"streetlight", "water_flow", "traffic_flow"}
+    assert stored == expected
+    missing, extra, differences = compare_with_truth(influxd, influx_db, truth)
+    assert (missing, extra, differences[:5]) == (0, 0, [])
+    assert field_type_mismatches(influxd, influx_db, truth) == []
+    assert "Traceback" not in gateway.log()
+
+
+def test_broker_restart_mid_stream_loses_nothing(
+    tmp_path: Path, mosquitto: Mosquitto, influxd: Influxd, influx_db: str
+) -> None:
+    config = gateway_config(tmp_path / "gateway.toml", mosquitto, influxd, influx_db)
+    truth_file = tmp_path / "truth.jsonl"
+    with GatewayProcess(config) as gateway:
+        # 5,000 lighting/water readings (one per message) at 1,000 messages/s: ~5 s of stream.
+        publisher = start_simulators(
+            mosquitto, truth_file,
+            "--lighting", "25", "--water", "25", "--traffic", "0",
+            "--messages", "5000", "--rate", "1000", "--seed", "11",
+            "--start", "2026-11-23T00:00:00Z",
+        )  # fmt: skip
+        gateway.wait_for_log("subscribed to")
+        import time  # noqa: PLC0415
+
+        time.sleep(2.0)
+        assert publisher.poll() is None, "the stream ended before the broker restart"
+        mosquitto.restart(down_s=1.0)
+        assert publisher.wait(timeout=120) == 0
+        gateway.wait_for_log("subscribed to", occurrences=2)
+        truth = load_truth(truth_file)
+        assert len(truth) == 5000
+        stored = wait_for_counts(influxd, influx_db, truth_counts(truth))
+        assert gateway.stop() == 0
+    assert sum(stored.values()) == 5000
+    missing, extra, differences = compare_with_truth(influxd, influx_db, truth)
+    assert (missing, extra, differences[:5]) == (0, 0, [])
