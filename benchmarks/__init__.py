@@ -1,0 +1,1 @@
+"""Benchmarks: commands that print numbers. Not part of the test suite (no timed tests)."""
