@@ -27,6 +27,7 @@ demo: venv
 
 bench: venv
 	$(PYTHON) -m benchmarks
+	$(PYTHON) -m benchmarks.drain
 
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis .demo build dist
