@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from gateway.config import GatewaySettings, load_settings
+from gateway.deadletter import DEAD_LETTER_FILE, DeadLetterStore
 from gateway.decode import decoder_for
 from gateway.errors import ConfigError, DecodeError, GatewayError, ProfileError
 from gateway.lineprotocol import encode_point
@@ -33,6 +34,8 @@ app = typer.Typer(
 )
 profiles_app = typer.Typer(no_args_is_help=True, help="Write, check and try device profiles.")
 app.add_typer(profiles_app, name="profiles")
+deadletter_app = typer.Typer(no_args_is_help=True, help="Inspect messages the gateway refused.")
+app.add_typer(deadletter_app, name="deadletter")
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="gateway.toml (env GATEWAY_* overrides it)")
@@ -169,3 +172,46 @@ def _payload_bytes(text: str) -> bytes:
     except (OSError, ValueError, binascii.Error) as exc:
         raise ConfigError(f"--payload {text[:40]!r}: {exc}") from exc
     return text.encode()
+
+
+@deadletter_app.command("list")
+def deadletter_list(
+    config: ConfigOption = None,
+    limit: Annotated[int, typer.Option(help="How many of the newest to show")] = 20,
+) -> None:
+    """Counts by reason, then the newest dead letters (id, time, reason, profile, topic)."""
+    store = _open_dead_letters(config)
+    for reason, count in store.counts_by_reason().items():
+        typer.echo(f"{count:>8}  {reason}")
+    for letter_id, letter in store.latest(limit):
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(letter.received_ns / 1e9))
+        typer.echo(
+            f"#{letter_id}\t{when}\t{letter.reason}\t{letter.profile_id or '-'}\t{letter.topic}"
+        )
+    store.close()
+
+
+@deadletter_app.command("show")
+def deadletter_show(
+    letter_id: Annotated[int, typer.Argument(help="Id from `gateway deadletter list`")],
+    config: ConfigOption = None,
+) -> None:
+    """One dead letter in full: topic, reason, detail and the payload as sent."""
+    store = _open_dead_letters(config)
+    letter = store.get(letter_id)
+    store.close()
+    if letter is None:
+        raise ConfigError(f"no dead letter #{letter_id}")
+    typer.echo(f"topic:   {letter.topic}\nreason:  {letter.reason}\ndetail:  {letter.detail}")
+    typer.echo(f"profile: {letter.profile_id or '-'}\nreceived_ns: {letter.received_ns}")
+    try:
+        typer.echo(f"payload: {letter.payload.decode('utf-8')}")
+    except UnicodeDecodeError:
+        typer.echo(f"payload (hex): {letter.payload.hex()}")
+
+
+def _open_dead_letters(config: Path | None) -> DeadLetterStore:
+    path = load_settings(config).spool.dir / DEAD_LETTER_FILE
+    if not path.exists():
+        raise ConfigError(f"{path}: no dead-letter store yet (the gateway creates it on start)")
+    return DeadLetterStore(path)

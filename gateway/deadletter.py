@@ -12,6 +12,9 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+DEAD_LETTER_FILE = "deadletter.sqlite3"
+"""Its name inside the `[spool] dir`."""
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -93,6 +96,14 @@ class DeadLetterStore:
             (limit,),
         )
         return [(row[0], DeadLetter(*row[1:])) for row in rows]
+
+    def get(self, letter_id: int) -> DeadLetter | None:
+        row = self._db.execute(
+            "SELECT received_ns, topic, payload, reason, detail, profile_id"
+            " FROM dead_letters WHERE id = ?",
+            (letter_id,),
+        ).fetchone()
+        return DeadLetter(*row) if row else None
 
     def close(self) -> None:
         self._db.close()

@@ -20,7 +20,7 @@ import time
 
 from gateway.batcher import Batch, Batcher
 from gateway.config import GatewaySettings
-from gateway.deadletter import DeadLetter, DeadLetterStore
+from gateway.deadletter import DEAD_LETTER_FILE, DeadLetter, DeadLetterStore
 from gateway.decode import decoder_for
 from gateway.errors import DecodeError, SinkError
 from gateway.ingest import Ingest, MqttIngest
@@ -52,9 +52,7 @@ class Gateway:
         self.registry = registry
         self.metrics = Metrics()
         self.sink: Sink = sink if sink is not None else InfluxSink(settings.influx)
-        self.dead_letters = dead_letters or DeadLetterStore(
-            settings.spool.dir / "deadletter.sqlite3"
-        )
+        self.dead_letters = dead_letters or DeadLetterStore(settings.spool.dir / DEAD_LETTER_FILE)
         self.batcher = Batcher(settings.batch.max_points, settings.batch.max_age_s)
         self.ingest: Ingest = ingest or MqttIngest(
             settings.mqtt, settings.mqtt.topics or registry.subscriptions, self.on_message

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -64,8 +68,6 @@ def test_broker_restart_mid_stream_loses_nothing(
             "--start", "2026-11-23T00:00:00Z",
         )  # fmt: skip
         gateway.wait_for_log("subscribed to")
-        import time  # noqa: PLC0415
-
         time.sleep(2.0)
         assert publisher.poll() is None, "the stream ended before the broker restart"
         mosquitto.restart(down_s=1.0)
@@ -78,3 +80,37 @@ def test_broker_restart_mid_stream_loses_nothing(
     assert sum(stored.values()) == 5000
     missing, extra, differences = compare_with_truth(influxd, influx_db, truth)
     assert (missing, extra, differences[:5]) == (0, 0, [])
+
+
+def test_a_malformed_payload_is_dead_lettered_and_the_gateway_carries_on(
+    tmp_path: Path, mosquitto: Mosquitto, influxd: Influxd, influx_db: str
+) -> None:
+    config = gateway_config(tmp_path / "gateway.toml", mosquitto, influxd, influx_db)
+    topic = "city/lighting/di-su/sl-0001/telemetry"
+    good = (
+        '{"ts": 1795482000000, "lamp": {"state": "ON", "dim": 50, "fault": 0},'
+        ' "elec": {"p_w": 75.0, "v": 230.0, "i_a": 0.33, "e_kwh": 1.0}}'
+    )
+    with GatewayProcess(config) as gateway:
+        for payload in ("{broken json", good):
+            subprocess.run(
+                ["mosquitto_pub", "-p", str(mosquitto.port), "-q", "1", "-t", topic, "-m", payload],
+                check=True,
+            )
+        stored = wait_for_counts(influxd, influx_db, Counter({"streetlight": 1}))
+        assert gateway.stop() == 0
+    assert stored == Counter({"streetlight": 1})
+    listing = subprocess.run(
+        [sys.executable, "-m", "gateway", "deadletter", "list", "--config", str(config)],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    assert "       1  invalid_json" in listing.stdout
+    assert topic in listing.stdout
+    shown = subprocess.run(
+        [sys.executable, "-m", "gateway", "deadletter", "show", "1", "--config", str(config)],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    assert "payload: {broken json" in shown.stdout
+    assert (
+        "dead letter (invalid_json): topic=city/lighting/di-su/sl-0001/telemetry" in gateway.log()
+    )
