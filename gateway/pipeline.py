@@ -211,12 +211,20 @@ class Gateway:
             ager = group.create_task(self._seal_by_age(), name="batch-age")
             receiver = group.create_task(self.ingest.run(), name="mqtt")
             await stop.wait()
+            log.info("stopping: no new messages; writing and acknowledging what is in hand")
             await self._drain(drain_timeout_s)
             await self.ingest.stop()
             for task in (writer, ager, receiver):
                 task.cancel()
         await self.sink.close()
         self.dead_letters.close()
+        log.info(
+            "stopped: %d messages received, %d acknowledged, points written %s, dead letters %s",
+            self.metrics.messages_received,
+            self.metrics.messages_acked,
+            dict(self.metrics.points_written),
+            dict(self.metrics.dead_letters),
+        )
 
     async def _drain(self, timeout_s: float) -> None:
         self._stopping = True
