@@ -6,6 +6,7 @@ Secrets are `SecretStr`, so they print as `**********` in logs and reprs.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -164,11 +165,13 @@ def format_validation_error(source: str, exc: ValidationError) -> str:
     lines = []
     for error in exc.errors(include_url=False):
         where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        env_name = "GATEWAY_" + "__".join(str(part) for part in error["loc"]).upper()
+        origin = env_name if env_name in os.environ else source
         message = error["msg"]
         if error["type"] == "extra_forbidden":
             message = "unknown key (check the spelling against gateway.example.toml)"
         got = error.get("input")
         shown = "" if isinstance(got, dict) or "password" in where or "token" in where else got
         suffix = f" (got: {shown!r})" if shown not in ("", None) else ""
-        lines.append(f"{source}: {where}: {message}{suffix}")
+        lines.append(f"{origin}: {where}: {message}{suffix}")
     return "\n".join(lines)
