@@ -20,7 +20,7 @@ lint: venv
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
 	$(PYTHON) -m mypy
-	$(PYTHON) -m mypy tests/servers.py
+	$(PYTHON) -m mypy tests scripts/demo.py
 
 demo: venv
 	$(PYTHON) scripts/demo.py $(if $(DURATION),--duration $(DURATION))

@@ -1,18 +1,66 @@
 """Payload bytes -> a structure that field paths can walk. Pure and synchronous.
 
-Every failure is a DecodeError with a stable reason slug; nothing else escapes.
+`decoder_for` compiles a profile's `decode:` spec once into a closure; per message only that
+closure runs. Every failure is a DecodeError with a stable reason slug; nothing else escapes.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import csv
+import re
+import struct
 from collections.abc import Callable
 from typing import Any
 
 import orjson
+from pydantic import TypeAdapter
 
 from gateway.errors import DecodeError
+from gateway.profiles.compile import MISSING, make_getter
+from gateway.profiles.schema import (
+    BinaryDecodeSpec,
+    BinaryFieldSpec,
+    BinaryLayoutSpec,
+    ChirpstackV4DecodeSpec,
+    CsvDecodeSpec,
+    DecodeSpec,
+    JsonBinarySpec,
+    JsonDecodeSpec,
+    KeyValueDecodeSpec,
+    RawDecodeSpec,
+    TtsV3DecodeSpec,
+)
 
 Decoder = Callable[[bytes], Any]
+
+_SPEC: TypeAdapter[DecodeSpec] = TypeAdapter(DecodeSpec)  # type: ignore[arg-type]  # mypy reads an Annotated union as a value, not a type form
+
+# Where the LoRaWAN network servers put the device's frame (base64) in their uplink JSON.
+# ChirpStack v4: integration.UplinkEvent, protobuf JSON mapping (camelCase, bytes as base64).
+# The Things Stack v3: ApplicationUp.uplink_message.frm_payload.
+_ENVELOPE_DATA = {"chirpstack_v4": "data", "tts_v3": "uplink_message.frm_payload"}
+
+
+def decoder_for(spec: DecodeSpec | str) -> Decoder:  # noqa: PLR0911  # one return per format
+    """Compile a profile's `decode:` spec (or a bare format name with defaults) into a decoder."""
+    if isinstance(spec, str):
+        spec = _SPEC.validate_python({"format": spec})
+    match spec:
+        case JsonDecodeSpec(binary=JsonBinarySpec() as binary):
+            return _envelope(binary.path, binary.encoding, binary.layout)
+        case ChirpstackV4DecodeSpec() | TtsV3DecodeSpec():
+            return _envelope(_ENVELOPE_DATA[spec.format], "base64", spec.layout)
+        case BinaryDecodeSpec():
+            return compile_layout(spec)
+        case CsvDecodeSpec():
+            return _csv(spec)
+        case KeyValueDecodeSpec():
+            return _keyvalue(spec)
+        case RawDecodeSpec():
+            return _raw(spec)
+    return decode_json
 
 
 def decode_json(payload: bytes) -> Any:
@@ -22,9 +70,167 @@ def decode_json(payload: bytes) -> Any:
         raise DecodeError("invalid_json", str(exc)) from None
 
 
-DECODERS: dict[str, Decoder] = {"json": decode_json}
+# --- text ------------------------------------------------------------------------------------
+
+_INT = re.compile(r"[+-]?[0-9]+", re.ASCII)
+_FLOAT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+_INT64 = 2**63  # InfluxDB integers are int64; wider integers are kept as (lossy) floats
 
 
-def decoder_for(payload_format: str) -> Decoder:
-    """The decoder for a profile's `decode.format` (validated by the profile schema)."""
-    return DECODERS[payload_format]
+def _text(payload: bytes) -> str:
+    try:
+        return payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DecodeError("invalid_text", f"not UTF-8: {exc.reason} at byte {exc.start}") from None
+
+
+def parse_scalar(text: str) -> int | float | str | None:
+    """A cell of a text payload: '' is missing, numbers become int or float, the rest stays.
+
+    Only plain decimal notation counts as a number (not '1_000', 'nan', 'inf' or non-ASCII
+    digits, which Python's int()/float() would accept).
+    """
+    value = text.strip()
+    if not value:
+        return None
+    if _INT.fullmatch(value) and len(value) <= 20:  # 19 digits + sign
+        number = int(value)
+        if -_INT64 <= number < _INT64:
+            return number
+    if _FLOAT.fullmatch(value):
+        return float(value)
+    return value
+
+
+def _csv(spec: CsvDecodeSpec) -> Decoder:
+    columns = tuple(spec.columns)
+    delimiter = spec.delimiter
+
+    def decode(payload: bytes) -> dict[str, Any]:
+        line = _text(payload).strip("\r\n")
+        if "\n" in line or "\r" in line:
+            raise DecodeError("invalid_csv", "one line per message, got several")
+        try:
+            rows = list(csv.reader([line], delimiter=delimiter, strict=True))
+        except csv.Error as exc:
+            raise DecodeError("invalid_csv", str(exc)) from None
+        cells = rows[0] if rows else []
+        if len(cells) != len(columns):
+            raise DecodeError(
+                "wrong_column_count", f"expected {len(columns)} columns, got {len(cells)}"
+            )
+        return {name: parse_scalar(cell) for name, cell in zip(columns, cells, strict=True)}
+
+    return decode
+
+
+def _keyvalue(spec: KeyValueDecodeSpec) -> Decoder:
+    pair_separator, kv_separator = spec.pair_separator, spec.kv_separator
+
+    def decode(payload: bytes) -> dict[str, Any]:
+        document: dict[str, Any] = {}
+        for pair in _text(payload).split(pair_separator):
+            if not pair.strip():
+                continue  # a trailing or doubled separator
+            key, found, value = pair.partition(kv_separator)
+            key = key.strip()
+            if not found or not key:
+                raise DecodeError("invalid_keyvalue", f"not key{kv_separator}value: {pair!r}")
+            document[key] = parse_scalar(value)
+        if not document:
+            raise DecodeError("invalid_keyvalue", "no key=value pair")
+        return document
+
+    return decode
+
+
+def _raw(spec: RawDecodeSpec) -> Decoder:
+    if spec.value_type == "text":
+        return lambda payload: {"value": _text(payload).strip()}
+
+    def decode(payload: bytes) -> dict[str, Any]:
+        value = parse_scalar(_text(payload))
+        if type(value) is not int and type(value) is not float:
+            raise DecodeError("invalid_number", f"not a number: {payload[:40]!r}")
+        return {"value": value}
+
+    return decode
+
+
+# --- binary ----------------------------------------------------------------------------------
+
+_STRUCT_CODES = {
+    "u8": "B",
+    "i8": "b",
+    "u16": "H",
+    "i16": "h",
+    "u32": "I",
+    "i32": "i",
+    "u64": "Q",
+    "i64": "q",
+    "f32": "f",
+    "f64": "d",
+}
+
+Unpacker = Callable[[bytes], dict[str, int | float]]
+
+
+def compile_layout(layout: BinaryLayoutSpec) -> Unpacker:
+    """One precompiled struct per field; the frame must reach the end of the furthest field."""
+    prefix = ">" if layout.byte_order == "big" else "<"
+    readers = tuple(_field_reader(name, field, prefix) for name, field in layout.fields.items())
+    needed = max(field.offset + field.size for field in layout.fields.values())
+
+    def unpack(frame: bytes) -> dict[str, int | float]:
+        if len(frame) < needed:
+            raise DecodeError("too_short", f"need {needed} bytes, got {len(frame)}")
+        return dict(read(frame) for read in readers)
+
+    return unpack
+
+
+def _field_reader(
+    name: str, field: BinaryFieldSpec, prefix: str
+) -> Callable[[bytes], tuple[str, int | float]]:
+    unpack_from = struct.Struct(prefix + _STRUCT_CODES[field.type]).unpack_from
+    offset = field.offset
+    if field.bits is None:
+        return lambda frame: (name, unpack_from(frame, offset)[0])
+    start, length = (int(part) for part in field.bits.split(":"))
+    mask = (1 << length) - 1
+    # Python's >> and & on a negative int act on its two's complement, as C would on the bytes.
+    return lambda frame: (name, (unpack_from(frame, offset)[0] >> start) & mask)
+
+
+# --- envelopes -------------------------------------------------------------------------------
+
+
+def _envelope(path: str, encoding: str, layout: BinaryLayoutSpec) -> Decoder:
+    get = make_getter(path, relative=False)
+    to_bytes = _from_base64 if encoding == "base64" else _from_hex
+    unpack = compile_layout(layout)
+
+    def decode(payload: bytes) -> dict[str, Any]:
+        document = decode_json(payload)
+        if type(document) is not dict:
+            raise DecodeError("invalid_envelope", "the JSON document is not an object")
+        text = get(document, document)
+        if text is MISSING or type(text) is not str:
+            raise DecodeError("missing_field", f"no {encoding} text at {path!r}")
+        return {**document, "payload": unpack(to_bytes(text))}
+
+    return decode
+
+
+def _from_base64(text: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:  # ValueError: non-ASCII text
+        raise DecodeError("invalid_base64", str(exc)) from None
+
+
+def _from_hex(text: str) -> bytes:
+    try:
+        return bytes.fromhex(text)
+    except ValueError as exc:
+        raise DecodeError("invalid_hex", str(exc)) from None

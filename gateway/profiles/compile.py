@@ -15,7 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gateway.model import FieldValue
-from gateway.profiles.schema import FieldSpec, ProfileSpec, TagSpec, TimeSpec
+from gateway.profiles.schema import DecodeSpec, FieldSpec, ProfileSpec, TagSpec, TimeSpec
 from gateway.profiles.topics import TopicPattern, parse_pattern
 
 MISSING: Any = object()
@@ -52,7 +52,7 @@ class CompiledProfile:
     domain: str
     file: str
     pattern: TopicPattern
-    format: str
+    format: DecodeSpec  # the whole `decode:` spec; gateway.decode.decoder_for compiles it
     readings: Getter | None
     time_ns: Callable[[Any, Any, int], int]  # (reading, root, received_ns) -> ns
     measurement: str
@@ -70,7 +70,7 @@ def compile_profile(spec: ProfileSpec, file: str) -> CompiledProfile:
         domain=spec.domain,
         file=file,
         pattern=parse_pattern(spec.match.topic),
-        format=spec.decode.format,
+        format=spec.decode,
         readings=make_getter(spec.readings.path, relative=False) if spec.readings else None,
         time_ns=_compile_time(spec.time, relative=spec.readings is not None),
         measurement=spec.output.measurement,
@@ -216,9 +216,13 @@ def _number(raw: Any) -> float | int:
 
 
 def _linear(factor: float, shift: float) -> Callable[[float], float]:
-    if shift == 0.0:
-        return lambda value: value * factor
-    return lambda value: value * factor + shift
+    def convert(value: float) -> float:
+        result = value * factor + shift
+        if not math.isfinite(result):  # e.g. 1.7e308 L/s in m^3/h: line protocol has no inf
+            raise FieldDropped("not_finite")
+        return result
+
+    return convert
 
 
 def _in_range(low: float | None, high: float | None) -> Callable[[float], float]:
@@ -282,12 +286,24 @@ class BadTimestamp(Exception):  # noqa: N818  # signal caught by normalize, beco
     """The reading's timestamp is missing or unparseable."""
 
 
+# InfluxDB stores int64 nanoseconds (years 1677-2262) and rejects the line otherwise.
+_MIN_NS, _MAX_NS = -(2**63), 2**63 - 1
+
+
+def _in_ns_range(time_ns: int) -> int:
+    if not _MIN_NS <= time_ns <= _MAX_NS:
+        raise BadTimestamp("bad_timestamp")
+    return time_ns
+
+
 def _epoch_parser(scale: int) -> Callable[[Any], int]:
     def parse(raw: Any) -> int:
         if type(raw) is int:
-            return raw * scale
-        if type(raw) is float and math.isfinite(raw):
-            return round(raw * scale)
+            return _in_ns_range(raw * scale)
+        if type(raw) is float:
+            scaled = raw * scale
+            if math.isfinite(scaled):  # round(inf) raises OverflowError: 1.7e308 s overflows
+                return _in_ns_range(round(scaled))
         raise BadTimestamp("bad_timestamp")
 
     return parse
@@ -312,6 +328,8 @@ def _iso8601_parser(zone_name: str) -> Callable[[Any], int]:
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=zone)
         delta = moment - epoch  # exact integer arithmetic, unlike timestamp() floats
-        return (delta.days * 86400 + delta.seconds) * 10**9 + delta.microseconds * 1000
+        return _in_ns_range(
+            (delta.days * 86400 + delta.seconds) * 10**9 + delta.microseconds * 1000
+        )
 
     return parse

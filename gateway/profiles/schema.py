@@ -6,9 +6,18 @@ One YAML file per device model. The technician-facing documentation of every key
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from gateway.profiles.topics import parse_pattern
 
@@ -23,23 +32,166 @@ class _Strict(BaseModel):
 class MatchSpec(_Strict):
     topic: str = Field(
         description="MQTT topic pattern; {name} captures one level, e.g. "
-        "city/water/{district}/{device_id}/telemetry. Must capture {device_id}."
+        "city/water/{district}/{device_id}/telemetry. Capture {device_id} here unless "
+        "tags.device_id reads it from the payload (LoRaWAN network servers)."
     )
 
     @field_validator("topic")
     @classmethod
     def _valid_pattern(cls, value: str) -> str:
-        pattern = parse_pattern(value)
-        if "device_id" not in pattern.segment_names:
-            raise ValueError("the pattern must capture the device identity as {device_id}")
+        parse_pattern(value)
         return value
+
+
+_BINARY_TYPE_DOC = (
+    "u8/i8/u16/i16/u32/i32/u64/i64: unsigned/signed integers of 8-64 bits; "
+    "f32/f64: IEEE 754 floats."
+)
+BinaryType = Literal["u8", "i8", "u16", "i16", "u32", "i32", "u64", "i64", "f32", "f64"]
+BINARY_SIZES: dict[str, int] = {"8": 1, "16": 2, "32": 4, "64": 8}
+
+
+class BinaryFieldSpec(_Strict):
+    offset: int = Field(ge=0, le=65535, description="Byte offset of the value, 0 = first byte.")
+    type: BinaryType = Field(description=_BINARY_TYPE_DOC)
+    bits: str | None = Field(
+        None,
+        pattern=r"^[0-9]{1,2}:[0-9]{1,2}$",
+        description="Bit field inside an integer, 'start:length' with bit 0 the least "
+        "significant, e.g. '1:3' for bits 1-3 (value 0-7). Absent: the whole integer.",
+    )
+
+    @property
+    def size(self) -> int:
+        return BINARY_SIZES[self.type[1:]]
+
+    @model_validator(mode="after")
+    def _bits_fit(self) -> BinaryFieldSpec:
+        if self.bits is None:
+            return self
+        if self.type.startswith("f"):
+            raise ValueError(f"bits only apply to integer types, not {self.type}")
+        start, length = (int(part) for part in self.bits.split(":"))
+        width = self.size * 8
+        if length < 1 or start + length > width:
+            raise ValueError(
+                f"bits {self.bits!r} do not fit a {width}-bit {self.type} "
+                f"(start + length must be at most {width}, length at least 1)"
+            )
+        return self
+
+
+class BinaryLayoutSpec(_Strict):
+    byte_order: Literal["big", "little"] = Field(
+        "big", description="Byte order of multi-byte values: big (network order) or little."
+    )
+    fields: dict[Annotated[str, Field(pattern=_IDENT)], BinaryFieldSpec] = Field(
+        min_length=1,
+        description="name -> {offset, type, bits}; the decoded numbers are addressed by name.",
+    )
+
+
+class JsonBinarySpec(_Strict):
+    path: str = Field(description="Dotted path of the base64 or hex text inside the JSON.")
+    encoding: Literal["base64", "hex"] = Field(
+        "base64", description="How the bytes are written as text."
+    )
+    layout: BinaryLayoutSpec = Field(
+        description="The byte layout; its fields appear under `payload.` (e.g. payload.power_w)."
+    )
 
 
 class JsonDecodeSpec(_Strict):
     format: Literal["json"] = Field(description="The payload is one JSON document.")
+    binary: JsonBinarySpec | None = Field(
+        None,
+        description="A binary frame carried as text inside the JSON (an envelope): decoded by "
+        "`layout` and added under the key `payload`; the rest of the JSON stays addressable.",
+    )
 
 
-DecodeSpec = Annotated[JsonDecodeSpec, Field(discriminator="format")]
+class ChirpstackV4DecodeSpec(_Strict):
+    format: Literal["chirpstack_v4"] = Field(
+        description="ChirpStack v4 'up' event JSON: the frame is base64 in `data`; use paths "
+        "like payload.<name>, deviceInfo.devEui, deviceInfo.tags.<tag>, rxInfo.0.rssi, time."
+    )
+    layout: BinaryLayoutSpec = Field(description="The byte layout of the device's frame.")
+
+
+class TtsV3DecodeSpec(_Strict):
+    format: Literal["tts_v3"] = Field(
+        description="The Things Stack v3 uplink JSON: the frame is base64 in "
+        "uplink_message.frm_payload; use paths like payload.<name>, "
+        "end_device_ids.device_id, uplink_message.rx_metadata.0.rssi, received_at."
+    )
+    layout: BinaryLayoutSpec = Field(description="The byte layout of the device's frame.")
+
+
+class BinaryDecodeSpec(BinaryLayoutSpec):
+    format: Literal["binary"] = Field(
+        description="The payload is a fixed binary layout; fields are addressed by name."
+    )
+
+
+_COLUMN = r"^[A-Za-z_][A-Za-z0-9_-]*$"
+
+
+class CsvDecodeSpec(_Strict):
+    format: Literal["csv"] = Field(
+        description="The payload is one delimited text line; numbers become numbers, an "
+        "empty cell counts as missing."
+    )
+    delimiter: str = Field(
+        ",", min_length=1, max_length=1, description="The one character between columns."
+    )
+    columns: list[Annotated[str, Field(pattern=_COLUMN)]] = Field(
+        min_length=1,
+        description="Column names in order; field paths name a column. A line with another "
+        "number of columns is dead-lettered (wrong_column_count).",
+    )
+
+    @model_validator(mode="after")
+    def _unique_columns(self) -> CsvDecodeSpec:
+        repeated = sorted({name for name in self.columns if self.columns.count(name) > 1})
+        if repeated:
+            raise ValueError(f"column names repeat: {repeated}")
+        return self
+
+
+class KeyValueDecodeSpec(_Strict):
+    format: Literal["keyvalue"] = Field(
+        description="The payload is text like V=230.1;I=0.66;STATE=ON; numbers become "
+        "numbers, spaces around keys and values are ignored, field paths name a key."
+    )
+    pair_separator: str = Field(";", min_length=1, description="Text between pairs.")
+    kv_separator: str = Field("=", min_length=1, description="Text between key and value.")
+
+    @model_validator(mode="after")
+    def _separators_differ(self) -> KeyValueDecodeSpec:
+        if self.pair_separator == self.kv_separator:
+            raise ValueError("pair_separator and kv_separator must differ")
+        return self
+
+
+class RawDecodeSpec(_Strict):
+    format: Literal["raw"] = Field(
+        description="The whole payload is one value, addressed as `path: value`."
+    )
+    value_type: Literal["number", "text"] = Field(
+        description="number: the text of an int or decimal number; text: UTF-8 text."
+    )
+
+
+DecodeSpec = Annotated[
+    JsonDecodeSpec
+    | ChirpstackV4DecodeSpec
+    | TtsV3DecodeSpec
+    | BinaryDecodeSpec
+    | CsvDecodeSpec
+    | KeyValueDecodeSpec
+    | RawDecodeSpec,
+    Field(discriminator="format"),
+]
 
 
 class ReadingsSpec(_Strict):
@@ -145,16 +297,67 @@ class ProfileSpec(_Strict):
     tags: dict[Annotated[str, Field(pattern=_IDENT)], TagSpec] = Field(default_factory=dict)
     fields: dict[Annotated[str, Field(pattern=_IDENT)], FieldSpec] = Field(min_length=1)
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _locate_in_yaml(cls, data: Any, handler: ModelWrapValidatorHandler[ProfileSpec]) -> Any:
+        """Drop the union tag pydantic puts in error locations (decode.csv.columns), so each
+        location is a path of YAML keys (decode.columns) that the loader maps to a line."""
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False)
+            if not any(_is_tagged(error["loc"]) for error in errors):
+                raise
+            raise ValidationError.from_exception_data(
+                exc.title,
+                [
+                    {
+                        "type": PydanticCustomError(
+                            error["type"], "{message}", {"message": error["msg"]}
+                        ),
+                        "loc": _untagged(error["loc"]),
+                        "input": error["input"],
+                    }
+                    for error in errors
+                ],
+            ) from None
+
     @model_validator(mode="after")
     def _tags_refer_to_topic(self) -> ProfileSpec:
         segments = parse_pattern(self.match.topic).segment_names
+        if "device_id" not in segments and "device_id" not in self.tags:
+            raise _located(
+                ("match", "topic"),
+                self.match.topic,
+                "the pattern must capture the device identity as {device_id}, or "
+                "tags.device_id must read it from the payload (path:)",
+            )
         for name, tag in self.tags.items():
             if tag.topic is not None and tag.topic not in segments:
                 raise ValueError(
                     f"tag {name!r} reads topic segment {{{tag.topic}}}, but the pattern "
-                    f"{self.match.topic!r} only has {', '.join(segments)}"
+                    f"{self.match.topic!r} only has {', '.join(segments) or 'no segments'}"
                 )
         clash = set(self.tags) & set(self.fields)
         if clash:
             raise ValueError(f"names used both as tag and field: {sorted(clash)}")
         return self
+
+
+def _located(loc: tuple[str, ...], value: object, message: str) -> ValidationError:
+    """An error a cross-field check reports at `loc`, so the YAML line points at the culprit."""
+    error = PydanticCustomError("value_error", "{message}", {"message": message})
+    return ValidationError.from_exception_data(
+        "ProfileSpec", [{"type": error, "loc": loc, "input": value}]
+    )
+
+
+_FORMATS = frozenset({"json", "chirpstack_v4", "tts_v3", "binary", "csv", "keyvalue", "raw"})
+
+
+def _is_tagged(loc: tuple[int | str, ...]) -> bool:
+    return len(loc) > 1 and loc[0] == "decode" and loc[1] in _FORMATS
+
+
+def _untagged(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    return (loc[0], *loc[2:]) if _is_tagged(loc) else loc
