@@ -122,42 +122,19 @@ class GatewayProcess:
             self.process.wait()
 
 
+def simulator_command(broker: Mosquitto, truth: Path, *args: str) -> list[str]:
+    return [
+        sys.executable, "-m", "simulators", "run",
+        "--broker", broker.address, "--truth", str(truth), "--quiet", *args,
+    ]  # fmt: skip
+
+
 def run_simulators(broker: Mosquitto, truth: Path, *args: str, timeout_s: float = 120.0) -> None:
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "simulators",
-            "run",
-            "--broker",
-            broker.address,
-            "--truth",
-            str(truth),
-            "--quiet",
-            *args,
-        ],
-        check=True,
-        cwd=ROOT,
-        timeout=timeout_s,
-    )
+    subprocess.run(simulator_command(broker, truth, *args), check=True, cwd=ROOT, timeout=timeout_s)
 
 
 def start_simulators(broker: Mosquitto, truth: Path, *args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "simulators",
-            "run",
-            "--broker",
-            broker.address,
-            "--truth",
-            str(truth),
-            "--quiet",
-            *args,
-        ],
-        cwd=ROOT,
-    )
+    return subprocess.Popen(simulator_command(broker, truth, *args), cwd=ROOT)
 
 
 def load_truth(path: Path) -> list[dict[str, Any]]:
