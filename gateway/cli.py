@@ -145,7 +145,7 @@ def profiles_test(
         raise ConfigError(f"topic {topic!r} does not match {wanted}")
     drops: list[Drop] = []
     try:
-        document = decoder_for(resolved.profile.format)(_payload_bytes(payload))
+        document = decoder_for(resolved.profile.decode_spec)(_payload_bytes(payload))
         points = normalize(resolved.profile, document, resolved.segments, time.time_ns(), drops)
     except DecodeError as exc:
         _print_drops(drops)

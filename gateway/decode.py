@@ -15,7 +15,6 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from pydantic import TypeAdapter
 
 from gateway.errors import DecodeError
 from gateway.profiles.compile import MISSING, make_getter
@@ -35,18 +34,14 @@ from gateway.profiles.schema import (
 
 Decoder = Callable[[bytes], Any]
 
-_SPEC: TypeAdapter[DecodeSpec] = TypeAdapter(DecodeSpec)  # type: ignore[arg-type]  # mypy reads an Annotated union as a value, not a type form
-
 # Where the LoRaWAN network servers put the device's frame (base64) in their uplink JSON.
 # ChirpStack v4: integration.UplinkEvent, protobuf JSON mapping (camelCase, bytes as base64).
 # The Things Stack v3: ApplicationUp.uplink_message.frm_payload.
 _ENVELOPE_DATA = {"chirpstack_v4": "data", "tts_v3": "uplink_message.frm_payload"}
 
 
-def decoder_for(spec: DecodeSpec | str) -> Decoder:  # noqa: PLR0911  # one return per format
-    """Compile a profile's `decode:` spec (or a bare format name with defaults) into a decoder."""
-    if isinstance(spec, str):
-        spec = _SPEC.validate_python({"format": spec})
+def decoder_for(spec: DecodeSpec) -> Decoder:  # noqa: PLR0911  # one return per format
+    """Compile a profile's `decode:` spec into a decoder."""
     match spec:
         case JsonDecodeSpec(binary=JsonBinarySpec() as binary):
             return _envelope(binary.path, binary.encoding, binary.layout)

@@ -57,7 +57,7 @@ class Gateway:
         self.ingest: Ingest = ingest or MqttIngest(
             settings.mqtt, settings.mqtt.topics or registry.subscriptions, self.on_message
         )
-        self._decoders = {p.id: decoder_for(p.format) for p in registry.profiles}
+        self._decoders = {p.id: decoder_for(p.decode_spec) for p in registry.profiles}
         self._sealed: collections.deque[Batch] = collections.deque()
         self._sealed_event = asyncio.Event()
         self._all_written = asyncio.Event()

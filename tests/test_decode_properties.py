@@ -62,7 +62,7 @@ def _segments(profile: CompiledProfile) -> dict[str, str]:
 def _run(profile: CompiledProfile, payload: bytes) -> None:
     drops: list[Drop] = []
     try:
-        document = decoder_for(profile.format)(payload)
+        document = decoder_for(profile.decode_spec)(payload)
         points = normalize(profile, document, _segments(profile), 0, drops)
     except DecodeError:
         return

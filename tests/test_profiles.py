@@ -82,7 +82,7 @@ def test_golden_vector(registry: ProfileRegistry, profile_id: str, case: dict[st
 def _run_profile(
     profile: CompiledProfile, payload: bytes, segments: dict[str, str], drops: list[Drop]
 ) -> list[Point]:
-    document = decoder_for(profile.format)(payload)
+    document = decoder_for(profile.decode_spec)(payload)
     return normalize(profile, document, segments, 0, drops)
 
 
@@ -187,6 +187,14 @@ LAYOUT = {
 FRAME = struct.pack("<hfB", -125, 3.5, 0b1010_0001)
 
 
+def assert_reasons(decode: Any, cases: list[tuple[bytes, str]]) -> None:
+    """Each payload fails to decode with exactly the given reason slug."""
+    for payload, reason in cases:
+        with pytest.raises(DecodeError) as raised:
+            decode(payload)
+        assert raised.value.reason == reason, payload
+
+
 def test_csv_decoder_types_cells_and_counts_columns() -> None:
     decode = _decoder({"format": "csv", "delimiter": ";", "columns": ["ts", "p", "state", "t"]})
     assert decode(b'1795482000; 2.5 ;"ON;1";\n') == {
@@ -195,14 +203,14 @@ def test_csv_decoder_types_cells_and_counts_columns() -> None:
         "state": "ON;1",
         "t": None,
     }
-    for payload, reason in [
-        (b"1;2", "wrong_column_count"),
-        (b"1;2;3;4\n5;6;7;8", "invalid_csv"),
-        (b"\xff;1;2;3", "invalid_text"),
-    ]:
-        with pytest.raises(DecodeError) as raised:
-            decode(payload)
-        assert raised.value.reason == reason
+    assert_reasons(
+        decode,
+        [
+            (b"1;2", "wrong_column_count"),
+            (b"1;2;3;4\n5;6;7;8", "invalid_csv"),
+            (b"\xff;1;2;3", "invalid_text"),
+        ],
+    )
 
 
 def test_keyvalue_decoder() -> None:
@@ -239,14 +247,14 @@ def test_json_envelope_with_hex_keeps_the_rest_of_the_document() -> None:
     document = decode(json.dumps({"m": {"raw": FRAME.hex()}, "rssi": -90}).encode())
     assert document["payload"]["temp"] == -125
     assert document["rssi"] == -90
-    for payload, reason in [
-        (b'{"m": {"raw": "zz"}}', "invalid_hex"),
-        (b'{"m": {"raw": 5}}', "missing_field"),
-        (b"[1]", "invalid_envelope"),
-    ]:
-        with pytest.raises(DecodeError) as raised:
-            decode(payload)
-        assert raised.value.reason == reason
+    assert_reasons(
+        decode,
+        [
+            (b'{"m": {"raw": "zz"}}', "invalid_hex"),
+            (b'{"m": {"raw": 5}}', "missing_field"),
+            (b"[1]", "invalid_envelope"),
+        ],
+    )
 
 
 def test_tts_v3_envelope() -> None:

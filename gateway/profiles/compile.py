@@ -52,7 +52,7 @@ class CompiledProfile:
     domain: str
     file: str
     pattern: TopicPattern
-    format: DecodeSpec  # the whole `decode:` spec; gateway.decode.decoder_for compiles it
+    decode_spec: DecodeSpec  # gateway.decode.decoder_for compiles it (decode imports us)
     readings: Getter | None
     time_ns: Callable[[Any, Any, int], int]  # (reading, root, received_ns) -> ns
     measurement: str
@@ -70,7 +70,7 @@ def compile_profile(spec: ProfileSpec, file: str) -> CompiledProfile:
         domain=spec.domain,
         file=file,
         pattern=parse_pattern(spec.match.topic),
-        format=spec.decode,
+        decode_spec=spec.decode,
         readings=make_getter(spec.readings.path, relative=False) if spec.readings else None,
         time_ns=_compile_time(spec.time, relative=spec.readings is not None),
         measurement=spec.output.measurement,
