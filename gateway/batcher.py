@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from gateway.deadletter import DeadLetter
+from gateway.spool import ReceiptKey
 
 Destination = tuple[str | None, str | None]
 """(database or bucket, retention policy); None means the configured default."""
@@ -22,6 +23,7 @@ class Batch:
     points: int = 0
     tokens: list[object] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    receipts: list[tuple[ReceiptKey, int]] = field(default_factory=list)  # first receive times
     points_by_domain: Counter[str] = field(default_factory=Counter)
     opened_at: float = field(default_factory=time.monotonic)
 
@@ -39,10 +41,17 @@ class Batcher:
         self.open = Batch()
 
     def add_points(
-        self, destination: Destination, lines: list[str], domain: str, token: object
+        self,
+        destination: Destination,
+        lines: list[str],
+        domain: str,
+        token: object,
+        receipt: tuple[ReceiptKey, int] | None = None,
     ) -> Batch | None:
         """Add one message's lines; returns the sealed batch when it reached max_points."""
         batch = self._opened()
+        if receipt is not None:
+            batch.receipts.append(receipt)
         bucket = batch.lines.get(destination)
         if bucket is None:
             batch.lines[destination] = lines

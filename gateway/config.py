@@ -6,12 +6,22 @@ Secrets are `SecretStr`, so they print as `**********` in logs and reprs.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from gateway.errors import ConfigError
@@ -107,8 +117,101 @@ class ProfilesSettings(_Section):
 
 class SpoolSettings(_Section):
     dir: Path = Field(
-        Path("/var/lib/mh-gateway"), description="Gateway state: dead-letter store (and spool)."
+        Path("/var/lib/mh-gateway"),
+        description="Gateway state: the spool, the dead-letter store and receive-time receipts.",
     )
+    enabled: bool = Field(
+        True,
+        description="Spool batches to disk while InfluxDB cannot take them (store-and-forward).",
+    )
+    max_bytes: int = Field(
+        1024**3, ge=1024**2, description="Spool size limit; when full, intake stops (no ack)."
+    )
+    max_age_s: float = Field(
+        7 * 86400,
+        gt=0,
+        description="Spooled batches older than this become dead letters (spool_expired).",
+    )
+    write_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        description="How long a live batch may keep failing before it is spooled instead.",
+    )
+    deadletter_max_records: int = Field(
+        1_000_000, ge=1000, description="Dead letters kept; the oldest go first beyond this."
+    )
+
+
+class HttpSettings(_Section):
+    enabled: bool = Field(
+        True, description="Serve /healthz, /readyz, /metrics and /devices/stale over HTTP."
+    )
+    listen: str = Field(
+        "127.0.0.1",
+        description='Address to listen on: IPv4 or IPv6 literal (e.g. "::1") or host name. '
+        "Keep it on loopback or a management network: the endpoints have no authentication.",
+    )
+    port: int = Field(9464, ge=0, le=65535, description="TCP port; 0 = any free port (tests).")
+
+    @field_validator("listen")
+    @classmethod
+    def _plain_host(cls, value: str) -> str:
+        # "[::1]" is how URLs write an IPv6 literal; the socket layer wants it bare.
+        host = value.strip()
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            labels = host.split(".")
+            if not all(p.isascii() and p.replace("-", "").isalnum() for p in labels):
+                raise ValueError(
+                    "must be an IPv4/IPv6 literal or a host name, e.g. 127.0.0.1 or ::1"
+                ) from None
+        return host
+
+
+class MonitoringSettings(_Section):
+    enabled: bool = Field(
+        True, description="Write the gateway's own health figures into InfluxDB every interval."
+    )
+    instance: str = Field(
+        default_factory=socket.gethostname,
+        min_length=1,
+        description="This gateway's name: the `instance` tag of its self-metrics "
+        "(default: the host name).",
+    )
+    interval_s: float = Field(
+        10.0, ge=1, le=3600, description="How often self-metrics are written."
+    )
+    database: str | None = Field(
+        None, description="v1 database / v2 bucket for self-metrics (default: the data's)."
+    )
+    retention_policy: str | None = Field(
+        None, description="v1 retention policy for self-metrics (default: the data's)."
+    )
+    expected_interval_s: dict[str, float] = Field(
+        default_factory=dict,
+        description="Device liveness: expected reporting interval per profile id, in seconds. "
+        "Devices of profiles not listed here are never reported stale.",
+    )
+    stale_after_intervals: float = Field(
+        3.0, gt=1, le=1000, description="A device is stale after this many silent intervals."
+    )
+    max_tracked_devices: int = Field(
+        100_000,
+        ge=1,
+        description="Liveness memory bound; reports from more devices are counted, not tracked.",
+    )
+
+    @field_validator("expected_interval_s")
+    @classmethod
+    def _positive_intervals(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = sorted(profile for profile, seconds in value.items() if not seconds > 0)
+        if bad:
+            raise ValueError(f"intervals must be > 0 seconds (profiles: {', '.join(bad)})")
+        return value
 
 
 class LogSettings(_Section):
@@ -128,6 +231,8 @@ class GatewaySettings(BaseSettings):
     batch: BatchSettings = Field(default_factory=BatchSettings)
     profiles: ProfilesSettings = Field(default_factory=ProfilesSettings)
     spool: SpoolSettings = Field(default_factory=SpoolSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     @classmethod

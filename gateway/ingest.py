@@ -124,9 +124,18 @@ class _MqttProtocol(asyncio.Protocol):
     def _dispatch(self, packet: object) -> None:
         if type(packet) is mqtt5.PublishPacket:
             self._stats.messages += 1
-            token = (self.session, packet.packet_id) if packet.qos else None
+            packet_id = packet.packet_id or 0
+            token = (self.session, packet_id) if packet.qos else None
             self._on_message(
-                Message(packet.topic, packet.payload, time.time_ns(), packet.retain, token)
+                Message(
+                    packet.topic,
+                    packet.payload,
+                    time.time_ns(),
+                    packet.retain,
+                    token,
+                    packet.duplicate,
+                    packet_id,
+                )
             )
         elif isinstance(packet, mqtt5.ConnAckPacket):
             if not self.connack.done():

@@ -5,9 +5,18 @@ Plain integers and dicts, no locks: everything runs on one event loop thread.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
+
+# Upper bounds (seconds) of the write latency histogram, Prometheus `le` style. A local InfluxDB
+# answers in milliseconds; seconds mean a slow disk, a compaction or a distant server.
+WRITE_LATENCY_BUCKETS_S: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def _latency_buckets() -> list[int]:
+    return [0] * (len(WRITE_LATENCY_BUCKETS_S) + 1)  # the last one counts the slower writes
 
 
 @dataclass(slots=True)
@@ -26,6 +35,39 @@ class Metrics:
     write_latency_s_sum: float = 0.0
     write_latency_s_max: float = 0.0
     messages_acked: int = 0
+    # store-and-forward (gateway/spool.py); depth figures are refreshed by the writer
+    spool_batches: int = 0
+    spool_points: int = 0
+    spool_bytes: int = 0
+    spool_oldest_ns: int = 0  # 0 when the spool is empty
+    spooled_batches: int = 0  # batches ever put in the spool
+    replayed_batches: int = 0
+    replayed_points: int = 0
+    spool_expired_batches: int = 0
+    spool_full: bool = False  # intake stopped because the spool reached max_bytes
+    receive_times_reused: int = 0  # redeliveries that got their first receive time back
+    influx_auth_failing: bool = False  # 401/403: data kept, operator must fix credentials
+    influx_writable: bool = True  # the last write attempt succeeded; optimistic at start
+    # per bucket of WRITE_LATENCY_BUCKETS_S, not cumulative; fed by observe_write_latency()
+    write_latency_buckets: list[int] = field(default_factory=_latency_buckets)
+    write_latency_count: int = 0
+
+    def observe_write_latency(self, seconds: float) -> None:
+        """Count one successful write's duration; called once per write request, not per point."""
+        self.write_latency_buckets[bisect_left(WRITE_LATENCY_BUCKETS_S, seconds)] += 1
+        self.write_latency_count += 1
+        self.write_latency_s_sum += seconds
+        self.write_latency_s_max = max(self.write_latency_s_max, seconds)
+
+    def write_latency_cumulative(self) -> list[tuple[float, int]]:
+        """(upper bound, writes at most that slow) per bucket, ending with (inf, all writes)."""
+        bounds = (*WRITE_LATENCY_BUCKETS_S, float("inf"))
+        total = 0
+        cumulative = []
+        for bound, count in zip(bounds, self.write_latency_buckets, strict=True):
+            total += count
+            cumulative.append((bound, total))
+        return cumulative
 
     def snapshot(self) -> dict[str, Any]:
         """A JSON-ready copy, for progress lines and `gateway status`."""
@@ -46,4 +88,19 @@ class Metrics:
                 self.write_latency_s_sum / self.batches_written if self.batches_written else 0.0
             ),
             "write_latency_s_max": self.write_latency_s_max,
+            "spool": {
+                "batches": self.spool_batches,
+                "points": self.spool_points,
+                "bytes": self.spool_bytes,
+                "oldest_ns": self.spool_oldest_ns,
+                "spooled_batches": self.spooled_batches,
+                "replayed_batches": self.replayed_batches,
+                "replayed_points": self.replayed_points,
+                "expired_batches": self.spool_expired_batches,
+                "full": self.spool_full,
+            },
+            "receive_times_reused": self.receive_times_reused,
+            "influx_auth_failing": self.influx_auth_failing,
+            "influx_writable": self.influx_writable,
+            "write_latency_count": self.write_latency_count,
         }

@@ -12,7 +12,9 @@ class Message:
     """One MQTT PUBLISH as the broker handed it over.
 
     `ack_token` is opaque to every stage but ingest: it identifies the delivery to acknowledge
-    once the message's readings are durable.
+    once the message's readings are durable. `redelivered` is MQTT's DUP flag: the broker sent
+    this message before (to us, before a crash or reconnect); with `packet_id` it lets the
+    pipeline give a redelivery its first receive time back.
     """
 
     topic: str
@@ -20,6 +22,8 @@ class Message:
     received_ns: int
     retained: bool = False
     ack_token: object = None
+    redelivered: bool = False
+    packet_id: int = 0
 
 
 @dataclass(frozen=True, slots=True)

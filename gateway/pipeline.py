@@ -14,15 +14,17 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
+import hashlib
 import logging
-import random
 import time
 
 from gateway.batcher import Batch, Batcher
 from gateway.config import GatewaySettings
 from gateway.deadletter import DEAD_LETTER_FILE, DeadLetter, DeadLetterStore
 from gateway.decode import decoder_for
-from gateway.errors import DecodeError, SinkError
+from gateway.delivery import Delivery
+from gateway.errors import DecodeError
 from gateway.ingest import Ingest, MqttIngest
 from gateway.lineprotocol import encode_point
 from gateway.metrics import Metrics
@@ -31,12 +33,12 @@ from gateway.normalize import Drop, normalize
 from gateway.profiles.registry import ProfileRegistry
 from gateway.sinks import Sink
 from gateway.sinks.influx import InfluxSink
+from gateway.spool import SPOOL_FILE, ReceiptKey, Spool
 
 log = logging.getLogger(__name__)
 
-_RETRY_MIN_S = 0.2
-_RETRY_MAX_S = 30.0
 _AGE_CHECK_FRACTION = 4  # check batch age this many times per max_age_s
+_RECEIPT_KEEP_S = 3600.0  # how long first receive times are kept for redeliveries
 
 
 class Gateway:
@@ -52,7 +54,13 @@ class Gateway:
         self.registry = registry
         self.metrics = Metrics()
         self.sink: Sink = sink if sink is not None else InfluxSink(settings.influx)
-        self.dead_letters = dead_letters or DeadLetterStore(settings.spool.dir / DEAD_LETTER_FILE)
+        self.dead_letters = dead_letters or DeadLetterStore(
+            settings.spool.dir / DEAD_LETTER_FILE, settings.spool.deadletter_max_records
+        )
+        self.spool = Spool(settings.spool.dir / SPOOL_FILE, settings.spool.max_bytes)
+        self.delivery = Delivery(
+            self.sink, self.spool, self.dead_letters, settings.spool, self.metrics
+        )
         self.batcher = Batcher(settings.batch.max_points, settings.batch.max_age_s)
         self.ingest: Ingest = ingest or MqttIngest(
             settings.mqtt, settings.mqtt.topics or registry.subscriptions, self.on_message
@@ -62,11 +70,16 @@ class Gateway:
         self._sealed_event = asyncio.Event()
         self._all_written = asyncio.Event()
         self._stopping = False
+        # First receive times of messages in batches not yet committed (see gateway/spool.py).
+        self._pending_receipts: dict[ReceiptKey, int] = {}
+        self._first_message_at: float | None = None
 
     # ---- hot path: runs inside the socket read callback -------------------------------------
 
     def on_message(self, message: Message) -> None:
         self.metrics.messages_received += 1
+        if message.redelivered:
+            message = self._with_first_receive_time(message)
         resolved = self.registry.resolve(message.topic)
         if resolved is None:
             self._dead_letter(message, "unknown_topic", "no profile matches this topic", None)
@@ -84,15 +97,35 @@ class Gateway:
         if drops:
             self._count_drops(drops)
             log.debug("dropped %s from %s (profile %s)", drops, message.topic, profile.id)
+        received_ns = message.received_ns
+        receipt = None
+        if message.packet_id and any(point.time_ns == received_ns for point in points):
+            receipt = (_receipt_key(message), received_ns)
+            self._pending_receipts[receipt[0]] = received_ns
         sealed = self.batcher.add_points(
             (profile.database, profile.retention_policy),
             [encode_point(point) for point in points],
             profile.domain,
             message.ack_token,
+            receipt,
         )
         self.metrics.points_produced[profile.domain] += len(points)
         if sealed is not None:
             self._enqueue(sealed)
+
+    def _with_first_receive_time(self, message: Message) -> Message:
+        """A redelivery gets the receive time of its first delivery, if it was stamped with it.
+
+        Rare (after a crash or reconnect only), so the indexed SQLite lookup on the event loop
+        is cheaper than keeping every receive time in memory."""
+        key = _receipt_key(message)
+        first = self._pending_receipts.get(key)
+        if first is None:
+            first = self.spool.first_receive_time(key)
+        if first is None or first == message.received_ns:
+            return message
+        self.metrics.receive_times_reused += 1
+        return dataclasses.replace(message, received_ns=first)
 
     def _count_drops(self, drops: list[Drop]) -> None:
         for _, reason in drops:
@@ -137,87 +170,52 @@ class Gateway:
                 await self._sealed_event.wait()
                 continue
             batch = self._sealed[0]
-            await self._commit(batch)
+            await self.delivery.commit(batch)
             self._sealed.popleft()
+            for key, _ in batch.receipts:
+                self._pending_receipts.pop(key, None)
             self.ingest.ack(batch.tokens)
             self.metrics.messages_acked += sum(token is not None for token in batch.tokens)
             if len(self._sealed) < self.settings.batch.max_pending and not self._stopping:
                 self.ingest.resume()
 
-    async def _commit(self, batch: Batch) -> None:
-        """Make the batch durable: dead letters on disk, points in InfluxDB. Retries for ever
-        on retryable errors; lines InfluxDB will never accept become dead letters."""
-        if batch.dead_letters:
-            await asyncio.to_thread(self.dead_letters.add, batch.dead_letters)
-        for (database, rp), lines in batch.lines.items():
-            rejected = await self._write_isolating(lines, database, rp)
-            if rejected:
-                await asyncio.to_thread(self.dead_letters.add, rejected)
-        self.metrics.batches_written += 1
-        self.metrics.points_written.update(batch.points_by_domain)
+    async def _forget_old_receive_times(self) -> None:
+        """Receive times only matter until the broker has redelivered what it will redeliver.
 
-    async def _write_isolating(
-        self, lines: list[str], database: str | None, rp: str | None
-    ) -> list[DeadLetter]:
-        """Write lines; on a content rejection split the batch to find and return the bad lines."""
-        try:
-            await self._write_retrying(lines, database, rp)
-        except SinkError as exc:
-            if len(lines) == 1:
-                self.metrics.lines_rejected += 1
-                self.metrics.dead_letters["rejected_by_influx"] += 1
-                log.warning("InfluxDB rejected a line for good: %s: %s", exc, lines[0][:200])
-                return [
-                    DeadLetter(
-                        time.time_ns(), "", lines[0].encode(), "rejected_by_influx", str(exc)
-                    )
-                ]
-            middle = len(lines) // 2
-            first = await self._write_isolating(lines[:middle], database, rp)
-            return first + await self._write_isolating(lines[middle:], database, rp)
-        return []
-
-    async def _write_retrying(self, lines: list[str], database: str | None, rp: str | None) -> None:
-        attempt = 0
+        A redelivery follows a crash or reconnect within seconds, and first of all after a
+        restart, so nothing is forgotten until this run has been receiving for a while."""
         while True:
-            started = time.monotonic()
-            try:
-                await self.sink.write(lines, database, rp)
-            except SinkError as exc:
-                if not exc.retryable:
-                    raise
-                self.metrics.write_retries += 1
-                self.metrics.write_failures[
-                    f"http_{exc.status}" if exc.status else "unreachable"
-                ] += 1
-                self.metrics.last_write_error = str(exc)
-                delay = exc.retry_after_s or _backoff(attempt)
-                level = logging.ERROR if exc.status in (401, 403) else logging.WARNING
-                log.log(level, "write failed (%s); retrying in %.1fs", exc, delay)
-                attempt += 1
-                await asyncio.sleep(delay)
+            await asyncio.sleep(_RECEIPT_KEEP_S / 6)
+            if self._first_message_at is None:
+                if self.metrics.messages_received:
+                    self._first_message_at = time.monotonic()
                 continue
-            elapsed = time.monotonic() - started
-            self.metrics.write_latency_s_sum += elapsed
-            self.metrics.write_latency_s_max = max(self.metrics.write_latency_s_max, elapsed)
-            return
+            if time.monotonic() - self._first_message_at < _RECEIPT_KEEP_S / 6:
+                continue
+            cutoff = time.time_ns() - int(_RECEIPT_KEEP_S * 1e9)
+            await asyncio.to_thread(self.spool.forget_receive_times, cutoff)
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event, drain_timeout_s: float = 10.0) -> None:
         """Run until `stop` is set, then stop intake, flush, acknowledge and disconnect."""
         async with asyncio.TaskGroup() as group:
-            writer = group.create_task(self._write_batches(), name="writer")
-            ager = group.create_task(self._seal_by_age(), name="batch-age")
-            receiver = group.create_task(self.ingest.run(), name="mqtt")
+            tasks = [
+                group.create_task(self._write_batches(), name="writer"),
+                group.create_task(self.delivery.replay_forever(), name="spool-replay"),
+                group.create_task(self._seal_by_age(), name="batch-age"),
+                group.create_task(self._forget_old_receive_times(), name="receive-times"),
+                group.create_task(self.ingest.run(), name="mqtt"),
+            ]
             await stop.wait()
             log.info("stopping: no new messages; writing and acknowledging what is in hand")
             await self._drain(drain_timeout_s)
             await self.ingest.stop()
-            for task in (writer, ager, receiver):
+            for task in tasks:
                 task.cancel()
         await self.sink.close()
         self.dead_letters.close()
+        self.spool.close()
         log.info(
             "stopped: %d messages received, %d acknowledged, points written %s, dead letters %s",
             self.metrics.messages_received,
@@ -225,6 +223,11 @@ class Gateway:
             dict(self.metrics.points_written),
             dict(self.metrics.dead_letters),
         )
+        if self.spool.depth.batches:
+            log.info(
+                "%d points stay in the spool and are replayed at the next start",
+                self.spool.depth.points,
+            )
 
     async def _drain(self, timeout_s: float) -> None:
         self._stopping = True
@@ -243,7 +246,6 @@ class Gateway:
             )
 
 
-def _backoff(attempt: int) -> float:
-    return float(
-        min(_RETRY_MAX_S, _RETRY_MIN_S * 2.0 ** min(attempt, 16)) * random.uniform(0.5, 1.0)
-    )
+def _receipt_key(message: Message) -> ReceiptKey:
+    digest = hashlib.blake2b(message.payload, digest_size=8).digest()
+    return (message.topic, message.packet_id, digest)

@@ -146,7 +146,7 @@ async def test_a_line_influx_refuses_is_isolated_and_dead_lettered(
             await super().write(lines, database, rp)
 
     refusing = RefusesOneLine()
-    instance.sink = refusing
+    instance.sink = instance.delivery.sink = refusing
     for n in range(3):
         instance.on_message(message(LIGHT_TOPIC, light(n), token=n))
     await run_briefly(instance)

@@ -1,0 +1,308 @@
+"""The disk spool on its own, and the pipeline's store-and-forward and receive-time rules.
+
+The pipeline tests use a RecordingSink that can be switched to failing: InfluxDB's real
+answers are covered by tests/test_influx_sink.py and the fault-injection suite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+
+import orjson
+
+from gateway.config import GatewaySettings
+from gateway.errors import SinkError
+from gateway.model import Message
+from gateway.pipeline import Gateway
+from gateway.profiles.registry import load_directory
+from gateway.sinks.recording import RecordingSink
+from gateway.spool import SPOOL_FILE, Spool
+
+PROFILES = Path(__file__).resolve().parent.parent / "device_profiles"
+LIGHT_TOPIC = "city/lighting/di-su/sl-0001/telemetry"
+LEVEL_TOPIC = "test/level/tank-1"
+
+RECEIVE_TIME_PROFILE = """
+id: test-level-raw
+version: 1
+domain: water
+match:
+  topic: test/level/{device_id}
+decode:
+  format: raw
+  value_type: number
+time:
+  source: receive
+output:
+  measurement: tank_level
+tags:
+  device_id: {topic: device_id}
+fields:
+  level_m: {path: value, type: float}
+"""
+
+
+# ---- the spool file ----------------------------------------------------------------------------
+
+
+def test_batches_come_back_oldest_first_and_survive_a_reopen(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / SPOOL_FILE, max_bytes=1024**2)
+    assert spool.append("db1", None, ["m v=1i 1", "m v=2i 2"])
+    assert spool.append(None, "rp", ["m v=3i 3"])
+    spool.close()
+    spool = Spool(tmp_path / SPOOL_FILE, max_bytes=1024**2)
+    assert (spool.depth.batches, spool.depth.points) == (2, 3)
+    first = spool.oldest()
+    assert first is not None
+    assert (first.database, first.retention_policy, first.lines) == (
+        "db1",
+        None,
+        ["m v=1i 1", "m v=2i 2"],
+    )
+    spool.remove(first)
+    second = spool.oldest()
+    assert second is not None
+    assert (second.database, second.retention_policy, second.lines) == (None, "rp", ["m v=3i 3"])
+    spool.remove(second)
+    assert spool.oldest() is None
+    assert (spool.depth.batches, spool.depth.points, spool.depth.bytes) == (0, 0, 0)
+    assert spool.depth.oldest_ns == 0
+
+
+def test_a_full_spool_refuses_and_stores_nothing(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / SPOOL_FILE, max_bytes=1024**2)
+    line = "m v=1i 1" + " " * 1000
+    while spool.append(None, None, [line] * 100):
+        pass
+    depth = spool.depth
+    assert depth.bytes <= 1024**2
+    assert not spool.append(None, None, [line] * 100)
+    assert spool.depth == depth
+
+
+def test_a_torn_write_ahead_log_record_is_skipped(tmp_path: Path) -> None:
+    """A crash mid-write leaves a partial frame at the end of the WAL: the rest stays."""
+    path = tmp_path / SPOOL_FILE
+    writer = Spool(path, max_bytes=1024**2)
+    assert writer.append(None, None, ["m v=1i 1"])
+    wal = path.with_name(path.name + "-wal")
+    assert wal.stat().st_size > 0  # still in the log, as after kill -9
+    with wal.open("ab") as log:
+        log.write(bytes(range(256)) * 2)  # a torn, checksum-less frame
+    reader = Spool(path, max_bytes=1024**2)
+    batch = reader.oldest()
+    assert batch is not None
+    assert batch.lines == ["m v=1i 1"]
+    assert reader.append(None, None, ["m v=2i 2"])  # and it is writable again
+    reader.close()
+    writer.close()
+
+
+def test_an_unreadable_spool_file_is_moved_aside(tmp_path: Path) -> None:
+    path = tmp_path / SPOOL_FILE
+    path.write_bytes(b"this is not an SQLite database" * 100)
+    spool = Spool(path, max_bytes=1024**2)
+    assert spool.depth.batches == 0
+    assert [p.name.startswith(f"{SPOOL_FILE}.unreadable-") for p in tmp_path.iterdir()].count(True)
+    spool.close()
+
+
+# ---- the pipeline with the spool ---------------------------------------------------------------
+
+
+class QueueIngest:
+    def __init__(self) -> None:
+        self.acked: list[object] = []
+        self.paused = False
+        self._stop = asyncio.Event()
+
+    async def run(self) -> None:
+        await self._stop.wait()
+
+    def ack(self, tokens: Iterable[object]) -> None:
+        self.acked.extend(token for token in tokens if token is not None)
+
+    def pause(self) -> None:
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+
+    async def stop(self) -> None:
+        self._stop.set()
+
+
+class SwitchableSink(RecordingSink):
+    """Fails every write while `down` is set, like an InfluxDB that is stopped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+        self.attempts = 0
+
+    async def write(self, lines: list[str], database: str | None, rp: str | None) -> None:
+        self.attempts += 1
+        if self.down:
+            raise SinkError("InfluxDB unreachable: refused", retryable=True)
+        await super().write(lines, database, rp)
+
+
+def light(n: int) -> bytes:
+    return orjson.dumps(
+        {
+            "ts": 1795482000000 + n * 60_000,
+            "lamp": {"state": "ON", "dim": 100, "fault": 0},
+            "elec": {"p_w": 150.0, "v": 230.0, "i_a": 0.65, "e_kwh": 10.0 + n},
+        }
+    )
+
+
+def make_gateway(
+    state: Path, sink: RecordingSink, profiles: Path = PROFILES, **spool: object
+) -> tuple[Gateway, QueueIngest]:
+    settings = GatewaySettings(
+        batch={"max_points": 3, "max_age_s": 0.05, "max_pending": 2},
+        spool={"dir": str(state), "write_timeout_s": 0.1, **spool},
+    )
+    ingest = QueueIngest()
+    return Gateway(settings, load_directory(profiles), sink=sink, ingest=ingest), ingest
+
+
+async def wait_until(condition: object, timeout_s: float = 5.0) -> None:
+    assert callable(condition)
+    for _ in range(int(timeout_s / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not reached")
+
+
+async def test_an_outage_spools_acknowledges_and_replays_everything(tmp_path: Path) -> None:
+    sink = SwitchableSink()
+    sink.down = True
+    instance, ingest = make_gateway(tmp_path, sink)
+    stop = asyncio.Event()
+    task = asyncio.create_task(instance.run(stop))
+    for n in range(10):
+        instance.on_message(Message(LIGHT_TOPIC, light(n), 1_000, False, n))
+    await wait_until(lambda: len(ingest.acked) == 10)  # durable on disk, so acknowledged
+    assert sink.lines == []
+    assert instance.metrics.spool_points == 10
+    assert instance.delivery.influx_down
+    sink.down = False
+    await wait_until(lambda: instance.metrics.spool_batches == 0)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert sorted(sink.lines) == sorted(set(sink.lines))
+    assert len(sink.lines) == 10
+    assert instance.metrics.replayed_points == 10
+
+
+async def test_a_spool_left_by_a_previous_run_is_replayed_at_start(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / SPOOL_FILE, max_bytes=1024**2)
+    spool.append(None, None, ["m v=1i 1", "m v=2i 2"])
+    spool.close()
+    sink = SwitchableSink()
+    instance, _ = make_gateway(tmp_path, sink)
+    stop = asyncio.Event()
+    task = asyncio.create_task(instance.run(stop))
+    await wait_until(lambda: len(sink.lines) == 2)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert Spool(tmp_path / SPOOL_FILE, max_bytes=1024**2).depth.batches == 0
+
+
+async def test_a_full_spool_stops_acknowledging_until_influx_recovers(tmp_path: Path) -> None:
+    sink = SwitchableSink()
+    sink.down = True
+    instance, ingest = make_gateway(tmp_path, sink, max_bytes=1024**2)
+    stop = asyncio.Event()
+    task = asyncio.create_task(instance.run(stop))
+    # Fill the spool to its limit behind the pipeline's back, as a long outage would.
+    for filler in ("m v=1i 1" + "x" * 4000, "m v=1i 1"):
+        while instance.spool.append(None, None, [filler] * 10):
+            pass
+    for n in range(6):
+        instance.on_message(Message(LIGHT_TOPIC, light(n), 1_000, False, n))
+    await wait_until(lambda: instance.metrics.spool_full)
+    await asyncio.sleep(0.3)
+    assert ingest.acked == []  # nothing acknowledged: the broker keeps these
+    assert ingest.paused
+    sink.down = False
+    await wait_until(lambda: len(ingest.acked) == 6)
+    await wait_until(lambda: instance.metrics.spool_batches == 0, timeout_s=20)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert sum(1 for line in sink.lines if line.startswith("streetlight")) == 6
+
+
+async def test_a_redelivered_message_gets_its_first_receive_time_back(tmp_path: Path) -> None:
+    """Crash after the write, before the ack: the redelivery must overwrite, not double."""
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    (profiles / "level.yaml").write_text(RECEIVE_TIME_PROFILE)
+    state = tmp_path / "state"
+
+    first_sink = SwitchableSink()
+    first, _ = make_gateway(state, first_sink, profiles)
+    stop = asyncio.Event()
+    task = asyncio.create_task(first.run(stop))
+    first.on_message(Message(LEVEL_TOPIC, b"2.5", 111_000, False, 1, False, packet_id=7))
+    await wait_until(lambda: len(first_sink.lines) == 1)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+
+    # The next run: the broker redelivers packet 7 (DUP), then sends a new, equal reading.
+    second_sink = SwitchableSink()
+    second, _ = make_gateway(state, second_sink, profiles)
+    stop = asyncio.Event()
+    task = asyncio.create_task(second.run(stop))
+    second.on_message(Message(LEVEL_TOPIC, b"2.5", 999_000, False, 1, True, packet_id=7))
+    second.on_message(Message(LEVEL_TOPIC, b"2.5", 555_000, False, 2, False, packet_id=8))
+    await wait_until(lambda: len(second_sink.lines) == 2)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+
+    assert first_sink.lines == ["tank_level,device_id=tank-1 level_m=2.5 111000"]
+    assert second_sink.lines == [
+        "tank_level,device_id=tank-1 level_m=2.5 111000",  # the same point: InfluxDB overwrites
+        "tank_level,device_id=tank-1 level_m=2.5 555000",
+    ]
+    assert second.metrics.receive_times_reused == 1
+
+
+async def test_a_redelivery_in_the_same_run_reuses_the_pending_receive_time(
+    tmp_path: Path,
+) -> None:
+    """Broker restart: the first delivery is still in an unwritten batch when the DUP arrives."""
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    (profiles / "level.yaml").write_text(RECEIVE_TIME_PROFILE)
+    sink = SwitchableSink()
+    instance, _ = make_gateway(tmp_path / "state", sink, profiles)
+    instance.on_message(Message(LEVEL_TOPIC, b"3", 111_000, False, (1, 7), False, packet_id=7))
+    instance.on_message(Message(LEVEL_TOPIC, b"3", 222_000, False, (2, 7), True, packet_id=7))
+    stop = asyncio.Event()
+    task = asyncio.create_task(instance.run(stop))
+    await asyncio.sleep(0.2)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert set(sink.lines) == {"tank_level,device_id=tank-1 level_m=3.0 111000"}
+
+
+def test_receive_times_are_forgotten_after_their_window(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / SPOOL_FILE, max_bytes=1024**2)
+    key = ("t", 1, b"digest!!")
+    spool.record_receive_times([(key, 42)])
+    assert spool.first_receive_time(key) == 42
+    assert spool.first_receive_time(("t", 1, b"other!!!")) is None
+    assert spool.forget_receive_times(recorded_before_ns=0) == 0
+    assert spool.forget_receive_times(recorded_before_ns=2**62) == 1
+    assert spool.first_receive_time(key) is None
+    spool.close()
+    assert sqlite3.connect(tmp_path / SPOOL_FILE).execute("PRAGMA journal_mode").fetchone() == (
+        "wal",
+    )
