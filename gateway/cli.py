@@ -17,7 +17,7 @@ import typer
 from gateway.config import GatewaySettings, load_settings
 from gateway.deadletter import DEAD_LETTER_FILE, DeadLetterStore
 from gateway.decode import decoder_for
-from gateway.errors import ConfigError, DecodeError, GatewayError, ProfileError
+from gateway.errors import ConfigError, DecodeError, GatewayError, ProfileError, SinkError
 from gateway.lineprotocol import encode_point
 from gateway.normalize import Drop, normalize
 from gateway.profiles.registry import (
@@ -208,6 +208,45 @@ def deadletter_show(
         typer.echo(f"payload: {letter.payload.decode('utf-8')}")
     except UnicodeDecodeError:
         typer.echo(f"payload (hex): {letter.payload.hex()}")
+
+
+@deadletter_app.command("replay")
+def deadletter_replay(
+    config: ConfigOption = None,
+    reason: Annotated[str | None, typer.Option(help="Only letters with this reason")] = None,
+    profile: Annotated[str | None, typer.Option(help="Only letters of this profile id")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Decode and count, write nothing")
+    ] = False,
+) -> None:
+    """Run dead letters through today's profiles again and write what now decodes.
+
+    Replayed letters leave the store; the rest stay, listed by the reason they fail with now."""
+    from gateway.reprocess import DeadLetterReplay  # noqa: PLC0415  # keep `--help` fast
+    from gateway.sinks.influx import InfluxSink  # noqa: PLC0415
+
+    settings = load_settings(config)
+    registry = load_directory(settings.profiles.dir)
+    store = _open_dead_letters(config)
+    sink = InfluxSink(settings.influx)
+
+    async def replay() -> None:
+        try:
+            report = await DeadLetterReplay(store, registry, sink).run(
+                reason, profile, dry_run=dry_run
+            )
+        finally:
+            await sink.close()
+            store.close()
+        verb = "would replay" if dry_run else "replayed"
+        typer.echo(f"{verb} {report.replayed} dead letters ({report.points} points)")
+        for still, count in sorted(report.still_failing.items()):
+            typer.echo(f"{count:>8}  still failing: {still}")
+
+    try:
+        asyncio.run(replay())
+    except SinkError as exc:
+        raise ConfigError(f"InfluxDB did not take the replay, nothing more removed: {exc}") from exc
 
 
 def _open_dead_letters(config: Path | None) -> DeadLetterStore:

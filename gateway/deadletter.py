@@ -23,10 +23,17 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     payload BLOB NOT NULL,
     reason TEXT NOT NULL,
     detail TEXT NOT NULL DEFAULT '',
-    profile_id TEXT
+    profile_id TEXT,
+    database TEXT,
+    retention_policy TEXT
 );
 CREATE INDEX IF NOT EXISTS dead_letters_reason ON dead_letters (reason);
 """
+
+_SELECT = (
+    "SELECT id, received_ns, topic, payload, reason, detail, profile_id, database,"
+    " retention_policy FROM dead_letters"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +44,14 @@ class DeadLetter:
     reason: str
     detail: str = ""
     profile_id: str | None = None
+    # Where line protocol was headed, for letters that hold lines (topic ""), not a message.
+    database: str | None = None
+    retention_policy: str | None = None
+
+    @property
+    def holds_lines(self) -> bool:
+        """True for lines InfluxDB refused or an expired spool batch, False for a message."""
+        return not self.topic
 
 
 class DeadLetterStore:
@@ -51,6 +66,14 @@ class DeadLetterStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """Stores written by an older version lack the destination columns."""
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(dead_letters)")}
+        for column in ("database", "retention_policy"):
+            if column not in present:
+                self._db.execute(f"ALTER TABLE dead_letters ADD COLUMN {column} TEXT")
 
     def add(self, letters: list[DeadLetter]) -> None:
         """Append and fsync in one transaction (blocking: call it from a worker thread)."""
@@ -58,10 +81,19 @@ class DeadLetterStore:
             return
         with self._transaction():
             self._db.executemany(
-                "INSERT INTO dead_letters (received_ns, topic, payload, reason, detail, profile_id)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO dead_letters (received_ns, topic, payload, reason, detail,"
+                " profile_id, database, retention_policy) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (d.received_ns, d.topic, d.payload, d.reason, d.detail, d.profile_id)
+                    (
+                        d.received_ns,
+                        d.topic,
+                        d.payload,
+                        d.reason,
+                        d.detail,
+                        d.profile_id,
+                        d.database,
+                        d.retention_policy,
+                    )
                     for d in letters
                 ],
             )
@@ -90,20 +122,30 @@ class DeadLetterStore:
         return {reason: int(n) for reason, n in rows}
 
     def latest(self, limit: int = 20) -> list[tuple[int, DeadLetter]]:
-        rows = self._db.execute(
-            "SELECT id, received_ns, topic, payload, reason, detail, profile_id"
-            " FROM dead_letters ORDER BY id DESC LIMIT ?",
-            (limit,),
-        )
+        rows = self._db.execute(_SELECT + " ORDER BY id DESC LIMIT ?", (limit,))
         return [(row[0], DeadLetter(*row[1:])) for row in rows]
 
     def get(self, letter_id: int) -> DeadLetter | None:
-        row = self._db.execute(
-            "SELECT received_ns, topic, payload, reason, detail, profile_id"
-            " FROM dead_letters WHERE id = ?",
-            (letter_id,),
-        ).fetchone()
-        return DeadLetter(*row) if row else None
+        row = self._db.execute(_SELECT + " WHERE id = ?", (letter_id,)).fetchone()
+        return DeadLetter(*row[1:]) if row else None
+
+    def select(
+        self, reason: str | None, profile_id: str | None, after_id: int, limit: int
+    ) -> list[tuple[int, DeadLetter]]:
+        """Oldest first from `after_id` on, optionally only one reason and/or profile."""
+        rows = self._db.execute(
+            _SELECT + " WHERE id > ?"
+            " AND (? IS NULL OR reason = ?) AND (? IS NULL OR profile_id = ?)"
+            " ORDER BY id LIMIT ?",
+            (after_id, reason, reason, profile_id, profile_id, limit),
+        )
+        return [(row[0], DeadLetter(*row[1:])) for row in rows]
+
+    def remove(self, letter_ids: list[int]) -> None:
+        with self._transaction():
+            self._db.executemany(
+                "DELETE FROM dead_letters WHERE id = ?", [(i,) for i in letter_ids]
+            )
 
     def close(self) -> None:
         self._db.close()

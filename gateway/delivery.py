@@ -162,7 +162,9 @@ class Delivery:
                 "",
                 "\n".join(batch.lines).encode(),
                 "spool_expired",
-                f"spooled {age_s:.0f}s ago for {batch.database or 'the default database'}",
+                f"spooled {age_s:.0f}s ago and never accepted",
+                database=batch.database,
+                retention_policy=batch.retention_policy,
             )
             await asyncio.to_thread(self.dead_letters.add, [letter])
             self.metrics.spool_expired_batches += 1
@@ -222,11 +224,16 @@ class Delivery:
                 self.metrics.lines_rejected += 1
                 self.metrics.dead_letters["rejected_by_influx"] += 1
                 log.warning("InfluxDB rejected a line for good: %s: %s", exc, lines[0][:200])
-                return [
-                    DeadLetter(
-                        time.time_ns(), "", lines[0].encode(), "rejected_by_influx", str(exc)
-                    )
-                ]
+                letter = DeadLetter(
+                    time.time_ns(),
+                    "",
+                    lines[0].encode(),
+                    "rejected_by_influx",
+                    str(exc),
+                    database=database,
+                    retention_policy=rp,
+                )
+                return [letter]
             middle = len(lines) // 2
             first = await self._write_isolating(lines[:middle], database, rp, write)
             return first + await self._write_isolating(lines[middle:], database, rp, write)
