@@ -113,6 +113,13 @@ class BatchSettings(_Section):
 
 class ProfilesSettings(_Section):
     dir: Path = Field(Path("device_profiles"), description="Directory of device profile files.")
+    reload_interval_s: float = Field(
+        2.0,
+        ge=0,
+        le=3600,
+        description="Check the directory for added, changed or removed files this often "
+        "(0: never; restart to load changes).",
+    )
 
 
 class SpoolSettings(_Section):

@@ -50,6 +50,8 @@ class Ingest(Protocol):
 
     def resume(self) -> None: ...
 
+    def set_topics(self, topics: list[str]) -> None: ...
+
     async def stop(self) -> None: ...
 
 
@@ -143,6 +145,8 @@ class _MqttProtocol(asyncio.Protocol):
         elif isinstance(packet, mqtt5.SubAckPacket):
             if not self.suback.done():
                 self.suback.set_result(packet)
+            elif any(code.value >= 128 for code in packet.reason_codes):
+                log.error("broker refused a new subscription: %s", packet.reason_codes)
         elif isinstance(packet, mqtt5.DisconnectPacket):
             self.abort(
                 f"broker disconnected us: {packet.reason_code.name} {packet.reason_str or ''}"
@@ -189,6 +193,8 @@ class MqttIngest:
         self._session = 0
         self._stopping = asyncio.Event()
         self._paused = False
+        self._unsubscribe: set[str] = set()  # filters a profile reload removed
+        self._packet_id = 1  # SUBSCRIBE/UNSUBSCRIBE only: the gateway never publishes
         self.stats = IngestStats()
 
     @property
@@ -287,7 +293,7 @@ class MqttIngest:
             )
             for topic in self._topics
         ]
-        protocol.send(mqtt5.SubscribePacket(1, filters).write())
+        protocol.send(mqtt5.SubscribePacket(self._next_packet_id(), filters).write())
         suback = await asyncio.wait_for(protocol.suback, _CONNECT_TIMEOUT_S)
         refused = [
             f"{topic} ({code.name})"
@@ -308,8 +314,42 @@ class MqttIngest:
             ", ".join(self._topics),
         )
         self._protocol = protocol
+        if self._unsubscribe:
+            self._send_unsubscribe(protocol)
         if self._paused:
             protocol.pause()
+
+    def set_topics(self, topics: list[str]) -> None:
+        """Change the subscriptions (a profile reload): subscribe new filters, drop old ones.
+
+        Messages already on their way on a dropped filter still arrive and are handled like any
+        other message (an unknown topic becomes a dead letter), so nothing in flight is lost."""
+        added = [topic for topic in topics if topic not in self._topics]
+        self._unsubscribe |= set(self._topics) - set(topics)
+        self._unsubscribe -= set(topics)
+        self._topics = list(topics)
+        protocol = self._protocol
+        if protocol is None or protocol.closed.done():
+            return  # the next connect subscribes self._topics and sends the unsubscribe
+        if added:
+            filters = [
+                mqtt5.TopicFilter(topic, max_qos=mqtt5.QoS(self._settings.qos)) for topic in added
+            ]
+            protocol.send(mqtt5.SubscribePacket(self._next_packet_id(), filters).write())
+            log.info("MQTT subscribed to %s", ", ".join(added))
+        if self._unsubscribe:
+            self._send_unsubscribe(protocol)
+        self.stats.subscribed = list(self._topics)
+
+    def _send_unsubscribe(self, protocol: _MqttProtocol) -> None:
+        gone = sorted(self._unsubscribe)
+        protocol.send(mqtt5.UnsubscribePacket(self._next_packet_id(), gone).write())
+        log.info("MQTT unsubscribed from %s", ", ".join(gone))
+        self._unsubscribe.clear()
+
+    def _next_packet_id(self) -> int:
+        self._packet_id = self._packet_id % 65535 + 1
+        return self._packet_id
 
     async def _serve(self, protocol: _MqttProtocol) -> str:
         """Keep the connection alive until it closes; returns why it closed."""

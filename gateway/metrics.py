@@ -47,6 +47,8 @@ class Metrics:
     spool_full: bool = False  # intake stopped because the spool reached max_bytes
     receive_times_reused: int = 0  # redeliveries that got their first receive time back
     influx_auth_failing: bool = False  # 401/403: data kept, operator must fix credentials
+    profile_reloads: int = 0
+    profile_reloads_failed: int = 0
     influx_writable: bool = True  # the last write attempt succeeded; optimistic at start
     # per bucket of WRITE_LATENCY_BUCKETS_S, not cumulative; fed by observe_write_latency()
     write_latency_buckets: list[int] = field(default_factory=_latency_buckets)
@@ -101,6 +103,8 @@ class Metrics:
             },
             "receive_times_reused": self.receive_times_reused,
             "influx_auth_failing": self.influx_auth_failing,
+            "profile_reloads": self.profile_reloads,
+            "profile_reloads_failed": self.profile_reloads_failed,
             "influx_writable": self.influx_writable,
             "write_latency_count": self.write_latency_count,
         }

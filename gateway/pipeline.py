@@ -18,19 +18,20 @@ import dataclasses
 import hashlib
 import logging
 import time
+from pathlib import Path
 
 from gateway.batcher import Batch, Batcher
 from gateway.config import GatewaySettings
 from gateway.deadletter import DEAD_LETTER_FILE, DeadLetter, DeadLetterStore
 from gateway.decode import decoder_for
 from gateway.delivery import Delivery
-from gateway.errors import DecodeError
+from gateway.errors import DecodeError, ProfileError
 from gateway.ingest import Ingest, MqttIngest
 from gateway.lineprotocol import encode_point
 from gateway.metrics import Metrics
 from gateway.model import Message
 from gateway.normalize import Drop, normalize
-from gateway.profiles.registry import ProfileRegistry
+from gateway.profiles.registry import ProfileRegistry, load_directory, profile_files
 from gateway.sinks import Sink
 from gateway.sinks.influx import InfluxSink
 from gateway.spool import SPOOL_FILE, ReceiptKey, Spool
@@ -195,6 +196,49 @@ class Gateway:
             cutoff = time.time_ns() - int(_RECEIPT_KEEP_S * 1e9)
             await asyncio.to_thread(self.spool.forget_receive_times, cutoff)
 
+    async def _watch_profiles(self) -> None:
+        """Hot reload: poll the profiles directory, swap in a registry that loads cleanly.
+
+        The swap happens between two messages on the event loop thread, so each message is
+        handled entirely by the old or entirely by the new profiles: nothing in flight is lost
+        or written twice. A directory that fails to load leaves the previous profiles active."""
+        directory = self.settings.profiles.dir
+        interval = self.settings.profiles.reload_interval_s
+        if interval <= 0:
+            return
+        seen = await asyncio.to_thread(_directory_state, directory)
+        while True:
+            await asyncio.sleep(interval)
+            state = await asyncio.to_thread(_directory_state, directory)
+            if state == seen:
+                continue
+            try:
+                registry = await asyncio.to_thread(load_directory, directory)
+            except ProfileError as exc:
+                self.metrics.profile_reloads_failed += 1
+                log.error("profiles not reloaded, the previous ones stay active:\n%s", exc)
+                seen = state
+                continue
+            self._install_profiles(registry, _changed_files(seen, state))
+            seen = state
+
+    def _install_profiles(self, registry: ProfileRegistry, changed_files: set[str]) -> None:
+        old = {profile.id: profile for profile in self.registry.profiles}
+        new = {profile.id: profile for profile in registry.profiles}
+        decoders = {p.id: decoder_for(p.decode_spec) for p in registry.profiles}
+        self.registry, self._decoders = registry, decoders
+        self.metrics.profile_reloads += 1
+        if not self.settings.mqtt.topics:
+            self.ingest.set_topics(registry.subscriptions)
+        changed = sorted(i for i in old.keys() & new.keys() if new[i].file in changed_files)
+        log.info(
+            "profiles reloaded: %d active; added %s, changed %s, removed %s",
+            len(new),
+            sorted(new.keys() - old.keys()) or "none",
+            changed or "none",
+            sorted(old.keys() - new.keys()) or "none",
+        )
+
     # ---- lifecycle ----------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event, drain_timeout_s: float = 10.0) -> None:
@@ -205,6 +249,7 @@ class Gateway:
                 group.create_task(self.delivery.replay_forever(), name="spool-replay"),
                 group.create_task(self._seal_by_age(), name="batch-age"),
                 group.create_task(self._forget_old_receive_times(), name="receive-times"),
+                group.create_task(self._watch_profiles(), name="profile-reload"),
                 group.create_task(self.ingest.run(), name="mqtt"),
             ]
             await stop.wait()
@@ -249,3 +294,24 @@ class Gateway:
 def _receipt_key(message: Message) -> ReceiptKey:
     digest = hashlib.blake2b(message.payload, digest_size=8).digest()
     return (message.topic, message.packet_id, digest)
+
+
+DirectoryState = dict[str, tuple[int, int]]
+
+
+def _directory_state(directory: Path) -> DirectoryState:
+    """Profile file -> (mtime, size): cheap to take every few seconds, changes on any edit."""
+    state: DirectoryState = {}
+    try:
+        files = profile_files([directory])
+    except ProfileError:
+        return state  # the directory vanished: loading it reports that properly
+    for file in files:
+        with contextlib.suppress(OSError):  # removed between listing and stat
+            info = file.stat()
+            state[str(file)] = (info.st_mtime_ns, info.st_size)
+    return state
+
+
+def _changed_files(before: DirectoryState, after: DirectoryState) -> set[str]:
+    return {name for name, info in after.items() if before.get(name) != info}

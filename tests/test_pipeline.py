@@ -7,10 +7,8 @@ same code against the real servers.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
 from pathlib import Path
 
-import orjson
 import pytest
 
 from gateway.config import GatewaySettings
@@ -20,43 +18,9 @@ from gateway.model import Message
 from gateway.pipeline import Gateway
 from gateway.profiles.registry import load_directory
 from gateway.sinks.recording import RecordingSink
+from tests.fakes import LIGHT_TOPIC, QueueIngest, light
 
 PROFILES = Path(__file__).resolve().parent.parent / "device_profiles"
-LIGHT_TOPIC = "city/lighting/di-su/sl-0001/telemetry"
-
-
-class QueueIngest:
-    """An Ingest that delivers what the test feeds it and records acknowledgements."""
-
-    def __init__(self) -> None:
-        self.acked: list[object] = []
-        self.paused = False
-        self._stop = asyncio.Event()
-
-    async def run(self) -> None:
-        await self._stop.wait()
-
-    def ack(self, tokens: Iterable[object]) -> None:
-        self.acked.extend(token for token in tokens if token is not None)
-
-    def pause(self) -> None:
-        self.paused = True
-
-    def resume(self) -> None:
-        self.paused = False
-
-    async def stop(self) -> None:
-        self._stop.set()
-
-
-def light(n: int) -> bytes:
-    return orjson.dumps(
-        {
-            "ts": 1795482000000 + n * 60_000,
-            "lamp": {"state": "ON", "dim": 100, "fault": 0},
-            "elec": {"p_w": 150.0, "v": 230.0, "i_a": 0.65, "e_kwh": 10.0 + n},
-        }
-    )
 
 
 def message(topic: str, payload: bytes, token: int) -> Message:

@@ -8,21 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Iterable
 from pathlib import Path
 
-import orjson
-
 from gateway.config import GatewaySettings
-from gateway.errors import SinkError
 from gateway.model import Message
 from gateway.pipeline import Gateway
 from gateway.profiles.registry import load_directory
 from gateway.sinks.recording import RecordingSink
 from gateway.spool import SPOOL_FILE, Spool
+from tests.fakes import LIGHT_TOPIC, QueueIngest, SwitchableSink, light
 
 PROFILES = Path(__file__).resolve().parent.parent / "device_profiles"
-LIGHT_TOPIC = "city/lighting/di-su/sl-0001/telemetry"
 LEVEL_TOPIC = "test/level/tank-1"
 
 RECEIVE_TIME_PROFILE = """
@@ -111,53 +107,6 @@ def test_an_unreadable_spool_file_is_moved_aside(tmp_path: Path) -> None:
 
 
 # ---- the pipeline with the spool ---------------------------------------------------------------
-
-
-class QueueIngest:
-    def __init__(self) -> None:
-        self.acked: list[object] = []
-        self.paused = False
-        self._stop = asyncio.Event()
-
-    async def run(self) -> None:
-        await self._stop.wait()
-
-    def ack(self, tokens: Iterable[object]) -> None:
-        self.acked.extend(token for token in tokens if token is not None)
-
-    def pause(self) -> None:
-        self.paused = True
-
-    def resume(self) -> None:
-        self.paused = False
-
-    async def stop(self) -> None:
-        self._stop.set()
-
-
-class SwitchableSink(RecordingSink):
-    """Fails every write while `down` is set, like an InfluxDB that is stopped."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.down = False
-        self.attempts = 0
-
-    async def write(self, lines: list[str], database: str | None, rp: str | None) -> None:
-        self.attempts += 1
-        if self.down:
-            raise SinkError("InfluxDB unreachable: refused", retryable=True)
-        await super().write(lines, database, rp)
-
-
-def light(n: int) -> bytes:
-    return orjson.dumps(
-        {
-            "ts": 1795482000000 + n * 60_000,
-            "lamp": {"state": "ON", "dim": 100, "fault": 0},
-            "elec": {"p_w": 150.0, "v": 230.0, "i_a": 0.65, "e_kwh": 10.0 + n},
-        }
-    )
 
 
 def make_gateway(

@@ -1,0 +1,67 @@
+"""Real in-process implementations of the pipeline's interfaces, shared by the unit tests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+import orjson
+
+from gateway.errors import SinkError
+from gateway.sinks.recording import RecordingSink
+
+LIGHT_TOPIC = "city/lighting/di-su/sl-0001/telemetry"
+
+
+class QueueIngest:
+    """An Ingest that delivers what the test feeds it and records acknowledgements."""
+
+    def __init__(self) -> None:
+        self.acked: list[object] = []
+        self.paused = False
+        self.topics: list[str] | None = None  # set by a profile reload
+        self._stop = asyncio.Event()
+
+    async def run(self) -> None:
+        await self._stop.wait()
+
+    def ack(self, tokens: Iterable[object]) -> None:
+        self.acked.extend(token for token in tokens if token is not None)
+
+    def pause(self) -> None:
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+
+    def set_topics(self, topics: list[str]) -> None:
+        self.topics = list(topics)
+
+    async def stop(self) -> None:
+        self._stop.set()
+
+
+class SwitchableSink(RecordingSink):
+    """Fails every write while `down` is set, like an InfluxDB that is stopped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+        self.attempts = 0
+
+    async def write(self, lines: list[str], database: str | None, rp: str | None) -> None:
+        self.attempts += 1
+        if self.down:
+            raise SinkError("InfluxDB unreachable: refused", retryable=True)
+        await super().write(lines, database, rp)
+
+
+def light(n: int) -> bytes:
+    """The n-th report of a JSON streetlight (mh-streetlight-json), one minute apart."""
+    return orjson.dumps(
+        {
+            "ts": 1795482000000 + n * 60_000,
+            "lamp": {"state": "ON", "dim": 100, "fault": 0},
+            "elec": {"p_w": 150.0, "v": 230.0, "i_a": 0.65, "e_kwh": 10.0 + n},
+        }
+    )

@@ -1,0 +1,94 @@
+"""Hot reload of the profiles directory, in process (the end-to-end version streams via MQTT)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+
+from gateway.config import GatewaySettings
+from gateway.model import Message
+from gateway.pipeline import Gateway
+from gateway.profiles.registry import load_directory
+from tests.fakes import LIGHT_TOPIC, QueueIngest, SwitchableSink, light
+
+PROFILES = Path(__file__).resolve().parent.parent / "device_profiles"
+LEVEL_TOPIC = "test/level/tank-1"
+LEVEL_PROFILE = """
+id: test-level-raw
+version: 1
+domain: water
+match:
+  topic: test/level/{device_id}
+decode:
+  format: raw
+  value_type: number
+time:
+  source: receive
+output:
+  measurement: tank_level
+tags:
+  device_id: {topic: device_id}
+fields:
+  level_m: {path: value, type: float}
+"""
+
+
+async def settle(instance: Gateway, reloads: int) -> None:
+    for _ in range(200):
+        if instance.metrics.profile_reloads + instance.metrics.profile_reloads_failed >= reloads:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the profiles directory was not reloaded")
+
+
+async def test_profiles_are_added_refused_and_removed_without_a_restart(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway")
+    profiles = tmp_path / "profiles"
+    shutil.copytree(PROFILES, profiles)
+    settings = GatewaySettings(
+        batch={"max_points": 1000, "max_age_s": 0.05},
+        spool={"dir": str(tmp_path / "state")},
+        profiles={"dir": str(profiles), "reload_interval_s": 0.05},
+    )
+    sink, ingest = SwitchableSink(), QueueIngest()
+    instance = Gateway(settings, load_directory(profiles), sink=sink, ingest=ingest)
+    stop = asyncio.Event()
+    task = asyncio.create_task(instance.run(stop))
+    await asyncio.sleep(0.1)
+
+    instance.on_message(Message(LEVEL_TOPIC, b"1.5", 1_000, False, 1))  # no profile yet
+    (profiles / "water" / "level.yaml").write_text(LEVEL_PROFILE)
+    await settle(instance, 1)
+    assert ingest.topics is not None
+    assert "test/level/+" in ingest.topics
+    instance.on_message(Message(LEVEL_TOPIC, b"2.5", 2_000, False, 2))
+
+    (profiles / "water" / "level.yaml").write_text(LEVEL_PROFILE.replace("type: float", "type: x"))
+    await settle(instance, 2)
+    assert instance.metrics.profile_reloads_failed == 1
+    assert "profiles not reloaded, the previous ones stay active" in caplog.text
+    instance.on_message(Message(LEVEL_TOPIC, b"3.5", 3_000, False, 3))  # old version still on
+
+    (profiles / "water" / "level.yaml").unlink()
+    await settle(instance, 3)
+    assert "test/level/+" not in (ingest.topics or [])
+    instance.on_message(Message(LEVEL_TOPIC, b"4.5", 4_000, False, 4))
+    instance.on_message(Message(LIGHT_TOPIC, light(0), 5_000, False, 5))
+    await asyncio.sleep(0.2)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+
+    assert [line for line in sink.lines if line.startswith("tank_level")] == [
+        "tank_level,device_id=tank-1 level_m=2.5 2000",
+        "tank_level,device_id=tank-1 level_m=3.5 3000",
+    ]
+    assert instance.metrics.dead_letters["unknown_topic"] == 2
+    assert ingest.acked == [1, 2, 3, 4, 5]
+    assert "active; added ['test-level-raw'], changed none, removed none" in caplog.text
+    assert "added none, changed none, removed ['test-level-raw']" in caplog.text
