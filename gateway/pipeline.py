@@ -29,7 +29,7 @@ from gateway.errors import DecodeError, ProfileError
 from gateway.ingest import Ingest, MqttIngest
 from gateway.lineprotocol import encode_point
 from gateway.metrics import Metrics
-from gateway.model import Message
+from gateway.model import Message, Point
 from gateway.normalize import Drop, normalize
 from gateway.profiles.registry import ProfileRegistry, load_directory, profile_files
 from gateway.sinks import Sink
@@ -98,11 +98,9 @@ class Gateway:
         if drops:
             self._count_drops(drops)
             log.debug("dropped %s from %s (profile %s)", drops, message.topic, profile.id)
-        received_ns = message.received_ns
         receipt = None
-        if message.packet_id and any(point.time_ns == received_ns for point in points):
-            receipt = (_receipt_key(message), received_ns)
-            self._pending_receipts[receipt[0]] = received_ns
+        if message.packet_id and (drops or points[0].time_ns == message.received_ns):
+            receipt = self._receipt(message, points)
         sealed = self.batcher.add_points(
             (profile.database, profile.retention_policy),
             [encode_point(point) for point in points],
@@ -113,6 +111,19 @@ class Gateway:
         self.metrics.points_produced[profile.domain] += len(points)
         if sealed is not None:
             self._enqueue(sealed)
+
+    def _receipt(self, message: Message, points: list[Point]) -> tuple[ReceiptKey, int] | None:
+        """Remember the receive time of a message whose points are stamped with it.
+
+        Called only when the first point carries the receive time or something was dropped
+        (a device clock out of tolerance is replaced by the receive time and reported as a
+        drop), so device-stamped messages skip the scan."""
+        received_ns = message.received_ns
+        if not any(point.time_ns == received_ns for point in points):
+            return None
+        key = _receipt_key(message)
+        self._pending_receipts[key] = received_ns
+        return (key, received_ns)
 
     def _with_first_receive_time(self, message: Message) -> Message:
         """A redelivery gets the receive time of its first delivery, if it was stamped with it.
