@@ -44,6 +44,9 @@ class _NullIngest:
     def resume(self) -> None:
         return None
 
+    def set_topics(self, topics: list[str]) -> None:
+        return None
+
     async def stop(self) -> None:
         return None
 

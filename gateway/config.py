@@ -221,6 +221,26 @@ class MonitoringSettings(_Section):
         return value
 
 
+class LimitsSettings(_Section):
+    max_payload_bytes: int = Field(
+        65536, ge=64, le=16 * 1024**2, description="Larger payloads become dead letters unread."
+    )
+    max_readings_per_message: int = Field(
+        1000, ge=1, description="A message yielding more readings becomes a dead letter."
+    )
+    device_rate_per_s: float = Field(
+        20.0,
+        ge=0,
+        description="Sustained messages per second per device topic (0: no limit); the excess "
+        "becomes dead letters (rate_limited).",
+    )
+    device_burst: int = Field(
+        5000,
+        ge=1,
+        description="Messages a device topic may send at once, e.g. a backlog the broker held.",
+    )
+
+
 class LogSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -240,6 +260,7 @@ class GatewaySettings(BaseSettings):
     spool: SpoolSettings = Field(default_factory=SpoolSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     @classmethod

@@ -27,7 +27,9 @@ from gateway.decode import decoder_for
 from gateway.delivery import Delivery
 from gateway.errors import DecodeError, ProfileError
 from gateway.ingest import Ingest, MqttIngest
+from gateway.limits import DeviceRateLimit
 from gateway.lineprotocol import encode_point
+from gateway.logs import LogThrottle
 from gateway.metrics import Metrics
 from gateway.model import Message, Point
 from gateway.normalize import Drop, normalize
@@ -74,6 +76,13 @@ class Gateway:
         # First receive times of messages in batches not yet committed (see gateway/spool.py).
         self._pending_receipts: dict[ReceiptKey, int] = {}
         self._first_message_at: float | None = None
+        limits = settings.limits
+        self._rate_limit = (
+            DeviceRateLimit(limits.device_rate_per_s, limits.device_burst)
+            if limits.device_rate_per_s > 0
+            else None
+        )
+        self._log_throttle = LogThrottle(interval_s=1.0)
 
     # ---- hot path: runs inside the socket read callback -------------------------------------
 
@@ -81,6 +90,8 @@ class Gateway:
         self.metrics.messages_received += 1
         if message.redelivered:
             message = self._with_first_receive_time(message)
+        if not self._within_limits(message):
+            return
         resolved = self.registry.resolve(message.topic)
         if resolved is None:
             self._dead_letter(message, "unknown_topic", "no profile matches this topic", None)
@@ -98,6 +109,12 @@ class Gateway:
         if drops:
             self._count_drops(drops)
             log.debug("dropped %s from %s (profile %s)", drops, message.topic, profile.id)
+        if len(points) > self.settings.limits.max_readings_per_message:
+            detail = (
+                f"{len(points)} readings, limit {self.settings.limits.max_readings_per_message}"
+            )
+            self._dead_letter(message, "too_many_readings", detail, profile.id)
+            return
         receipt = None
         if message.packet_id and (drops or points[0].time_ns == message.received_ns):
             receipt = self._receipt(message, points)
@@ -111,6 +128,21 @@ class Gateway:
         self.metrics.points_produced[profile.domain] += len(points)
         if sealed is not None:
             self._enqueue(sealed)
+
+    def _within_limits(self, message: Message) -> bool:
+        """Payload size and per-device rate, checked before any decoding work."""
+        size, limit = len(message.payload), self.settings.limits.max_payload_bytes
+        if size > limit:
+            kept = dataclasses.replace(message, payload=message.payload[:limit])
+            detail = f"{size} bytes, limit {limit}; the first {limit} bytes are kept"
+            self._dead_letter(kept, "payload_too_large", detail, None)
+            return False
+        if self._rate_limit is not None and not self._rate_limit.allow(
+            message.topic, message.received_ns
+        ):
+            self._dead_letter(message, "rate_limited", "device over its rate limit", None)
+            return False
+        return True
 
     def _receipt(self, message: Message, points: list[Point]) -> tuple[ReceiptKey, int] | None:
         """Remember the receive time of a message whose points are stamped with it.
@@ -147,9 +179,18 @@ class Gateway:
         self, message: Message, reason: str, detail: str, profile_id: str | None
     ) -> None:
         self.metrics.dead_letters[reason] += 1
-        log.warning(
-            "dead letter (%s): topic=%s profile=%s %s", reason, message.topic, profile_id, detail
-        )
+        suppressed = self._log_throttle.allow(reason, message.received_ns)
+        if suppressed is not None:
+            log.warning(
+                "dead letter (%s): topic=%s profile=%s %s%s",
+                reason,
+                message.topic,
+                profile_id,
+                detail,
+                f" ({suppressed} more like this in the last second not logged)"
+                if suppressed
+                else "",
+            )
         letter = DeadLetter(
             message.received_ns, message.topic, message.payload, reason, detail, profile_id
         )

@@ -1,0 +1,94 @@
+"""Per-device limits: payload size, readings per message, rate; and the log throttle."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import orjson
+
+from gateway.config import GatewaySettings
+from gateway.deadletter import DeadLetterStore
+from gateway.limits import DeviceRateLimit
+from gateway.logs import LogThrottle
+from gateway.model import Message
+from gateway.pipeline import Gateway
+from gateway.profiles.registry import load_directory
+from tests.fakes import LIGHT_TOPIC, QueueIngest, SwitchableSink, light
+
+PROFILES = Path(__file__).resolve().parent.parent / "device_profiles"
+OTHER_LIGHT = "city/lighting/di-su/sl-0002/telemetry"
+LOOP_TOPIC = "city/traffic/di-su/tc-0001/counts"
+S = 1_000_000_000
+
+
+def test_a_bucket_allows_its_burst_then_its_rate() -> None:
+    limit = DeviceRateLimit(rate_per_s=2.0, burst=3)
+    assert [limit.allow("a", 0) for _ in range(4)] == [True, True, True, False]
+    assert limit.allow("b", 0)  # another device has its own bucket
+    assert limit.allow("a", S // 2)  # half a second refills one token at 2/s
+    assert not limit.allow("a", S // 2)
+    assert [limit.allow("a", 100 * S) for _ in range(4)] == [True, True, True, False]  # capped
+
+
+def test_the_log_throttle_reports_what_it_held_back() -> None:
+    throttle = LogThrottle(interval_s=1.0)
+    assert throttle.allow("bad_json", 0) == 0
+    assert throttle.allow("bad_json", 1) is None
+    assert throttle.allow("bad_json", 2) is None
+    assert throttle.allow("other", 3) == 0
+    assert throttle.allow("bad_json", S) == 2
+
+
+async def run(settings: dict[str, object], tmp_path: Path, messages: list[Message]) -> Gateway:
+    instance = Gateway(
+        GatewaySettings(
+            batch={"max_points": 1000, "max_age_s": 0.05},
+            spool={"dir": str(tmp_path)},
+            limits=settings,
+        ),
+        load_directory(PROFILES),
+        sink=SwitchableSink(),
+        ingest=QueueIngest(),
+    )
+    for message in messages:
+        instance.on_message(message)
+    stop = asyncio.Event()
+    task = asyncio.create_task(instance.run(stop))
+    await asyncio.sleep(0.2)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    return instance
+
+
+async def test_an_oversized_payload_is_kept_cut_to_the_limit(tmp_path: Path) -> None:
+    huge = light(0) + b" " * 1000
+    instance = await run({"max_payload_bytes": 500}, tmp_path, [Message(LIGHT_TOPIC, huge, 1)])
+    assert instance.metrics.dead_letters == {"payload_too_large": 1}
+    store = DeadLetterStore(tmp_path / "deadletter.sqlite3")
+    [(_, letter)] = store.latest()
+    store.close()
+    assert letter.payload == huge[:500]
+    assert letter.detail.startswith(f"{len(huge)} bytes, limit 500")
+
+
+async def test_too_many_readings_in_one_message_is_a_dead_letter(tmp_path: Path) -> None:
+    lanes = [{"lane": n, "count": 1, "occ": 1.0, "speed_kmh": 40.0} for n in range(5)]
+    payload = orjson.dumps({"t": 1795482000, "period_s": 60, "lanes": lanes})
+    instance = await run(
+        {"max_readings_per_message": 4}, tmp_path, [Message(LOOP_TOPIC, payload, 1)]
+    )
+    assert instance.metrics.dead_letters == {"too_many_readings": 1}
+
+
+async def test_a_flooding_device_is_limited_and_the_others_are_not(tmp_path: Path) -> None:
+    flood = [Message(LIGHT_TOPIC, light(n), n * 1000, False, n) for n in range(50)]
+    normal = [Message(OTHER_LIGHT, light(n), n * S, False, 100 + n) for n in range(5)]
+    instance = await run({"device_rate_per_s": 1.0, "device_burst": 10}, tmp_path, flood + normal)
+    assert instance.metrics.dead_letters == {"rate_limited": 40}
+    assert instance.metrics.points_written["lighting"] == 15
+    sink = instance.sink
+    assert isinstance(sink, SwitchableSink)
+    assert sum("sl-0002" in line for line in sink.lines) == 5
+    assert isinstance(instance.ingest, QueueIngest)
+    assert len(instance.ingest.acked) == 55  # dead letters are durable too: all acknowledged
