@@ -26,10 +26,13 @@ RUN mkdir -p /var/lib/mh-gateway && chown gateway:gateway /var/lib/mh-gateway
 
 USER gateway
 
-# Interim: there is no health endpoint yet (a later issue adds HTTP /healthz). This only proves
-# that the configuration and every device profile still validate, not that readings flow.
-HEALTHCHECK --interval=60s --timeout=20s --start-period=20s --retries=3 \
-    CMD gateway check-config --config /etc/mh-gateway/gateway.toml || exit 1
+# /healthz, /readyz, /metrics (Prometheus) and /devices/stale; see docs/operations.md.
+EXPOSE 9464
+
+# Liveness: /healthz answers while the gateway's event loop runs. The slim image has no curl;
+# urlopen fails on a refused connection, a timeout and any non-2xx answer.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+    CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('GATEWAY_HTTP__PORT', '9464') + '/healthz', timeout=4)" || exit 1
 
 # SIGTERM (docker stop) makes the gateway stop intake, flush to InfluxDB, acknowledge and exit.
 CMD ["gateway", "run", "--config", "/etc/mh-gateway/gateway.toml"]

@@ -44,6 +44,10 @@ class _NullIngest:
     def resume(self) -> None:
         return None
 
+    @property
+    def connected(self) -> bool:
+        return True
+
     def set_topics(self, topics: list[str]) -> None:
         return None
 

@@ -69,7 +69,12 @@ class MqttSettings(_Section):
         description="Unacknowledged QoS 1 messages the broker may send at once (MQTT v5).",
     )
     username: str | None = Field(None, description="Broker user name.")
-    password: SecretStr | None = Field(None, description="Broker password (prefer the env var).")
+    password: SecretStr | None = Field(
+        None, description="Broker password (prefer password_file or GATEWAY_MQTT__PASSWORD)."
+    )
+    password_file: Path | None = Field(
+        None, description="File whose content is the broker password (instead of password)."
+    )
     topics: list[str] = Field(
         default_factory=list,
         description="Subscription filters. Empty = derived from the loaded device profiles.",
@@ -77,6 +82,36 @@ class MqttSettings(_Section):
     reconnect_min_s: float = Field(0.5, gt=0, description="First reconnect delay.")
     reconnect_max_s: float = Field(30.0, gt=0, description="Cap of the reconnect delay.")
     tls: TlsSettings = Field(default_factory=TlsSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _password_from_file(cls, data: Any) -> Any:
+        return _secrets_from_files(data, "mqtt", ("password",))
+
+    @field_validator("host")
+    @classmethod
+    def _bare_host(cls, value: str) -> str:
+        # "[::1]" is how URLs write an IPv6 literal; the socket layer wants it bare.
+        host = value.strip()
+        return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+    @model_validator(mode="after")
+    def _tls_options_need_tls(self) -> MqttSettings:
+        tls = self.tls
+        if tls.key_file is not None and tls.cert_file is None:
+            raise ValueError("tls.key_file needs tls.cert_file (the client certificate)")
+        configured = [
+            key
+            for key in ("ca_file", "cert_file", "key_file", "server_name")
+            if getattr(tls, key) is not None
+        ]
+        if configured and not tls.enabled:
+            # Settings for TLS with TLS off would connect in plain text without a word.
+            raise ValueError(
+                f"tls.{', tls.'.join(configured)} set but tls.enabled = false: set "
+                "enabled = true to connect over TLS, or remove them"
+            )
+        return self
 
 
 class InfluxSettings(_Section):
@@ -88,13 +123,24 @@ class InfluxSettings(_Section):
     retention_policy: str | None = Field(None, description="v1 retention policy (default RP).")
     username: str | None = Field(None, description="v1 user.")
     password: SecretStr | None = Field(None, description="v1 password.")
+    password_file: Path | None = Field(
+        None, description="File whose content is the v1 password (instead of password)."
+    )
     org: str | None = Field(None, description="v2 organization.")
     bucket: str | None = Field(None, description="v2 bucket.")
     token: SecretStr | None = Field(None, description="v2 API token.")
+    token_file: Path | None = Field(
+        None, description="File whose content is the v2 API token (instead of token)."
+    )
     timeout_s: float = Field(10.0, gt=0, description="Timeout of one write request.")
     create_database: bool = Field(
         True, description="v1: create the database at start-up if it does not exist."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_secret_files(cls, data: Any) -> Any:
+        return _secrets_from_files(data, "influx", ("password", "token"))
 
     @model_validator(mode="after")
     def _v2_needs_bucket(self) -> InfluxSettings:
@@ -308,3 +354,35 @@ def format_validation_error(source: str, exc: ValidationError) -> str:
         suffix = f" (got: {shown!r})" if shown not in ("", None) else ""
         lines.append(f"{origin}: {where}: {message}{suffix}")
     return "\n".join(lines)
+
+
+def _secrets_from_files(data: Any, section: str, secrets: tuple[str, ...]) -> Any:
+    """`<secret>_file = PATH` makes the file's content the secret, so the secret itself sits
+    neither in the TOML file nor in the environment (Docker secrets, systemd credentials)."""
+    if not isinstance(data, dict):
+        return data
+    for secret in secrets:
+        path = data.get(f"{secret}_file")
+        if not isinstance(path, str | os.PathLike):
+            continue  # absent; a wrong type is reported by the field's own validation
+        if data.get(secret) is not None:
+            raise ValueError(
+                f"{section}.{secret} and {section}.{secret}_file are both set (in the file or "
+                f"as GATEWAY_{section.upper()}__{secret.upper()}[_FILE]): keep one of them"
+            )
+        data = {**data, secret: _read_secret(Path(path), f"{section}.{secret}_file")}
+    return data
+
+
+def _read_secret(path: Path, key: str) -> str:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"{key}: cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        # The codec's message would quote a byte of the secret.
+        raise ValueError(f"{key}: {path} is not UTF-8 text") from None
+    secret = text.rstrip("\r\n")  # editors and `echo` end the file with a newline
+    if not secret:
+        raise ValueError(f"{key}: {path} is empty")
+    return secret

@@ -242,9 +242,8 @@ class Delivery:
     async def _write_once(self, lines: list[str], database: str | None, rp: str | None) -> None:
         started = time.monotonic()
         await self.sink.write(lines, database, rp)
-        elapsed = time.monotonic() - started
-        self.metrics.write_latency_s_sum += elapsed
-        self.metrics.write_latency_s_max = max(self.metrics.write_latency_s_max, elapsed)
+        self.metrics.observe_write_latency(time.monotonic() - started)
+        self.metrics.influx_writable = True
         if self.influx_down or self.metrics.influx_auth_failing:
             log.info("InfluxDB accepts writes again")
         self.influx_down = False
@@ -253,6 +252,7 @@ class Delivery:
     def _note_failure(self, exc: SinkError, attempt: int) -> float:
         """Count and log a retryable failure; returns how long to wait (Retry-After wins)."""
         self.metrics.write_retries += 1
+        self.metrics.influx_writable = False
         self.metrics.write_failures[f"http_{exc.status}" if exc.status else "unreachable"] += 1
         self.metrics.last_write_error = str(exc)
         if exc.status in (401, 403):

@@ -52,6 +52,9 @@ class Ingest(Protocol):
 
     def set_topics(self, topics: list[str]) -> None: ...
 
+    @property
+    def connected(self) -> bool: ...
+
     async def stop(self) -> None: ...
 
 
@@ -212,11 +215,14 @@ class MqttIngest:
                 self.stats.last_error = str(exc)
                 delay = self._backoff(attempt)
                 attempt += 1
-                log.warning(
+                level, reason = _connect_failure(exc, self._settings)
+                host = self._settings.host
+                log.log(
+                    level,
                     "MQTT connect to %s:%s failed (%s); retrying in %.1fs",
-                    self._settings.host,
+                    f"[{host}]" if ":" in host else host,  # [::1]:1883, not ::1:1883
                     self._settings.port,
-                    exc,
+                    reason,
                     delay,
                 )
                 await self._sleep_unless_stopping(delay)
@@ -406,11 +412,42 @@ class MqttIngest:
 
 
 def _tls_context(settings: MqttSettings) -> ssl.SSLContext | None:
+    """TLS 1.2 or later; the broker's chain and name (tls.server_name, else the host) checked.
+
+    Built again on every connect, so renewed certificate files take effect at the next
+    reconnect. A file that cannot be loaded raises MqttConnectError naming its key and path:
+    OpenSSL's own message for a missing file does not say which one.
+    """
     tls = settings.tls
     if not tls.enabled:
         return None
-    context = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
+    # CERT_REQUIRED and check_hostname=True; without ca_file, the system's CA store.
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if tls.cert_file:
-        context.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None)
+    files = f"mqtt.tls.ca_file {tls.ca_file}"
+    try:
+        if tls.ca_file is not None:
+            context.load_verify_locations(cafile=tls.ca_file)
+        files = f"mqtt.tls.cert_file {tls.cert_file} / key_file {tls.key_file or '(in cert_file)'}"
+        if tls.cert_file is not None:
+            context.load_cert_chain(tls.cert_file, tls.key_file)
+    except OSError as exc:  # ssl.SSLError is an OSError too
+        raise MqttConnectError(f"cannot load {files}: {exc.strerror or exc}", fatal=True) from exc
     return context
+
+
+def _connect_failure(exc: Exception, settings: MqttSettings) -> tuple[int, str]:
+    """Log level and words for a failed connect: ERROR when only an operator can fix it."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        name = settings.tls.server_name or settings.host
+        return logging.ERROR, (
+            f"TLS certificate verify failed: {exc.verify_message}; the broker's certificate "
+            f"must be signed by a CA in mqtt.tls.ca_file and be valid for {name!r}"
+        )
+    if isinstance(exc, MqttConnectError) and exc.fatal:
+        if "refused the connection" in str(exc):
+            return logging.ERROR, f"{exc}: check mqtt.username and mqtt.password"
+        return logging.ERROR, str(exc)
+    if isinstance(exc, TimeoutError) and not str(exc):
+        return logging.WARNING, f"no answer within {_CONNECT_TIMEOUT_S:.0f}s"
+    return logging.WARNING, str(exc) or type(exc).__name__

@@ -26,14 +26,17 @@ from gateway.deadletter import DEAD_LETTER_FILE, DeadLetter, DeadLetterStore
 from gateway.decode import decoder_for
 from gateway.delivery import Delivery
 from gateway.errors import DecodeError, ProfileError
+from gateway.health import HealthServer, Readiness, assess_readiness
 from gateway.ingest import Ingest, MqttIngest
 from gateway.limits import DeviceRateLimit
 from gateway.lineprotocol import encode_point
+from gateway.liveness import LivenessTracker
 from gateway.logs import LogThrottle
 from gateway.metrics import Metrics
 from gateway.model import Message, Point
 from gateway.normalize import Drop, normalize
 from gateway.profiles.registry import ProfileRegistry, load_directory, profile_files
+from gateway.selfmetrics import Sources, health_lines
 from gateway.sinks import Sink
 from gateway.sinks.influx import InfluxSink
 from gateway.spool import SPOOL_FILE, ReceiptKey, Spool
@@ -83,6 +86,28 @@ class Gateway:
             else None
         )
         self._log_throttle = LogThrottle(interval_s=1.0)
+        monitoring = settings.monitoring
+        self.liveness = LivenessTracker(
+            monitoring.expected_interval_s,
+            stale_after_intervals=monitoring.stale_after_intervals,
+            max_devices=monitoring.max_tracked_devices,
+        )
+        unknown = self.liveness.unknown_profiles(p.id for p in registry.profiles)
+        if unknown:
+            log.warning("[monitoring] expected_interval_s names unknown profiles: %s", unknown)
+        ingest_stats = self.ingest.stats if isinstance(self.ingest, MqttIngest) else None
+        self.sources = Sources(
+            self.metrics,
+            ingest=ingest_stats,
+            liveness=self.liveness,
+            mqtt_connected=lambda: self.ingest.connected,
+            started_ns=time.time_ns(),
+        )
+        self.health = (
+            HealthServer(settings.http, self.sources, self.readiness)
+            if settings.http.enabled
+            else None
+        )
 
     # ---- hot path: runs inside the socket read callback -------------------------------------
 
@@ -115,6 +140,8 @@ class Gateway:
             )
             self._dead_letter(message, "too_many_readings", detail, profile.id)
             return
+        device_id = resolved.segments.get("device_id") or _tag(points[0], "device_id")
+        self.liveness.seen(profile.id, device_id, message.received_ns, message.retained)
         receipt = None
         if message.packet_id and (drops or points[0].time_ns == message.received_ns):
             receipt = self._receipt(message, points)
@@ -128,6 +155,14 @@ class Gateway:
         self.metrics.points_produced[profile.domain] += len(points)
         if sealed is not None:
             self._enqueue(sealed)
+
+    def readiness(self) -> Readiness:
+        return assess_readiness(
+            self.metrics,
+            mqtt_connected=self.ingest.connected,
+            spool_usable=self.settings.spool.enabled,
+            stopping=self._stopping,
+        )
 
     def _within_limits(self, message: Message) -> bool:
         """Payload size and per-device rate, checked before any decoding work."""
@@ -248,6 +283,17 @@ class Gateway:
             cutoff = time.time_ns() - int(_RECEIPT_KEEP_S * 1e9)
             await asyncio.to_thread(self.spool.forget_receive_times, cutoff)
 
+    async def _write_self_metrics(self) -> None:
+        """The gateway's own figures go into InfluxDB through the same durable batches."""
+        monitoring = self.settings.monitoring
+        destination = (monitoring.database, monitoring.retention_policy)
+        while True:
+            await asyncio.sleep(monitoring.interval_s)
+            lines = health_lines(self.sources, instance=monitoring.instance, now_ns=time.time_ns())
+            sealed = self.batcher.add_points(destination, lines, "gateway", None)
+            if sealed is not None:
+                self._enqueue(sealed)
+
     async def _watch_profiles(self) -> None:
         """Hot reload: poll the profiles directory, swap in a registry that loads cleanly.
 
@@ -295,6 +341,15 @@ class Gateway:
 
     async def run(self, stop: asyncio.Event, drain_timeout_s: float = 10.0) -> None:
         """Run until `stop` is set, then stop intake, flush, acknowledge and disconnect."""
+        if self.health is not None:
+            await self.health.start()  # a busy port stops start-up with a clear error
+        try:
+            await self._run_tasks(stop, drain_timeout_s)
+        finally:
+            if self.health is not None:
+                await self.health.stop()
+
+    async def _run_tasks(self, stop: asyncio.Event, drain_timeout_s: float) -> None:
         async with asyncio.TaskGroup() as group:
             tasks = [
                 group.create_task(self._write_batches(), name="writer"),
@@ -304,6 +359,8 @@ class Gateway:
                 group.create_task(self._watch_profiles(), name="profile-reload"),
                 group.create_task(self.ingest.run(), name="mqtt"),
             ]
+            if self.settings.monitoring.enabled:
+                tasks.append(group.create_task(self._write_self_metrics(), name="self-metrics"))
             await stop.wait()
             log.info("stopping: no new messages; writing and acknowledging what is in hand")
             await self._drain(drain_timeout_s)
@@ -367,3 +424,10 @@ def _directory_state(directory: Path) -> DirectoryState:
 
 def _changed_files(before: DirectoryState, after: DirectoryState) -> set[str]:
     return {name for name, info in after.items() if before.get(name) != info}
+
+
+def _tag(point: Point, name: str) -> str:
+    for key, value in point.tags:
+        if key == name:
+            return value
+    return ""

@@ -6,13 +6,22 @@ must mean the integration tests ran.
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from tests.faultproxy import FaultProxy
 from tests.servers import Influxd, Mosquitto
+
+_SCENARIO_RESULTS = pytest.StashKey[Path]()
+
+# Every gateway a test starts, in process or as a subprocess (which inherits this), serves its
+# health endpoint on a free port: tests run next to each other and next to a real gateway.
+os.environ.setdefault("GATEWAY_HTTP__PORT", "0")
 
 
 @pytest.fixture(scope="session")
@@ -50,3 +59,33 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
     """A fresh broker with persistence for each test, on its own port."""
     with Mosquitto(tmp_path_factory.mktemp("mosquitto")) as broker:
         yield broker
+
+
+@pytest.fixture
+def fault_proxy(influxd: Influxd) -> Iterator[FaultProxy]:
+    """A proxy in front of the session InfluxDB whose faults a test switches at will."""
+    with FaultProxy(influxd.url) as proxy:
+        yield proxy
+
+
+@pytest.fixture(scope="session")
+def scenario_results(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """File the fault scenarios append their report lines to (see harness.report)."""
+    path = tmp_path_factory.getbasetemp() / "scenario-results.txt"
+    request.config.stash[_SCENARIO_RESULTS] = path
+    return path
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config
+) -> None:
+    """Show every scenario's report line, with or without -s and whether it passed or not."""
+    path = config.stash.get(_SCENARIO_RESULTS, None)
+    if path is None or not path.exists():
+        return
+    terminalreporter.write_sep("=", "fault scenarios: readings sent, stored, lost, doubled")
+    for line in path.read_text(encoding="utf-8").splitlines():
+        terminalreporter.write_line(line)
+    terminalreporter.write_line(f"(also in {path})")

@@ -34,6 +34,10 @@ class QueueIngest:
     def resume(self) -> None:
         self.paused = False
 
+    @property
+    def connected(self) -> bool:
+        return True
+
     def set_topics(self, topics: list[str]) -> None:
         self.topics = list(topics)
 

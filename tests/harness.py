@@ -14,7 +14,10 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
@@ -28,6 +31,9 @@ PROFILES = ROOT / "device_profiles"
 CONVERTED_FIELDS = {("water_flow", "flow_m3h"), ("water_flow", "pressure_bar")}
 
 
+TomlValue = str | int | float | bool | list[str]
+
+
 def gateway_config(
     path: Path,
     broker: Mosquitto,
@@ -35,46 +41,67 @@ def gateway_config(
     database: str,
     *,
     client_id: str = "test-gateway",
+    overrides: Mapping[str, Mapping[str, TomlValue]] | None = None,
     extra: str = "",
 ) -> Path:
-    path.write_text(
-        f"""
-[mqtt]
-host = "{broker.host}"
-port = {broker.port}
-client_id = "{client_id}"
-reconnect_min_s = 0.1
-reconnect_max_s = 1.0
+    """Write a gateway configuration for private servers; the state goes to `path.parent/state`.
 
-[influx]
-url = "{influxd.url}"
-database = "{database}"
-
-[batch]
-max_points = 2000
-max_age_s = 0.2
-
-[profiles]
-dir = "{PROFILES}"
-
-[spool]
-dir = "{path.parent / "state"}"
-{extra}
-""",
-        encoding="utf-8",
-    )
+    `overrides` merges keys into sections, e.g. `{"influx": {"url": proxy.url}, "spool":
+    {"write_timeout_s": 1.0}}` (a TOML table may appear only once, so settings are merged here
+    rather than appended). `extra` is raw TOML appended at the end, for whole new tables.
+    """
+    sections: dict[str, dict[str, TomlValue]] = {
+        "mqtt": {
+            "host": broker.host,
+            "port": broker.port,
+            "client_id": client_id,
+            "reconnect_min_s": 0.1,
+            "reconnect_max_s": 1.0,
+        },
+        "influx": {"url": influxd.url, "database": database},
+        "batch": {"max_points": 2000, "max_age_s": 0.2},
+        "profiles": {"dir": str(PROFILES)},
+        "spool": {"dir": str(path.parent / "state")},
+    }
+    for section, values in (overrides or {}).items():
+        sections.setdefault(section, {}).update(values)
+    tables = [
+        f"[{name}]\n" + "".join(f"{key} = {_toml(value)}\n" for key, value in values.items())
+        for name, values in sections.items()
+    ]
+    path.write_text("\n".join(tables) + extra + "\n", encoding="utf-8")
     return path
 
 
+def _toml(value: TomlValue) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | list):
+        return json.dumps(value)  # JSON strings and string arrays are valid TOML
+    return repr(value)
+
+
 class GatewayProcess:
-    """`python -m gateway run` in the background, its log in a file."""
+    """`python -m gateway run` in the background, its log in a file kept across restarts."""
 
     def __init__(self, config: Path) -> None:
         self.config = config
         self.log_path = config.with_suffix(".log")
         self.process: subprocess.Popen[bytes] | None = None
 
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    @property
+    def state_dir(self) -> Path:
+        """The `[spool] dir` of its configuration: spool, dead letters, receipts."""
+        settings = tomllib.loads(self.config.read_text(encoding="utf-8"))
+        return Path(settings["spool"]["dir"])
+
     def start(self, wait_subscribed: bool = True) -> Self:
+        if self.running:
+            raise AssertionError("gateway already running: stop() or kill() it first")
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gateway", "run", "--config", str(self.config)],
@@ -92,14 +119,21 @@ class GatewayProcess:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     def wait_for_log(self, text: str, occurrences: int = 1, timeout_s: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.log().count(text) >= occurrences:
-                return
+        if not self.logged_within(text, timeout_s, occurrences):
             if self.process is not None and self.process.poll() is not None:
                 raise AssertionError(f"gateway exited ({self.process.returncode}):\n{self.log()}")
+            raise AssertionError(f"gateway never logged {text!r} in {timeout_s}s:\n{self.log()}")
+
+    def logged_within(self, text: str, timeout_s: float, occurrences: int = 1) -> bool:
+        """Whether the log shows `text` `occurrences` times within timeout_s (False at once if
+        the gateway exited without it)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self.log().count(text) >= occurrences:
+                return True
+            if time.monotonic() >= deadline or not self.running:
+                return False
             time.sleep(0.05)
-        raise AssertionError(f"gateway never logged {text!r} in {timeout_s}s:\n{self.log()}")
 
     def stop(self, timeout_s: float = 20.0) -> int:
         """SIGTERM and wait: the gateway flushes, acknowledges and exits."""
@@ -113,13 +147,25 @@ class GatewayProcess:
             self.process.wait()
             raise AssertionError(f"gateway did not stop on SIGTERM:\n{self.log()}") from None
 
+    def kill(self) -> None:
+        """SIGKILL and reap: a crash, with no flush, no acknowledgement and no goodbye."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def restart(self, *, crash: bool = False, wait_subscribed: bool = True) -> Self:
+        """Stop (SIGTERM, or SIGKILL with crash=True) and start again with the same state."""
+        if crash:
+            self.kill()
+        elif self.running and (code := self.stop()) != 0:
+            raise AssertionError(f"gateway exited with {code} on SIGTERM:\n{self.log()}")
+        return self.start(wait_subscribed=wait_subscribed)
+
     def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+        self.kill()
 
 
 def simulator_command(broker: Mosquitto, truth: Path, *args: str) -> list[str]:
@@ -193,10 +239,18 @@ def _key(measurement: str, tags: dict[str, str], time_ns: int) -> tuple[Any, ...
     return (measurement, tuple(sorted(tags.items())), time_ns)
 
 
-def compare_with_truth(
-    influxd: Influxd, database: str, truth: list[dict[str, Any]]
-) -> tuple[int, int, list[str]]:
-    """(missing, extra, differences) between InfluxDB and the truth file."""
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """InfluxDB against the truth file, point by point."""
+
+    sent: int  # distinct readings in the truth file (a redelivered reading is one point)
+    stored: int  # points InfluxDB holds in the truth's measurements
+    missing: int  # truth readings InfluxDB does not have: lost
+    extra: int  # points InfluxDB has that the truth does not: e.g. one reading stored twice
+    differences: list[str]  # readings stored with other field values than sent
+
+
+def compare(influxd: Influxd, database: str, truth: list[dict[str, Any]]) -> Comparison:
     expected = {_key(r["measurement"], r["tags"], r["time_ns"]): r for r in truth}
     stored: dict[tuple[Any, ...], dict[str, Any]] = {}
     for measurement in sorted({r["measurement"] for r in truth}):
@@ -207,7 +261,52 @@ def compare_with_truth(
     for key, row in expected.items():
         if key in stored and not _fields_equal(row["measurement"], row["fields"], stored[key]):
             differences.append(f"{key}: truth {row['fields']} stored {stored[key]}")
-    return len(missing), len(extra), differences
+    return Comparison(len(expected), len(stored), len(missing), len(extra), differences)
+
+
+def compare_with_truth(
+    influxd: Influxd, database: str, truth: list[dict[str, Any]]
+) -> tuple[int, int, list[str]]:
+    """(missing, extra, differences) between InfluxDB and the truth file."""
+    result = compare(influxd, database, truth)
+    return result.missing, result.extra, result.differences
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioReport:
+    scenario: str
+    comparison: Comparison
+
+    @property
+    def lost(self) -> int:
+        return self.comparison.missing
+
+    @property
+    def doubled(self) -> int:
+        return self.comparison.extra
+
+    @property
+    def line(self) -> str:
+        counts = f"sent={self.comparison.sent} stored={self.comparison.stored}"
+        return f"{self.scenario}: {counts} lost={self.lost} doubled={self.doubled}"
+
+
+def report(
+    scenario: str,
+    truth: list[dict[str, Any]],
+    influxd: Influxd,
+    database: str,
+    results: Path | None = None,
+) -> ScenarioReport:
+    """Compare with the truth, print `scenario: sent=N stored=N lost=N doubled=N` and append
+    that line to `results` (the `scenario_results` fixture's file, which pytest's terminal
+    summary shows whether or not output is captured)."""
+    outcome = ScenarioReport(scenario, compare(influxd, database, truth))
+    print(outcome.line, flush=True)
+    if results is not None:
+        with results.open("a", encoding="utf-8") as handle:
+            handle.write(outcome.line + "\n")
+    return outcome
 
 
 def _fields_equal(measurement: str, want: dict[str, Any], got: dict[str, Any]) -> bool:

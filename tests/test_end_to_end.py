@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -43,7 +45,15 @@ def test_ten_thousand_readings_arrive_exactly(
         truth = load_truth(truth_file)
         expected = truth_counts(truth)
         stored = wait_for_counts(influxd, influx_db, expected)
+        health = health_url(gateway.log())
+        with urllib.request.urlopen(health + "readyz", timeout=5) as answer:
+            assert answer.status == 200
+        with urllib.request.urlopen(health + "metrics", timeout=5) as answer:
+            exposition = answer.read().decode()
         assert gateway.stop() == 0
+    received = re.search(r"^mh_gateway_messages_received_total (\S+)$", exposition, re.M)
+    assert received is not None
+    assert float(received.group(1)) == 6200
     summary = json.loads(summary_file.read_text())
     assert summary["readings"] == len(truth) >= 10_000
     assert set(expected) == {"streetlight", "water_flow", "traffic_flow"}
@@ -52,6 +62,12 @@ def test_ten_thousand_readings_arrive_exactly(
     assert (missing, extra, differences[:5]) == (0, 0, [])
     assert field_type_mismatches(influxd, influx_db, truth) == []
     assert "Traceback" not in gateway.log()
+
+
+def health_url(log: str) -> str:
+    found = re.search(r"health endpoint on (http://\S+/)", log)
+    assert found is not None, log
+    return found.group(1)
 
 
 def test_broker_restart_mid_stream_loses_nothing(
