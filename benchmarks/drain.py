@@ -52,7 +52,7 @@ def main() -> None:
                 broker, truth_file,
                 "--lighting", "4000", "--water", "3000", "--traffic", "3000",
                 "--messages", str(args.messages), "--rate", "0", "--seed", "1",
-                "--start", "2026-11-01T00:00:00Z", timeout_s=600,
+                timeout_s=600,
             )  # fmt: skip
             expected = truth_counts(load_truth(truth_file))
             gateway = GatewayProcess(config)

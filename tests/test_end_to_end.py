@@ -40,7 +40,7 @@ def test_ten_thousand_readings_arrive_exactly(
             mosquitto, truth_file,
             "--lighting", "40", "--water", "40", "--traffic", "40",
             "--messages", "6200", "--rate", "0", "--seed", "7",
-            "--start", "2026-11-23T00:00:00Z", "--summary-json", str(summary_file),
+            "--summary-json", str(summary_file),
         )  # fmt: skip
         truth = load_truth(truth_file)
         expected = truth_counts(truth)
@@ -81,7 +81,6 @@ def test_broker_restart_mid_stream_loses_nothing(
             mosquitto, truth_file,
             "--lighting", "25", "--water", "25", "--traffic", "0",
             "--messages", "5000", "--rate", "1000", "--seed", "11",
-            "--start", "2026-11-23T00:00:00Z",
         )  # fmt: skip
         gateway.wait_for_log("subscribed to")
         time.sleep(2.0)
