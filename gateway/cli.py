@@ -9,20 +9,28 @@ import json
 import signal
 import sys
 import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from gateway.cardinality import SeriesBudget
 from gateway.config import GatewaySettings, load_settings
 from gateway.deadletter import DEAD_LETTER_FILE, DeadLetterStore
 from gateway.decode import decoder_for
 from gateway.errors import ConfigError, DecodeError, GatewayError, ProfileError, SinkError
 from gateway.lineprotocol import encode_point
+from gateway.model import FieldValue, Point
 from gateway.normalize import Drop, normalize
+from gateway.profiles.compile import CompiledProfile
 from gateway.profiles.registry import (
+    PROFILE_SUFFIXES,
     ProfileRegistry,
+    install_profile,
     load_directory,
+    load_file,
     load_files,
     profile_files,
 )
@@ -101,11 +109,18 @@ def profiles_validate(
             ProfileRegistry(compiled)
         except ProfileError as exc:
             problems = exc.problems
+    _print_warnings(compiled)
     for problem in problems:
         typer.echo(problem, err=True)
     if problems:
         raise typer.Exit(1)
     typer.echo(f"{len(compiled)} profiles ok")
+
+
+def _print_warnings(profiles: Iterable[CompiledProfile]) -> None:
+    for profile in profiles:
+        for warning in profile.warnings:
+            typer.echo(f"warning: {warning}", err=True)
 
 
 @profiles_app.command("list")
@@ -115,7 +130,7 @@ def profiles_list(
     ),
 ) -> None:
     """One line per profile: id, version, domain, topic pattern, file."""
-    for profile in load_directory(directory).profiles:
+    for profile in _load_or_exit(directory).profiles:
         typer.echo(
             f"{profile.id}\tv{profile.version}\t{profile.domain}\t"
             f"{profile.pattern.text}\t{profile.file}"
@@ -129,36 +144,171 @@ def profiles_schema() -> None:
 
 
 @profiles_app.command("test")
-def profiles_test(
-    topic: Annotated[str, typer.Option(help="The MQTT topic the device publishes on")],
-    payload: Annotated[str, typer.Option(help="@FILE, hex:..., base64:... or the text itself")],
-    profile_id: Annotated[str | None, typer.Argument(help="Profile id (default: by topic)")] = None,
+def profiles_test(  # noqa: PLR0917  # typer turns each parameter into an option
+    profile_id: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="PROFILE_ID|FILE",
+            help="Profile id, or a profile FILE to try before `profiles add` (default: the "
+            "profile whose pattern matches --topic)",
+        ),
+    ] = None,
+    topic: Annotated[
+        str | None, typer.Option(help="The MQTT topic the device publishes on")
+    ] = None,
+    payload: Annotated[
+        str | None, typer.Option(help="@FILE, hex:..., base64:... or the text itself")
+    ] = None,
+    golden: Annotated[
+        Path | None,
+        typer.Option(
+            help="Run a golden vector file (tests/golden/<id>.json) instead; exit 1 if "
+            "any case fails"
+        ),
+    ] = None,
+    received: Annotated[
+        str | None,
+        typer.Option(
+            help="Receive time, ISO 8601 with offset (default: now); device clocks "
+            "are judged against it"
+        ),
+    ] = None,
     directory: Annotated[Path, typer.Option("--dir", help="Profiles directory")] = Path(
         "device_profiles"
     ),
 ) -> None:
-    """Run a payload through a profile: readings, line protocol and every dropped field."""
-    registry = load_directory(directory)
-    resolved = registry.resolve(topic)
-    if resolved is None or (profile_id and resolved.profile.id != profile_id):
-        wanted = f"profile {profile_id!r}" if profile_id else "any profile"
-        raise ConfigError(f"topic {topic!r} does not match {wanted}")
+    """Run a payload through a profile: readings as a table and as line protocol, and every
+    dropped field with its reason. Exit 1 when the message would be dead-lettered."""
+    registry, expected_id = _registry_for(profile_id, directory)
+    if golden is not None:
+        _run_golden_file(registry, expected_id, golden)
+        return
+    if topic is None or payload is None:
+        raise typer.BadParameter("give --topic and --payload, or --golden FILE")
+    profile, segments = _resolve(registry, topic, expected_id)
+    received_ns = time.time_ns() if received is None else parse_received(received, "--received")
+    _print_warnings([profile])
+    typer.echo(f"profile {profile.id} v{profile.version} ({profile.file})")
     drops: list[Drop] = []
     try:
-        document = decoder_for(resolved.profile.decode_spec)(_payload_bytes(payload))
-        points = normalize(resolved.profile, document, resolved.segments, time.time_ns(), drops)
+        points = run_profile(profile, segments, _payload_bytes(payload), received_ns, drops)
     except DecodeError as exc:
         _print_drops(drops)
         typer.echo(f"dead letter: {exc}", err=True)
         raise typer.Exit(1) from None
+    _print_table(points)
+    typer.echo("\nline protocol:")
     for point in points:
         typer.echo(encode_point(point))
     _print_drops(drops)
 
 
+def run_profile(
+    profile: CompiledProfile,
+    segments: dict[str, str],
+    payload: bytes,
+    received_ns: int,
+    drops: list[Drop],
+) -> list[Point]:
+    """One message through decode, normalize and the series budget, as the pipeline runs it."""
+    document = decoder_for(profile.decode_spec)(payload)
+    points = normalize(profile, document, segments, received_ns, drops)
+    return SeriesBudget.for_profiles([profile]).admit(profile.id, points, drops)
+
+
+def _load_or_exit(directory: Path) -> ProfileRegistry:
+    """Profile problems are validation errors: listed one per line, exit 1."""
+    try:
+        return load_directory(directory)
+    except ProfileError as exc:
+        for problem in exc.problems:
+            typer.echo(problem, err=True)
+        raise typer.Exit(1) from None
+
+
+def _registry_for(profile_arg: str | None, directory: Path) -> tuple[ProfileRegistry, str | None]:
+    """The profiles to try and the expected profile id: one file on its own, or a directory."""
+    if profile_arg is not None and Path(profile_arg).suffix in PROFILE_SUFFIXES:
+        try:
+            profile = load_file(Path(profile_arg))
+        except ProfileError as exc:
+            for problem in exc.problems:
+                typer.echo(problem, err=True)
+            raise typer.Exit(1) from None
+        return ProfileRegistry([profile]), profile.id
+    registry = _load_or_exit(directory)
+    if profile_arg is not None and registry.get(profile_arg) is None:
+        raise ConfigError(f"no profile {profile_arg!r} in {directory} (see `profiles list`)")
+    return registry, profile_arg
+
+
+def _resolve(
+    registry: ProfileRegistry, topic: str, expected_id: str | None
+) -> tuple[CompiledProfile, dict[str, str]]:
+    if expected_id is not None:
+        profile = registry.get(expected_id)
+        segments = profile.pattern.match(topic) if profile else None
+        if profile is None or segments is None:
+            pattern = profile.pattern.text if profile else "?"
+            raise ConfigError(
+                f"topic {topic!r} does not match profile {expected_id!r} (pattern {pattern!r})"
+            )
+        return profile, segments
+    resolved = registry.resolve(topic)
+    if resolved is None:
+        raise ConfigError(f"topic {topic!r} matches no profile (see `profiles list`)")
+    return resolved.profile, resolved.segments
+
+
+def _print_table(points: list[Point]) -> None:
+    rows = [("measurement", "time (UTC)", "tags", "fields")]
+    rows.extend(
+        (
+            point.measurement,
+            iso_utc(point.time_ns),
+            " ".join(f"{key}={value}" for key, value in point.tags),
+            " ".join(f"{name}={_shown(value)}" for name, value in point.fields.items()),
+        )
+        for point in points
+    )
+    widths = [max(len(row[column]) for row in rows) for column in range(3)]
+    for *cells, fields in rows:  # fields last and unpadded: the widest column
+        padded = "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True))
+        typer.echo(f"{padded}  {fields}")
+
+
+def _shown(value: FieldValue) -> str:
+    if type(value) is bool:
+        return "true" if value else "false"
+    return json.dumps(value) if type(value) is str else repr(value)
+
+
+def iso_utc(time_ns: int) -> str:
+    """2026-11-24T01:00:00.123Z: UTC, with as many fraction digits as the time has."""
+    seconds, fraction = divmod(time_ns, 10**9)
+    text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    digits = f"{fraction:09d}".rstrip("0")
+    return f"{text}.{digits}Z" if digits else f"{text}Z"
+
+
+def parse_received(text: str | int, what: str) -> int:
+    """Receive time in ns from ISO 8601 text with an offset (or Z), or integer nanoseconds."""
+    if type(text) is int:
+        return text
+    try:
+        moment = datetime.fromisoformat(str(text))
+    except ValueError as exc:
+        raise ConfigError(f"{what}: {exc}; write e.g. 2026-11-24T08:00:00+07:00") from None
+    if moment.tzinfo is None:
+        raise ConfigError(f"{what}: {text!r} has no offset; add one, e.g. +07:00 or Z")
+    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86400 + delta.seconds) * 10**9 + delta.microseconds * 1000
+
+
 def _print_drops(drops: list[Drop]) -> None:
+    typer.echo("\ndropped:" if drops else "\ndropped: nothing")
     for name, reason in drops:
-        typer.echo(f"dropped {name}: {reason}", err=True)
+        typer.echo(f"  {name}: {reason}")
 
 
 def _payload_bytes(text: str) -> bytes:
@@ -172,6 +322,121 @@ def _payload_bytes(text: str) -> bytes:
     except (OSError, ValueError, binascii.Error) as exc:
         raise ConfigError(f"--payload {text[:40]!r}: {exc}") from exc
     return text.encode()
+
+
+# --- golden vectors: the same runner for technicians and the test suite -----------------------
+#
+# A golden file is a JSON list of cases: {"name", "topic", "payload" (text) or "payload_hex",
+# optional "received" (ISO 8601 with offset, or integer ns), then either "lines" (expected line
+# protocol) and "drops" (expected [name, reason] pairs) or "dead_letter" (the expected reason)}.
+# Without "received" the receive time is 0, an unset gateway clock, so device times are kept
+# as sent and the vector does not age.
+
+
+def read_golden(file: Path) -> list[dict[str, Any]]:
+    """The cases of a golden file; ConfigError naming the file and case when malformed."""
+    try:
+        cases = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: cannot read: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{file}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+    if not isinstance(cases, list) or not all(isinstance(case, dict) for case in cases):
+        raise ConfigError(f"{file}: a golden file is a JSON list of case objects")
+    for index, case in enumerate(cases):
+        problem = _golden_case_problem(case)
+        if problem:
+            raise ConfigError(f"{file}: case {index} ({case.get('name', 'unnamed')}): {problem}")
+    return cases
+
+
+def _golden_case_problem(case: dict[str, Any]) -> str | None:
+    if not isinstance(case.get("topic"), str):
+        return "needs a 'topic' text"
+    if not isinstance(case.get("payload"), str) and not isinstance(case.get("payload_hex"), str):
+        return "needs a 'payload' text or a 'payload_hex' text"
+    if "dead_letter" not in case and not {"lines", "drops"} <= case.keys():
+        return "needs 'lines' and 'drops', or 'dead_letter'"
+    return None
+
+
+def golden_failures(
+    registry: ProfileRegistry, expected_id: str | None, case: dict[str, Any]
+) -> list[str]:
+    """How the profile's output differs from the case; [] when the case passes."""
+    resolved = registry.resolve(case["topic"])
+    if resolved is None:
+        return [f"topic {case['topic']!r} matches no profile"]
+    if expected_id is not None and resolved.profile.id != expected_id:
+        return [f"topic resolves to profile {resolved.profile.id!r}, not {expected_id!r}"]
+    payload = (
+        bytes.fromhex(case["payload_hex"]) if "payload_hex" in case else case["payload"].encode()
+    )
+    received_ns = parse_received(case.get("received", 0), "received")
+    drops: list[Drop] = []
+    try:
+        points = run_profile(resolved.profile, resolved.segments, payload, received_ns, drops)
+    except DecodeError as exc:
+        if case.get("dead_letter") == exc.reason:
+            return []
+        expected = f"dead letter {case['dead_letter']!r}" if "dead_letter" in case else "points"
+        return [f"expected {expected}, got dead letter {exc}"]
+    if "dead_letter" in case:
+        return [f"expected dead letter {case['dead_letter']!r}, got {len(points)} points"]
+    failures = []
+    lines = [encode_point(point) for point in points]
+    if lines != case["lines"]:
+        failures.append(f"lines differ:\n  expected {case['lines']}\n  got      {lines}")
+    got_drops = [list(drop) for drop in drops]
+    if got_drops != case["drops"]:
+        failures.append(f"drops differ:\n  expected {case['drops']}\n  got      {got_drops}")
+    return failures
+
+
+def _run_golden_file(registry: ProfileRegistry, expected_id: str | None, file: Path) -> None:
+    if expected_id is None and registry.get(file.stem) is not None:
+        expected_id = file.stem  # tests/golden/<profile-id>.json
+    failed = 0
+    cases = read_golden(file)
+    for case in cases:
+        failures = golden_failures(registry, expected_id, case)
+        typer.echo(f"{'FAIL' if failures else 'ok  '}  {case.get('name', case['topic'])}")
+        for line in "\n".join(failures).splitlines():
+            typer.echo(f"      {line}")
+        failed += bool(failures)
+    typer.echo(f"{file}: {len(cases) - failed} passed, {failed} failed")
+    if failed:
+        raise typer.Exit(1)
+
+
+@profiles_app.command("add")
+def profiles_add(
+    file: Annotated[Path, typer.Argument(help="The profile file to install")],
+    directory: Annotated[
+        Path | None,
+        typer.Option("--dir", help="Profiles directory (default: profiles.dir of --config)"),
+    ] = None,
+    config: ConfigOption = None,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Overwrite a file that holds another profile id")
+    ] = False,
+) -> None:
+    """Validate a profile with the installed ones (ids, topics), then copy it atomically to
+    DIR/<domain>/<file name>. Exit 1 with file:line: field: problem on any conflict."""
+    target_dir = directory or load_settings(config).profiles.dir
+    try:
+        installed = install_profile(file, target_dir, replace=replace)
+    except ProfileError as exc:
+        for problem in exc.problems:
+            typer.echo(problem, err=True)
+        raise typer.Exit(1) from None
+    _print_warnings([installed.profile])
+    profile = installed.profile
+    typer.echo(
+        f"{installed.action}: {installed.path} (profile {profile.id} v{profile.version}); "
+        f"{installed.profile_count} profiles in {target_dir} ok.\n"
+        "A running gateway loads it within profiles.reload_interval_s (or at its next start)."
+    )
 
 
 @deadletter_app.command("list")

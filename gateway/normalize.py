@@ -3,6 +3,13 @@
 Lenient with devices: a bad field is dropped with a reason and the rest of the reading kept; a
 reading without any valid field is dropped; a message without any valid reading raises
 DecodeError so the pipeline can dead-letter it.
+
+Device clocks drift, reset to 1970 after a power cut, or were never set. A device time outside
+the profile's tolerance around the receive time (`time.max_future_s`, `time.max_past_s`) is
+replaced by the receive time: the reading is kept, the drop list gets ("(time)", "clock_future")
+or ("(time)", "clock_past") so the pipeline counts it, and the point carries the boolean field
+`time_replaced=true` so an operator can find such readings. Tags are exactly the profile's
+declared `tags`: payload keys never become tags by themselves.
 """
 
 from __future__ import annotations
@@ -11,12 +18,25 @@ from typing import Any
 
 from gateway.errors import DecodeError
 from gateway.model import FieldValue, Point
-from gateway.profiles.compile import MISSING, BadTimestamp, CompiledProfile, FieldDropped
+from gateway.profiles.compile import (
+    MAX_NS,
+    MIN_NS,
+    MISSING,
+    BadTimestamp,
+    CompiledProfile,
+    FieldDropped,
+)
+from gateway.profiles.schema import TIME_REPLACED_FIELD
 
 Drop = tuple[str, str]
 """(field or tag name, reason slug), e.g. ("dim_pct", "out_of_range")."""
 
 _UNSAFE_TAG_CHARS = ("\n", "\r")  # line protocol cannot escape a line break in a tag
+
+# A receive time before 2025 means the gateway's own clock is not set (a board without a
+# real-time clock boots at 1970 until NTP syncs): it cannot judge the device's, which is kept.
+# Golden vectors without `received` run this way (receive time 0).
+CLOCK_SET_NS = 1_735_689_600 * 10**9  # 2025-01-01T00:00:00Z
 
 
 def normalize(
@@ -71,7 +91,8 @@ def _reading_to_point(  # noqa: PLR0917  # hot path: positional calls are cheape
         drops.append(("(reading)", "no_valid_field"))
         return None
     try:
-        time_ns = profile.time_ns(reading, root, received_ns)
+        device_ns = profile.time_ns(reading, root, received_ns)
+        time_ns = _plausible_time(profile, device_ns, received_ns, fields, drops)
     except BadTimestamp:
         drops.append(("(reading)", "bad_timestamp"))
         return None
@@ -83,6 +104,28 @@ def _reading_to_point(  # noqa: PLR0917  # hot path: positional calls are cheape
         database=profile.database,
         retention_policy=profile.retention_policy,
     )
+
+
+def _plausible_time(
+    profile: CompiledProfile,
+    time_ns: int,
+    received_ns: int,
+    fields: dict[str, FieldValue],
+    drops: list[Drop],
+) -> int:
+    """The device time, or the receive time (flagged) when the device clock is implausible."""
+    if received_ns >= CLOCK_SET_NS:
+        if time_ns > received_ns + profile.max_future_ns:
+            drops.append(("(time)", "clock_future"))
+            fields[TIME_REPLACED_FIELD] = True
+            return received_ns
+        if time_ns < received_ns - profile.max_past_ns:
+            drops.append(("(time)", "clock_past"))
+            fields[TIME_REPLACED_FIELD] = True
+            return received_ns
+    if not MIN_NS <= time_ns <= MAX_NS:  # only reachable without a tolerance on that side
+        raise BadTimestamp("bad_timestamp")
+    return time_ns
 
 
 def _tags(

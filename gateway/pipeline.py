@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from gateway.batcher import Batch, Batcher
+from gateway.cardinality import SeriesBudget, limits_of
 from gateway.config import GatewaySettings
 from gateway.deadletter import DEAD_LETTER_FILE, DeadLetter, DeadLetterStore
 from gateway.decode import decoder_for
@@ -72,6 +73,7 @@ class Gateway:
             settings.mqtt, settings.mqtt.topics or registry.subscriptions, self.on_message
         )
         self._decoders = {p.id: decoder_for(p.decode_spec) for p in registry.profiles}
+        self.series = SeriesBudget.for_profiles(registry.profiles)
         self._sealed: collections.deque[Batch] = collections.deque()
         self._sealed_event = asyncio.Event()
         self._all_written = asyncio.Event()
@@ -127,6 +129,7 @@ class Gateway:
         try:
             document = self._decoders[profile.id](message.payload)
             points = normalize(profile, document, resolved.segments, message.received_ns, drops)
+            points = self.series.admit(profile.id, points, drops)
         except DecodeError as exc:
             self._count_drops(drops)
             self._dead_letter(message, exc.reason, exc.detail, profile.id)
@@ -325,6 +328,7 @@ class Gateway:
         new = {profile.id: profile for profile in registry.profiles}
         decoders = {p.id: decoder_for(p.decode_spec) for p in registry.profiles}
         self.registry, self._decoders = registry, decoders
+        self.series.set_limits(limits_of(registry.profiles))
         self.metrics.profile_reloads += 1
         if not self.settings.mqtt.topics:
             self.ingest.set_topics(registry.subscriptions)

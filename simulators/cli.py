@@ -45,7 +45,9 @@ class RunCommand:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m simulators",
-        description="Simulated Mỹ Hào street lights, water meters and traffic counters over MQTT.",
+        description="Simulated Mỹ Hào devices over MQTT: street lights, water meters, traffic "
+        "counters, reservoir levels, water quality, traffic radars and signals, broadband "
+        "probes and telecom site monitors.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     run_parser = commands.add_parser("run", help="publish telemetry from a simulated fleet")
@@ -60,9 +62,13 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         default=parse_broker("127.0.0.1:1883"),
         help="HOST:PORT, HOST or [IPv6]:PORT (default 127.0.0.1:1883)",
     )
+    devices = parser.add_argument_group(
+        "devices", "how many of each kind to simulate (each defaults to 0; ask for at least one)"
+    )
     for kind in KINDS.values():
-        parser.add_argument(
+        devices.add_argument(
             f"--{kind.name}",
+            dest=kind.name,  # not quality_probes: parse_run_command looks kinds up by name
             type=_non_negative_int,
             default=0,
             metavar="N",

@@ -64,3 +64,19 @@ def parse_start(text: str) -> int:
 def wall_now_ms() -> int:
     """Now, rounded down to the second, in epoch milliseconds."""
     return int(datetime.now(UTC).timestamp()) * MS_PER_S
+
+
+def local_naive_s(epoch_s: int, sep: str = "T") -> str:
+    """Local wall-clock time without an offset, as controllers and dataloggers whose clocks
+    run on ICT stamp their reports: 2026-11-24T08:00:00 (or with sep=" ")."""
+    local = datetime.fromtimestamp(epoch_s, LOCAL_TZ).replace(tzinfo=None)
+    return local.isoformat(sep=sep, timespec="seconds")
+
+
+def utc_rfc3339(epoch_us: int) -> str:
+    """UTC time as Go servers print it (RFC 3339 with Z; time.RFC3339Nano drops trailing zeros
+    of the fraction): 2026-11-24T01:00:00.1234Z, 2026-11-24T01:00:07Z."""
+    seconds, micros = divmod(epoch_us, 1_000_000)
+    text = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    fraction = f"{micros:06d}".rstrip("0")
+    return f"{text}.{fraction}Z" if fraction else f"{text}Z"

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 PURE = ["gateway/decode.py", "gateway/normalize.py", "gateway/lineprotocol.py", "gateway/model.py"]
 PURE += ["gateway/liveness.py", "gateway/selfmetrics.py", "gateway/limits.py"]
-PURE += ["gateway/cardinality.py"] if (ROOT / "gateway/cardinality.py").exists() else []
+PURE += ["gateway/cardinality.py"]
 PURE += [str(p.relative_to(ROOT)) for p in (ROOT / "gateway/profiles").glob("*.py")]
 IO_MODULES = {"asyncio", "aiohttp", "mqtt5", "socket", "sqlite3", "gateway.ingest",
               "gateway.pipeline", "gateway.sinks", "gateway.sinks.influx", "gateway.health",

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import GatewaySettings, SpoolSettings, load_settings
+from gateway.config import HttpSettings, SpoolSettings, load_settings
 from gateway.pipeline import Gateway
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,6 +25,10 @@ UNIT_FILE = SYSTEMD / "mh-gateway.service"
 SYSUSERS_FILE = SYSTEMD / "mh-gateway.sysusers.conf"
 
 Unit = dict[str, dict[str, list[str]]]
+
+
+# The shipped default; tests/conftest.py moves test gateways to free ports via the environment.
+DEFAULT_HTTP_PORT = HttpSettings.model_fields["port"].default
 
 
 def parse_unit(text: str) -> Unit:
@@ -131,7 +135,7 @@ def test_system_calls_and_resources_are_limited() -> None:
 
 def test_the_default_http_listener_needs_no_privilege() -> None:
     # CapabilityBoundingSet= is empty, so the gateway cannot bind ports below 1024.
-    assert GatewaySettings().http.port >= 1024
+    assert DEFAULT_HTTP_PORT >= 1024
 
 
 def _verify_copy(tmp_path: Path) -> Path:
@@ -179,7 +183,7 @@ def test_sysusers_creates_the_service_user(tmp_path: Path) -> None:
 
 def test_dockerfile_health_check_uses_the_endpoint() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
-    port = str(GatewaySettings().http.port)
+    port = str(DEFAULT_HTTP_PORT)
     assert f"EXPOSE {port}" in dockerfile
     healthcheck = dockerfile.split("\nHEALTHCHECK", 1)[1].split("\n\n", 1)[0]
     assert "http://127.0.0.1:" in healthcheck

@@ -92,3 +92,44 @@ async def test_a_flooding_device_is_limited_and_the_others_are_not(tmp_path: Pat
     assert sum("sl-0002" in line for line in sink.lines) == 5
     assert isinstance(instance.ingest, QueueIngest)
     assert len(instance.ingest.acked) == 55  # dead letters are durable too: all acknowledged
+
+
+async def test_series_beyond_a_profiles_budget_become_dead_letters(tmp_path: Path) -> None:
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    (profiles / "level.yaml").write_text(
+        """
+id: test-level-raw
+version: 1
+domain: water
+match:
+  topic: test/level/{device_id}
+decode:
+  format: raw
+  value_type: number
+time:
+  source: receive
+output:
+  measurement: tank_level
+  max_series: 2
+tags:
+  device_id: {topic: device_id}
+fields:
+  level_m: {path: value, type: float}
+"""
+    )
+    instance = Gateway(
+        GatewaySettings(batch={"max_age_s": 0.05}, spool={"dir": str(tmp_path / "state")}),
+        load_directory(profiles),
+        sink=SwitchableSink(),
+        ingest=QueueIngest(),
+    )
+    for n, device in enumerate(["t1", "t2", "t3", "t1", "t3"]):
+        instance.on_message(Message(f"test/level/{device}", b"1.0", (n + 1) * S, False, n))
+    stop = asyncio.Event()
+    task = asyncio.create_task(instance.run(stop))
+    await asyncio.sleep(0.2)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert instance.metrics.dead_letters == {"cardinality_exceeded": 2}
+    assert instance.metrics.points_written["water"] == 3

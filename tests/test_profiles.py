@@ -1,9 +1,11 @@
-"""Profile loading, validation messages, topic matching and the golden vectors of every profile."""
+"""Profile loading, validation messages, topic matching, clock tolerance, float rounding and the
+golden vectors of every profile."""
 
 from __future__ import annotations
 
 import base64
 import json
+import re
 import struct
 from pathlib import Path
 from typing import Any
@@ -11,10 +13,10 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter
 
+from gateway.cli import golden_failures, read_golden
 from gateway.decode import decoder_for
 from gateway.errors import DecodeError, ProfileError
 from gateway.lineprotocol import encode_point
-from gateway.model import Point
 from gateway.normalize import Drop, normalize
 from gateway.profiles.compile import CompiledProfile
 from gateway.profiles.registry import ProfileRegistry, load_directory, load_file
@@ -24,6 +26,7 @@ from gateway.profiles.topics import parse_pattern
 ROOT = Path(__file__).resolve().parent.parent
 PROFILES = ROOT / "device_profiles"
 GOLDEN = Path(__file__).parent / "golden"
+BROKEN = Path(__file__).parent / "broken_profiles"
 
 VALID = """\
 id: test-meter
@@ -53,7 +56,7 @@ def registry() -> ProfileRegistry:
 def golden_cases() -> list[Any]:
     cases = []
     for file in sorted(GOLDEN.glob("*.json")):
-        for case in json.loads(file.read_text(encoding="utf-8")):
+        for case in read_golden(file):
             cases.append(pytest.param(file.stem, case, id=f"{file.stem}: {case['name']}"))
     return cases
 
@@ -64,26 +67,8 @@ def test_every_shipped_profile_has_golden_vectors(registry: ProfileRegistry) -> 
 
 @pytest.mark.parametrize(("profile_id", "case"), golden_cases())
 def test_golden_vector(registry: ProfileRegistry, profile_id: str, case: dict[str, Any]) -> None:
-    resolved = registry.resolve(case["topic"])
-    assert resolved is not None
-    assert resolved.profile.id == profile_id
-    drops: list[Drop] = []
-    payload = case["payload"].encode()
-    if "dead_letter" in case:
-        with pytest.raises(DecodeError) as raised:
-            _run_profile(resolved.profile, payload, resolved.segments, drops)
-        assert raised.value.reason == case["dead_letter"]
-        return
-    points = _run_profile(resolved.profile, payload, resolved.segments, drops)
-    assert [encode_point(point) for point in points] == case["lines"]
-    assert [list(drop) for drop in drops] == case["drops"]
-
-
-def _run_profile(
-    profile: CompiledProfile, payload: bytes, segments: dict[str, str], drops: list[Drop]
-) -> list[Point]:
-    document = decoder_for(profile.decode_spec)(payload)
-    return normalize(profile, document, segments, 0, drops)
+    """The runner `gateway profiles test --golden` uses, so technicians run the same check."""
+    assert golden_failures(registry, profile_id, case) == []
 
 
 def test_unit_conversion_uses_pint(tmp_path: Path) -> None:
@@ -101,10 +86,11 @@ def test_unit_conversion_uses_pint(tmp_path: Path) -> None:
     [
         (("version: 1", "version: 1\ncolour: red"), "p.yaml:3: colour: unknown key"),
         (("format: epoch_s", "format: epoch_days"), "p.yaml:10: time.format: Input should be"),
-        (("unit: cm", "unit: furlongs_per_fortnight"), "p.yaml: cannot convert"),
+        (("unit: cm", "unit: furlongs_per_fortnight"), "p.yaml:16: fields.level_m.unit: unknown"),
+        (("canonical_unit: m", "canonical_unit: kg"), "level_m.canonical_unit: cannot convert"),
         (("{device_id}/up", "up"), "p.yaml:5: match.topic: the pattern must capture"),
         (("type: float", "type: decimal"), "p.yaml:16: fields.level_m.type: Input should be"),
-        (("{topic: district}", "{topic: ward}"), "tag 'district' reads topic segment {ward}"),
+        (("{topic: district}", "{topic: ward}"), "p.yaml:14: tags.district.topic: tag 'district'"),
         (("  path: ts\n", ""), "p.yaml:8: time: time.source 'payload' needs time.path"),
         (("domain: water", "domain: 3"), "p.yaml:3: domain: Input should be"),
     ],
@@ -160,14 +146,16 @@ def test_registry_resolves_and_caches(registry: ProfileRegistry) -> None:
     assert first.segments == {"district": "di-su", "device_id": "wm-0001"}
     assert registry.resolve(topic) is first
     assert registry.resolve("city/unknown/x") is None
-    assert registry.subscriptions == [
+    subscriptions = registry.subscriptions
+    assert subscriptions == sorted(set(subscriptions))
+    assert {
         "application/+/device/+/event/up",
         "city/lighting/+/+/cabinet",
         "city/lighting/+/+/telemetry",
         "city/traffic/+/+/counts",
         "city/water/+/+/pressure",
         "city/water/+/+/telemetry",
-    ]
+    } <= set(subscriptions)
 
 
 def _decoder(spec: dict[str, Any]) -> Any:
@@ -337,3 +325,223 @@ def test_every_decode_key_is_documented_in_the_json_schema() -> None:
         if "description" not in prop
     ]
     assert undocumented == []
+
+
+# --- the folder of broken profiles: one per rule, each error names file, line and field ------
+
+
+def _expectation(file: Path) -> str | None:
+    found = re.search(r"^# expect: (.+)$", file.read_text(encoding="utf-8"), re.MULTILINE)
+    return found.group(1) if found else None
+
+
+def broken_profiles() -> list[Any]:
+    return [
+        pytest.param(file, id=str(file.relative_to(BROKEN)))
+        for file in sorted(BROKEN.rglob("*.yaml"))
+        if _expectation(file)
+    ]
+
+
+@pytest.mark.parametrize("file", broken_profiles())
+def test_each_broken_profile_names_file_line_and_field(file: Path) -> None:
+    expectation = _expectation(file)
+    assert expectation is not None
+    line, field, text = expectation.split(": ", 2)
+    # A rule between files: load the folder, as the gateway loads its directory.
+    target = file if file.parent == BROKEN else file.parent
+    with pytest.raises(ProfileError) as raised:
+        _load(target)
+    where = f"{file}:{line}: {field}: "
+    assert any(p.startswith(where) and text in p for p in raised.value.problems), (
+        raised.value.problems
+    )
+
+
+def _load(path: Path) -> object:
+    return load_directory(path) if path.is_dir() else load_file(path)
+
+
+def test_every_broken_profile_states_its_expectation() -> None:
+    top_level = sorted(BROKEN.glob("*.yaml"))
+    assert len(top_level) >= 25
+    assert [file.name for file in top_level if _expectation(file) is None] == []
+    for folder in (path for path in BROKEN.iterdir() if path.is_dir()):
+        assert sum(_expectation(file) is not None for file in folder.glob("*.yaml")) == 1
+
+
+# --- clock tolerance ---------------------------------------------------------------------------
+
+NOW_S = 1_795_482_000  # 2026-11-24T01:00:00Z, the receive time of these tests
+NOW_NS = NOW_S * 10**9
+SEGMENTS = {"district": "d", "device_id": "x"}
+
+
+def _profile(tmp_path: Path, text: str = VALID) -> CompiledProfile:
+    file = tmp_path / "p.yaml"
+    file.write_text(text, encoding="utf-8")
+    return load_file(file)
+
+
+def _with_time_keys(keys: str) -> str:
+    return VALID.replace("  format: epoch_s\n", f"  format: epoch_s\n{keys}")
+
+
+def test_new_profile_keys_are_optional(tmp_path: Path) -> None:
+    profile = _profile(tmp_path)
+    assert profile.max_future_ns == 300 * 10**9
+    assert profile.max_past_ns == 30 * 86400 * 10**9
+    assert profile.max_series == 10_000
+
+
+@pytest.mark.parametrize(
+    ("device_s", "reason"),
+    [
+        (NOW_S + 301, "clock_future"),
+        (NOW_S - 30 * 86400 - 1, "clock_past"),
+        (0, "clock_past"),  # real-time clock reset to 1970 after a power cut
+        (946_684_800, "clock_past"),  # 2000-01-01, another common RTC default
+        (NOW_S * 1000, "clock_future"),  # milliseconds sent as seconds: beyond year 2262
+    ],
+)
+def test_implausible_device_time_is_replaced_and_flagged(
+    tmp_path: Path, device_s: int, reason: str
+) -> None:
+    drops: list[Drop] = []
+    [point] = normalize(_profile(tmp_path), {"ts": device_s, "level": 100}, SEGMENTS, NOW_NS, drops)
+    assert point.time_ns == NOW_NS
+    assert point.fields == {"level_m": 1.0, "time_replaced": True}
+    assert drops == [("(time)", reason)]
+    assert encode_point(point) == f"meter,district=d level_m=1.0,time_replaced=true {NOW_NS}"
+
+
+@pytest.mark.parametrize("device_s", [NOW_S + 300, NOW_S - 30 * 86400, NOW_S - 3600])
+def test_device_time_within_tolerance_is_kept(tmp_path: Path, device_s: int) -> None:
+    drops: list[Drop] = []
+    [point] = normalize(_profile(tmp_path), {"ts": device_s, "level": 1}, SEGMENTS, NOW_NS, drops)
+    assert point.time_ns == device_s * 10**9
+    assert "time_replaced" not in point.fields
+    assert drops == []
+
+
+def test_clock_tolerance_is_set_per_profile_and_null_switches_it_off(tmp_path: Path) -> None:
+    profile = _profile(tmp_path, _with_time_keys("  max_future_s: 5\n  max_past_s: null\n"))
+    drops: list[Drop] = []
+    [ahead, ancient] = [
+        normalize(profile, {"ts": ts, "level": 1}, SEGMENTS, NOW_NS, drops)[0]
+        for ts in (NOW_S + 6, 0)
+    ]
+    assert ahead.time_ns == NOW_NS
+    assert ancient.time_ns == 0  # no past limit: 1970 is taken at its word
+    assert drops == [("(time)", "clock_future")]
+
+
+def test_iso8601_clock_reset_is_caught(tmp_path: Path) -> None:
+    profile = _profile(tmp_path, VALID.replace("format: epoch_s", "format: iso8601"))
+    drops: list[Drop] = []
+    document = {"ts": "1970-01-01T07:00:00+07:00", "level": 1}
+    [point] = normalize(profile, document, SEGMENTS, NOW_NS, drops)
+    assert (point.time_ns, drops) == (NOW_NS, [("(time)", "clock_past")])
+
+
+def test_an_unset_gateway_clock_keeps_device_times(tmp_path: Path) -> None:
+    """A gateway that booted at 1970 without NTP cannot judge a device's clock."""
+    drops: list[Drop] = []
+    [point] = normalize(_profile(tmp_path), {"ts": NOW_S, "level": 1}, SEGMENTS, 1_000, drops)
+    assert (point.time_ns, drops) == (NOW_NS, [])
+
+
+def test_time_beyond_influx_range_without_a_tolerance_drops_the_reading(tmp_path: Path) -> None:
+    profile = _profile(tmp_path, _with_time_keys("  max_future_s: null\n"))
+    drops: list[Drop] = []
+    with pytest.raises(DecodeError, match="no_valid_reading"):
+        normalize(profile, {"ts": NOW_S * 1000, "level": 1}, SEGMENTS, NOW_NS, drops)
+    assert drops == [("(reading)", "bad_timestamp")]
+
+
+def test_golden_case_with_a_receive_time_applies_the_tolerance(registry: ProfileRegistry) -> None:
+    case = {
+        "topic": "city/water/pressure-test/pl-1/pressure",
+        "payload": "0,2.5,20.0",
+        "received": "2026-11-24T08:00:00+07:00",
+        "lines": [
+            "water_pressure,device_id=pl-1,district=pressure-test "
+            f"pressure_bar=2.5,temperature_c=20.0,time_replaced=true {NOW_NS}"
+        ],
+        "drops": [["(time)", "clock_past"]],
+    }
+    assert golden_failures(registry, "mh-water-pressure-csv", case) == []
+    assert golden_failures(registry, "mh-water-pressure-csv", {**case, "received": 0}) != []
+
+
+# --- tags: the declared ones and nothing else ------------------------------------------------
+
+
+def test_payload_keys_never_become_tags(tmp_path: Path) -> None:
+    document = {"ts": 1, "level": 1, "device_id": "spoofed", "site": "s", "tags": {"a": "b"}}
+    [point] = normalize(_profile(tmp_path), document, SEGMENTS, 0, [])
+    assert point.tags == (("district", "d"),)  # device_id is captured but not declared a tag
+
+
+def test_a_tag_that_looks_per_message_is_allowed_but_warned(tmp_path: Path) -> None:
+    text = VALID.replace(
+        "district: {topic: district}", "district: {topic: district}\n  seq: {path: seq_no}"
+    )
+    profile = _profile(tmp_path, text)
+    [warning] = profile.warnings
+    assert warning.startswith(f"{tmp_path / 'p.yaml'}:15: tags.seq: tag 'seq' reads 'seq_no'")
+    assert "per-message" in warning
+
+
+def test_shipped_profiles_raise_no_warnings(registry: ProfileRegistry) -> None:
+    assert [warning for p in registry.profiles for warning in p.warnings] == []
+
+
+# --- float noise -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "raw", "stored"),
+    [
+        ("type: float, unit: kWh, scale: 0.001", 1_234_600, 1234.6),
+        ("type: float, unit: Wh, canonical_unit: kWh", 12_345_678_901_234, 12_345_678_901.234),
+        ("type: float, unit: L/s, canonical_unit: m^3/h", 0.1, 0.36),
+        ("type: float, unit: kPa, canonical_unit: bar", 312.4, 3.124),
+        ("type: float, unit: degF, canonical_unit: degC", 32, 0.0),
+        ("type: float, unit: degF, canonical_unit: degC", 212, 100.0),
+        ("type: float, unit: degF, canonical_unit: degC", 98.6, 37.0),
+        ("type: float, unit: degC, canonical_unit: K", 25.5, 298.65),
+        ("type: float, scale: 0.1, offset: -40", 652, 25.2),
+        ("type: int, scale: 0.1", 30, 3),  # 30 * 0.1 = 3.0000000000000004 is a whole number
+    ],
+)
+def test_scaled_values_read_as_the_device_meant(
+    tmp_path: Path, field: str, raw: float, stored: float
+) -> None:
+    text = VALID.replace("type: float, unit: cm, canonical_unit: m", field)
+    [point] = normalize(_profile(tmp_path, text), {"ts": 1, "level": raw}, SEGMENTS, 0, [])
+    assert point.fields["level_m"] == stored
+    assert repr(point.fields["level_m"]) == repr(stored)
+
+
+def test_values_without_conversion_pass_untouched(tmp_path: Path) -> None:
+    text = VALID.replace("type: float, unit: cm, canonical_unit: m", "type: float, unit: m")
+    [point] = normalize(_profile(tmp_path, text), {"ts": 1, "level": 0.1 + 0.2}, SEGMENTS, 0, [])
+    assert point.fields["level_m"] == 0.1 + 0.2  # what the device sent, noise and all
+
+
+# --- duplicate keys, conflicts between files -------------------------------------------------
+
+
+def test_duplicate_ids_and_overlaps_are_all_reported(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(VALID, encoding="utf-8")
+    (tmp_path / "b.yaml").write_text(VALID, encoding="utf-8")
+    with pytest.raises(ProfileError) as raised:
+        load_directory(tmp_path)
+    b, a = tmp_path / "b.yaml", tmp_path / "a.yaml"
+    assert raised.value.problems == [
+        f"{b}:1: id: 'test-meter' is already used by {a}:1; each profile needs its own id",
+        f"{b}:5: match.topic: 't/{{district}}/{{device_id}}/up' can match the same topics as "
+        f"'t/{{district}}/{{device_id}}/up' in {a}:5 (profile test-meter); make one of the "
+        "literal levels differ",
+    ]

@@ -21,7 +21,14 @@ import orjson
 import pytest
 
 from simulators.cli import build_parser, main, parse_run_command, summary_document
-from simulators.clock import local_hour, local_iso_ms, local_weekday, parse_start
+from simulators.clock import (
+    local_hour,
+    local_iso_ms,
+    local_naive_s,
+    local_weekday,
+    parse_start,
+    utc_rfc3339,
+)
 from simulators.devices.lighting import scheduled_dim_pct
 from simulators.devices.traffic import demand_factor as traffic_demand
 from simulators.devices.water import demand_factor as water_demand
@@ -393,6 +400,14 @@ def test_local_calendar_matches_datetime(moment: datetime) -> None:
     assert local_iso_ms(epoch_ms) == local.isoformat(timespec="milliseconds")
 
 
+def test_device_clock_texts() -> None:
+    # 01:00 UTC is 08:00 in Mỹ Hào; Go servers drop trailing zeros of the fraction.
+    assert local_naive_s(1795482000) == "2026-11-24T08:00:00"
+    assert local_naive_s(1795482000, sep=" ") == "2026-11-24 08:00:00"
+    assert utc_rfc3339(1795482000_123400) == "2026-11-24T01:00:00.1234Z"
+    assert utc_rfc3339(1795482007_000000) == "2026-11-24T01:00:07Z"
+
+
 def test_start_needs_an_offset() -> None:
     assert parse_start("2026-11-22T17:00:00Z") == START_MS
     assert parse_start("2026-11-23T00:00:00.250+07:00") == START_MS + 250
@@ -505,6 +520,10 @@ def test_cli_parses_the_documented_command() -> None:
             "6",
             "--traffic",
             "7",
+            "--quality-probes",
+            "2",
+            "--site-monitors",
+            "3",
             "--messages",
             "2000",
             "--rate",
@@ -528,7 +547,17 @@ def test_cli_parses_the_documented_command() -> None:
     )
     command = parse_run_command(args)
     assert command.broker == BrokerAddress("::1", 1884)
-    assert command.device_counts == {"lighting": 5, "water": 6, "traffic": 7}
+    assert command.device_counts == {
+        "lighting": 5,
+        "water": 6,
+        "traffic": 7,
+        "tanks": 0,
+        "quality-probes": 2,
+        "radars": 0,
+        "signals": 0,
+        "speed-probes": 0,
+        "site-monitors": 3,
+    }
     assert (command.messages, command.seed, command.qos, command.start_ms) == (2000, 9, 0, START_MS)
     assert command.limits == RunLimits(rate_msgs_per_s=500, duration_s=3)
     assert (command.client_id, command.quiet) == ("sim-a", True)
@@ -544,6 +573,7 @@ def test_cli_parses_the_documented_command() -> None:
         ["--start", "2026-11-23T00:00:00"],
         ["--broker", "::1:1883"],
         ["--lighting", "10000"],
+        ["--quality-probes", "-1"],
     ],
 )
 def test_cli_rejects_bad_arguments(extra: list[str], capsys: pytest.CaptureFixture[str]) -> None:

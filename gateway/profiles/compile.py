@@ -1,8 +1,9 @@
 """Turn a validated profile into immutable plain functions for the hot path.
 
 Everything that can be decided once is decided here: dotted paths become getters, units become
-an affine factor computed with pint, value maps and ranges become closures. Per message the
-pipeline never looks at a dictionary of configuration.
+an affine factor computed with pint, value maps and ranges become closures, clock tolerances
+become integers of nanoseconds. Per message the pipeline never looks at a dictionary of
+configuration.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from gateway.model import FieldValue
 from gateway.profiles.schema import DecodeSpec, FieldSpec, ProfileSpec, TagSpec, TimeSpec
@@ -23,6 +24,14 @@ MISSING: Any = object()
 
 Getter = Callable[[Any, Any], Any]
 """getter(reading, root) -> value or MISSING."""
+
+
+class LocatedError(ValueError):
+    """A profile that validates but cannot be compiled; `loc` is the YAML key path to blame."""
+
+    def __init__(self, loc: tuple[str, ...], message: str) -> None:
+        self.loc = loc
+        super().__init__(message)
 
 
 class FieldDropped(Exception):  # noqa: N818  # a control-flow signal inside normalize, not an error
@@ -54,16 +63,31 @@ class CompiledProfile:
     pattern: TopicPattern
     decode_spec: DecodeSpec  # gateway.decode.decoder_for compiles it (decode imports us)
     readings: Getter | None
-    time_ns: Callable[[Any, Any, int], int]  # (reading, root, received_ns) -> ns
+    time_ns: Callable[[Any, Any, int], int]  # (reading, root, received_ns) -> ns, unchecked
+    # Clock tolerance in ns; math.inf when the profile says null (int vs inf compares exactly).
+    max_future_ns: float
+    max_past_ns: float
     measurement: str
     database: str | None
     retention_policy: str | None
+    max_series: int
     tags: tuple[CompiledTag, ...]  # sorted by tag name: line protocol's preferred order
     fields: tuple[CompiledField, ...]
+    # Where the file says it, for messages about conflicts between files (0 = unknown).
+    id_line: int = 0
+    topic_line: int = 0
+    warnings: tuple[str, ...] = ()  # load-time lint, already `file:line: field: message`
 
 
-def compile_profile(spec: ProfileSpec, file: str) -> CompiledProfile:
-    """Compile a profile; raises ValueError naming the field when a unit is unknown."""
+def compile_profile(
+    spec: ProfileSpec,
+    file: str,
+    *,
+    id_line: int = 0,
+    topic_line: int = 0,
+    warnings: tuple[str, ...] = (),
+) -> CompiledProfile:
+    """Compile a profile; raises LocatedError naming the field when a unit is unknown."""
     return CompiledProfile(
         id=spec.id,
         version=spec.version,
@@ -73,9 +97,12 @@ def compile_profile(spec: ProfileSpec, file: str) -> CompiledProfile:
         decode_spec=spec.decode,
         readings=make_getter(spec.readings.path, relative=False) if spec.readings else None,
         time_ns=_compile_time(spec.time, relative=spec.readings is not None),
+        max_future_ns=_tolerance_ns(spec.time.max_future_s),
+        max_past_ns=_tolerance_ns(spec.time.max_past_s),
         measurement=spec.output.measurement,
         database=spec.output.database,
         retention_policy=spec.output.retention_policy,
+        max_series=spec.output.max_series,
         tags=tuple(
             _compile_tag(name, tag, relative=spec.readings is not None)
             for name, tag in sorted(spec.tags.items())
@@ -84,7 +111,14 @@ def compile_profile(spec: ProfileSpec, file: str) -> CompiledProfile:
             _compile_field(name, field, relative=spec.readings is not None)
             for name, field in spec.fields.items()
         ),
+        id_line=id_line,
+        topic_line=topic_line,
+        warnings=warnings,
     )
+
+
+def _tolerance_ns(seconds: int | None) -> float:
+    return math.inf if seconds is None else seconds * 10**9
 
 
 def make_getter(path: str, *, relative: bool) -> Getter:
@@ -121,9 +155,9 @@ def _compile_field(name: str, spec: FieldSpec, *, relative: bool) -> CompiledFie
         steps.append(_value_map(spec.map))
     if spec.type in ("float", "int"):
         steps.append(_number)
-        factor, shift = _affine(spec)
-        if (factor, shift) != (1.0, 0.0):
-            steps.append(_linear(factor, shift))
+        linear = _linear_for(name, spec)
+        if linear is not None:
+            steps.append(linear)
         if spec.min is not None or spec.max is not None:
             steps.append(_in_range(spec.min, spec.max))
         steps.append(_to_int if spec.type == "int" else float)
@@ -149,13 +183,54 @@ def _chain(steps: tuple[Callable[[Any], Any], ...]) -> Callable[[Any], FieldValu
     return convert
 
 
-def _affine(spec: FieldSpec) -> tuple[float, float]:
-    """Combine scale/offset and the unit conversion into value * factor + shift."""
-    factor, shift = spec.scale, spec.offset
+def _linear_for(name: str, spec: FieldSpec) -> Callable[[float], float] | None:
+    """scale/offset, then the unit conversion; None when the value passes unchanged."""
+    if spec.unit:
+        check_unit(("fields", name, "unit"), spec.unit)
+    if spec.canonical_unit:
+        check_unit(("fields", name, "canonical_unit"), spec.canonical_unit)
+    unit_factor, unit_shift = 1.0, 0.0
     if spec.canonical_unit and spec.unit:
-        unit_factor, unit_shift = unit_conversion(spec.unit, spec.canonical_unit)
-        factor, shift = factor * unit_factor, shift * unit_factor + unit_shift
-    return factor, shift
+        try:
+            unit_factor, unit_shift = unit_conversion(spec.unit, spec.canonical_unit)
+        except ValueError as exc:
+            raise LocatedError(("fields", name, "canonical_unit"), str(exc)) from None
+    # canonical = (value * scale + offset + unit_shift / unit_factor) * unit_factor: the
+    # device-unit offset of a conversion (-32 for degF -> degC) cancels exactly, so 32 degF is
+    # 0.0 degC, not the -8e-12 that adding a rounded shift after the factor leaves.
+    shift = spec.offset + _round_12(unit_shift / unit_factor)
+    if (spec.scale, shift, unit_factor) == (1.0, 0.0, 1.0):
+        return None
+    exact = all(_is_short_decimal(number) for number in (spec.scale, shift, unit_factor))
+    return _linear(spec.scale, shift, unit_factor, digits=15 if exact else 12)
+
+
+def _is_short_decimal(number: float) -> bool:
+    """True for 0.1, 3.6, 1.609344; false for 5/9 = 0.555555555556 (12 digits after rounding)."""
+    return len(f"{abs(number):.12g}".replace(".", "").lstrip("0").split("e")[0]) <= 10
+
+
+def check_unit(loc: tuple[str, ...], unit: str) -> None:
+    """Raise LocatedError unless pint knows `unit` (units are case-sensitive: kWh, not kwh)."""
+    try:
+        _known_unit(unit)
+    except ValueError as exc:
+        raise LocatedError(loc, str(exc)) from None
+
+
+@cache
+def _known_unit(unit: str) -> None:
+    try:
+        _unit_registry().Unit(unit)
+    # Besides UndefinedUnitError, pint's expression parser lets through whatever its tokenizer
+    # hits on malformed text ('m/' AssertionError, '(' TokenError, '1/0' ZeroDivisionError).
+    # Load time only, and the message names the unit.
+    except Exception as exc:
+        detail = str(exc) or "not a unit expression"
+        raise ValueError(
+            f"unknown unit {unit!r} ({detail}); pint spells units like V, kWh, degC, m^3/h, "
+            "percent, dBm (case matters)"
+        ) from None
 
 
 @cache
@@ -215,12 +290,24 @@ def _number(raw: Any) -> float | int:
     raise FieldDropped("wrong_type")
 
 
-def _linear(factor: float, shift: float) -> Callable[[float], float]:
+def _linear(
+    scale: float, shift: float, unit_factor: float, *, digits: int
+) -> Callable[[float], float]:
+    """The affine conversion, rounded to `digits` significant digits.
+
+    Binary floats turn decimal scales into noise (1234600 * 0.001 = 1234.6000000000001); a
+    multiply-add with exact decimal factors is off by a few ulp, so 15 significant digits give
+    back the decimal the device meant and keep long counters whole. pint's own factors are only
+    good to 12 digits (see unit_conversion), so conversions that are not exact decimals (degF,
+    psi) round to 12.
+    """
+    fmt = f".{digits}g"
+
     def convert(value: float) -> float:
-        result = value * factor + shift
+        result = (value * scale + shift) * unit_factor
         if not math.isfinite(result):  # e.g. 1.7e308 L/s in m^3/h: line protocol has no inf
             raise FieldDropped("not_finite")
-        return result
+        return float(format(result, fmt))
 
     return convert
 
@@ -286,24 +373,20 @@ class BadTimestamp(Exception):  # noqa: N818  # signal caught by normalize, beco
     """The reading's timestamp is missing or unparseable."""
 
 
-# InfluxDB stores int64 nanoseconds (years 1677-2262) and rejects the line otherwise.
-_MIN_NS, _MAX_NS = -(2**63), 2**63 - 1
-
-
-def _in_ns_range(time_ns: int) -> int:
-    if not _MIN_NS <= time_ns <= _MAX_NS:
-        raise BadTimestamp("bad_timestamp")
-    return time_ns
+# InfluxDB stores int64 nanoseconds (years 1677-2262) and rejects the line otherwise. The
+# parsers return any integer: normalize first applies the clock tolerance (year 2300 is a wrong
+# clock like year 2100), then refuses what is still out of range.
+MIN_NS, MAX_NS = -(2**63), 2**63 - 1
 
 
 def _epoch_parser(scale: int) -> Callable[[Any], int]:
     def parse(raw: Any) -> int:
         if type(raw) is int:
-            return _in_ns_range(raw * scale)
+            return raw * scale
         if type(raw) is float:
             scaled = raw * scale
             if math.isfinite(scaled):  # round(inf) raises OverflowError: 1.7e308 s overflows
-                return _in_ns_range(round(scaled))
+                return round(scaled)
         raise BadTimestamp("bad_timestamp")
 
     return parse
@@ -312,10 +395,7 @@ def _epoch_parser(scale: int) -> Callable[[Any], int]:
 def _iso8601_parser(zone_name: str) -> Callable[[Any], int]:
     from datetime import UTC, datetime  # noqa: PLC0415  # keeps the module's top light
 
-    try:
-        zone = ZoneInfo(zone_name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"unknown time zone {zone_name!r}") from exc
+    zone = ZoneInfo(zone_name)  # the schema checked that it exists
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
 
     def parse(raw: Any) -> int:
@@ -328,8 +408,6 @@ def _iso8601_parser(zone_name: str) -> Callable[[Any], int]:
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=zone)
         delta = moment - epoch  # exact integer arithmetic, unlike timestamp() floats
-        return _in_ns_range(
-            (delta.days * 86400 + delta.seconds) * 10**9 + delta.microseconds * 1000
-        )
+        return (delta.days * 86400 + delta.seconds) * 10**9 + delta.microseconds * 1000
 
     return parse

@@ -1,11 +1,14 @@
 """Load a directory of profile files, reject conflicts, and resolve topics to profiles.
 
-Loading reads files (the only I/O of this package, done once at start-up or reload); resolving
-is pure and cached per topic, because a town's topics are per device and repeat for ever.
+Loading reads files and `install_profile` writes one (the only I/O of this package, done at
+start-up, reload or by a technician's command); resolving is pure and cached per topic, because
+a town's topics are per device and repeat for ever.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,9 +17,9 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from gateway.errors import ProfileError
-from gateway.profiles.compile import CompiledProfile, compile_profile
-from gateway.profiles.schema import ProfileSpec
+from gateway.errors import ConfigError, ProfileError
+from gateway.profiles.compile import CompiledProfile, LocatedError, compile_profile
+from gateway.profiles.schema import ProfileSpec, cardinality_warnings
 
 PROFILE_SUFFIXES = (".yaml", ".yml")
 _CACHE_LIMIT = 200_000  # distinct topics remembered; a town has tens of thousands of devices
@@ -63,22 +66,26 @@ class ProfileRegistry:
 
 
 def check_overlaps(profiles: Sequence[CompiledProfile]) -> None:
+    """Raise ProfileError listing every duplicate id and every pair of overlapping patterns."""
+    problems = []
     ids: dict[str, CompiledProfile] = {}
     for index, profile in enumerate(profiles):
         if profile.id in ids:
-            raise ProfileError(
-                [f"{profile.file}: id: {profile.id!r} is already used by {ids[profile.id].file}"]
+            first = ids[profile.id]
+            problems.append(
+                f"{profile.file}:{profile.id_line}: id: {profile.id!r} is already used by "
+                f"{first.file}:{first.id_line}; each profile needs its own id"
             )
-        ids[profile.id] = profile
-        for other in profiles[:index]:
-            if profile.pattern.overlaps(other.pattern):
-                raise ProfileError(
-                    [
-                        f"{profile.file}: match.topic: {profile.pattern.text!r} can match "
-                        f"the same topics as {other.pattern.text!r} in {other.file} "
-                        f"(profile {other.id}); make one of the literal levels differ"
-                    ],
-                )
+        ids.setdefault(profile.id, profile)
+        problems.extend(
+            f"{profile.file}:{profile.topic_line}: match.topic: {profile.pattern.text!r} can "
+            f"match the same topics as {other.pattern.text!r} in {other.file}:{other.topic_line} "
+            f"(profile {other.id}); make one of the literal levels differ"
+            for other in profiles[:index]
+            if profile.pattern.overlaps(other.pattern)
+        )
+    if problems:
+        raise ProfileError(problems)
 
 
 def profile_files(paths: Iterable[Path]) -> list[Path]:
@@ -121,27 +128,69 @@ def load_files(files: Sequence[Path]) -> tuple[list[CompiledProfile], list[str]]
 
 def load_file(file: Path) -> CompiledProfile:
     """Parse, validate and compile one profile file; errors carry file:line and the field."""
-    name = str(file)
     try:
         text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProfileError([f"{file}: cannot read: {exc}"]) from exc
+    return load_text(text, str(file))
+
+
+def load_text(text: str, name: str) -> CompiledProfile:
+    """Parse, validate and compile a profile's text; `name` is the file named in errors."""
+    try:
         node = yaml.compose(text)
         data = yaml.safe_load(text)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ProfileError([f"{name}: cannot read: {exc}"]) from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{name}:{mark.line + 1}" if mark else name
         raise ProfileError([f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}"]) from exc
     if not isinstance(data, dict):
         raise ProfileError([f"{name}:1: a profile is a YAML mapping (key: value lines)"])
+    repeated = _repeated_keys(node, ())
+    if repeated:
+        raise ProfileError(
+            [
+                f"{name}:{line}: {where}: key appears twice in the same block; YAML would "
+                "silently keep only the last one"
+                for where, line in repeated
+            ]
+        )
     try:
         spec = ProfileSpec.model_validate(data)
     except ValidationError as exc:
         raise ProfileError(_describe(name, node, exc)) from None
+    warnings = tuple(
+        f"{name}:{_line_of(node, loc)}: {'.'.join(loc)}: {message}"
+        for loc, message in cardinality_warnings(spec)
+    )
     try:
-        return compile_profile(spec, name)
-    except ValueError as exc:
-        raise ProfileError([f"{name}: {exc}"]) from None
+        return compile_profile(
+            spec,
+            name,
+            id_line=_line_of(node, ("id",)),
+            topic_line=_line_of(node, ("match", "topic")),
+            warnings=warnings,
+        )
+    except LocatedError as exc:
+        where = ".".join(exc.loc)
+        raise ProfileError([f"{name}:{_line_of(node, exc.loc)}: {where}: {exc}"]) from None
+
+
+def _repeated_keys(node: Any, path: tuple[str, ...]) -> list[tuple[str, int]]:
+    """(dotted key, line) of every key that repeats within one YAML mapping, depth first."""
+    found: list[tuple[str, int]] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key, value in node.value:
+            where = (*path, str(key.value))
+            if where[-1] in seen:
+                found.append((".".join(where), key.start_mark.line + 1))
+            seen.add(where[-1])
+            found.extend(_repeated_keys(value, where))
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            found.extend(_repeated_keys(item, (*path, str(index))))
+    return found
 
 
 def _describe(name: str, root: Any, exc: ValidationError) -> list[str]:
@@ -178,3 +227,97 @@ def _line_of(node: Any, loc: Sequence[Any]) -> int:
             break
         node = child
     return line
+
+
+@dataclass(frozen=True, slots=True)
+class Installed:
+    profile: CompiledProfile
+    path: Path
+    action: str  # "installed", "replaced" or "already in place"
+    profile_count: int  # profiles in the directory, the new one included
+
+
+def install_profile(source: Path, directory: Path, *, replace: bool = False) -> Installed:
+    """Check `source` against the profiles of `directory`, then copy it to <domain>/<name>.
+
+    Raises ProfileError (file:line: field: message) when the profile is invalid, conflicts with
+    another one (id, topic) or would overwrite a file of another profile id without `replace`;
+    ConfigError when the directory is unusable. The copy is atomic: a reader (a gateway
+    reloading) sees the old file or the new one, never half of one.
+    """
+    if source.suffix not in PROFILE_SUFFIXES:
+        raise ProfileError([f"{source}: profile file names end in .yaml or .yml"])
+    if not directory.is_dir():
+        raise ConfigError(f"{directory}: profiles directory does not exist")
+    try:
+        text = source.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProfileError([f"{source}: cannot read: {exc}"]) from exc
+    new = load_text(text, str(source))
+    target = directory / new.domain / source.name
+    _refuse_misplaced(source, target, directory)
+    _refuse_foreign_target(target, new, replace=replace)
+    others = [f for f in profile_files([directory]) if not _same_file(f, target)]
+    existing, problems = load_files(others)
+    if problems:
+        raise ProfileError([*problems, f"{directory}: fix these profiles before adding one"])
+    check_overlaps([*existing, new])
+    if _same_file(source, target):
+        action = "already in place"
+    else:
+        action = "replaced" if target.exists() else "installed"
+        _write_atomically(target, text)
+    return Installed(new, target, action, len(existing) + 1)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    return a.resolve() == b.resolve()
+
+
+def _refuse_misplaced(source: Path, target: Path, directory: Path) -> None:
+    """A copy from inside the directory to another place would leave the profile there twice."""
+    if source.resolve().is_relative_to(directory.resolve()) and not _same_file(source, target):
+        raise ProfileError(
+            [f"{source}: already inside {directory}; move it to {target} instead of adding it"]
+        )
+
+
+def _refuse_foreign_target(target: Path, new: CompiledProfile, *, replace: bool) -> None:
+    if replace or not target.exists():
+        return
+    try:
+        old_id = yaml.safe_load(target.read_text(encoding="utf-8")).get("id")
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError):
+        old_id = None  # unreadable: certainly not the same profile
+    if old_id != new.id:
+        raise ProfileError(
+            [
+                f"{new.file}:{new.id_line}: id: {target} already holds profile {old_id!r}, "
+                f"not {new.id!r}; rename the file, or pass --replace to overwrite it"
+            ]
+        )
+
+
+def _write_atomically(target: Path, text: str) -> None:
+    """Temp file in the same directory, fsync, rename over the target, fsync the directory."""
+    try:
+        target.parent.mkdir(exist_ok=True)  # a domain's first profile
+        mode = target.stat().st_mode & 0o777 if target.exists() else 0o644
+        # The .tmp suffix keeps a half-written file out of any loader's *.yaml glob.
+        fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(text)
+                out.flush()
+                os.fsync(out.fileno())
+            os.chmod(temp, mode)  # mkstemp creates 0600; the gateway may run as another user
+            os.replace(temp, target)
+        finally:
+            Path(temp).unlink(missing_ok=True)  # only left after a failure
+        directory_fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory_fd)  # make the rename itself durable
+        finally:
+            os.close(directory_fd)
+    except OSError as exc:
+        raise ConfigError(f"{target}: cannot install: {exc}") from exc

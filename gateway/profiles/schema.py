@@ -6,7 +6,9 @@ One YAML file per device model. The technician-facing documentation of every key
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -23,6 +25,15 @@ from gateway.profiles.topics import parse_pattern
 
 _IDENT = r"^[a-z][a-z0-9_]*$"
 _PROFILE_ID = r"^[a-z0-9][a-z0-9._-]*$"
+
+TIME_REPLACED_FIELD = "time_replaced"
+"""Boolean field normalize adds to a reading whose device time was replaced by the receive time."""
+
+DEFAULT_MAX_FUTURE_S = 300
+# Longer than the broker's default 7-day session (mqtt.session_expiry_s), so a backlog delivered
+# after a week-long gateway outage keeps its device times; a clock reset (1970, 2000) is decades.
+DEFAULT_MAX_PAST_S = 30 * 86400
+DEFAULT_MAX_SERIES = 10_000
 
 
 class _Strict(BaseModel):
@@ -219,6 +230,32 @@ class TimeSpec(_Strict):
         "Asia/Ho_Chi_Minh",
         description="IANA zone of naive local timestamps (iso8601 without an offset).",
     )
+    max_future_s: int | None = Field(
+        DEFAULT_MAX_FUTURE_S,
+        gt=0,
+        description="A device time more than this many seconds ahead of the gateway's receive "
+        "time is replaced by the receive time (reason clock_future, field time_replaced=true). "
+        "null: never replaced.",
+    )
+    max_past_s: int | None = Field(
+        DEFAULT_MAX_PAST_S,
+        gt=0,
+        description="A device time more than this many seconds behind the receive time (a clock "
+        "reset to 1970, say) is replaced by the receive time (reason clock_past, field "
+        "time_replaced=true). Default 30 days: longer than the broker keeps a backlog. "
+        "null: never replaced.",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r}; use an IANA name such as Asia/Ho_Chi_Minh or UTC"
+            ) from None
+        return value
 
     @model_validator(mode="after")
     def _path_for_payload(self) -> TimeSpec:
@@ -278,6 +315,13 @@ class OutputSpec(_Strict):
     measurement: str = Field(pattern=_IDENT, description="Canonical measurement name.")
     database: str | None = Field(None, description="InfluxDB database/bucket (default: config).")
     retention_policy: str | None = Field(None, description="v1 retention policy.")
+    max_series: int = Field(
+        DEFAULT_MAX_SERIES,
+        gt=0,
+        description="Cardinality budget: distinct tag sets (series) this profile may create per "
+        "gateway run; readings of further new series are refused (cardinality_exceeded) and "
+        "dead-lettered. Raise it for a large fleet, never to admit a per-message tag.",
+    )
 
 
 class ProfileSpec(_Strict):
@@ -334,13 +378,26 @@ class ProfileSpec(_Strict):
             )
         for name, tag in self.tags.items():
             if tag.topic is not None and tag.topic not in segments:
-                raise ValueError(
+                raise _located(
+                    ("tags", name, "topic"),
+                    tag.topic,
                     f"tag {name!r} reads topic segment {{{tag.topic}}}, but the pattern "
-                    f"{self.match.topic!r} only has {', '.join(segments) or 'no segments'}"
+                    f"{self.match.topic!r} only has {', '.join(segments) or 'no segments'}",
                 )
-        clash = set(self.tags) & set(self.fields)
-        if clash:
-            raise ValueError(f"names used both as tag and field: {sorted(clash)}")
+        for name in self.fields:
+            if name in self.tags:
+                raise _located(
+                    ("fields", name),
+                    name,
+                    f"{name!r} is declared both as a tag and as a field; rename one",
+                )
+        if TIME_REPLACED_FIELD in self.fields:
+            raise _located(
+                ("fields", TIME_REPLACED_FIELD),
+                TIME_REPLACED_FIELD,
+                f"{TIME_REPLACED_FIELD!r} is reserved: the gateway sets it on readings whose "
+                "device time it replaced (see time.max_future_s)",
+            )
         return self
 
 
@@ -361,3 +418,35 @@ def _is_tagged(loc: tuple[int | str, ...]) -> bool:
 
 def _untagged(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
     return (loc[0], *loc[2:]) if _is_tagged(loc) else loc
+
+
+# Names that usually carry a new value per message: as a tag, each value is a new series.
+_PER_MESSAGE = re.compile(
+    r"uuid|guid|plate|vehicle_?id|seq|f_?cnt|timestamp|^ts$|^time$|"
+    r"(message|msg|event|request|dedup\w*)_?id$",
+    re.IGNORECASE,
+)
+
+
+def cardinality_warnings(spec: ProfileSpec) -> list[tuple[tuple[str, ...], str]]:
+    """(location, message) for tags that look like per-message values (a load-time lint).
+
+    Allowed, because a name can mislead, but worth a look: every distinct value of a tag is a
+    new series, and the profile's `output.max_series` budget runs out quickly.
+    """
+    warnings: list[tuple[tuple[str, ...], str]] = []
+    for name, tag in spec.tags.items():
+        source = tag.path or tag.topic
+        if source is None:  # a constant is one series
+            continue
+        last_key = source.removeprefix("$.").rsplit(".", 1)[-1]
+        if _PER_MESSAGE.search(name) or _PER_MESSAGE.search(last_key):
+            warnings.append(
+                (
+                    ("tags", name),
+                    f"tag {name!r} reads {source!r}, which looks like a per-message value; "
+                    "each distinct value creates a series (make it a field unless it "
+                    "identifies a device or place)",
+                )
+            )
+    return warnings

@@ -1,10 +1,35 @@
-"""Registry of device models. A new model is a module with a `KIND` added here."""
+"""Registry of device models. A new model is a module with a `KIND` added here.
 
-from simulators.devices import lighting, traffic, water
+The order is the order of the CLI flags and of the devices in a fleet; new kinds go at the end
+so that existing commands build exactly the fleets they always did.
+"""
+
+from simulators.devices import (
+    lighting,
+    radar,
+    signal_controller,
+    site_monitor,
+    speed_probe,
+    tank,
+    traffic,
+    water,
+    water_quality,
+)
 from simulators.devices.base import Device, DeviceKind, DeviceSpec, Telemetry
 
 KINDS: dict[str, DeviceKind] = {
-    kind.name: kind for kind in (lighting.KIND, water.KIND, traffic.KIND)
+    kind.name: kind
+    for kind in (
+        lighting.KIND,
+        water.KIND,
+        traffic.KIND,
+        tank.KIND,
+        water_quality.KIND,
+        radar.KIND,
+        signal_controller.KIND,
+        speed_probe.KIND,
+        site_monitor.KIND,
+    )
 }
 
 __all__ = ["KINDS", "Device", "DeviceKind", "DeviceSpec", "Telemetry"]
