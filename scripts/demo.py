@@ -13,6 +13,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -37,7 +38,10 @@ SIM_LOG = DEMO_DIR / "simulators.log"
 SIM_SUMMARY = DEMO_DIR / "simulators.json"
 TRUTH = DEMO_DIR / "truth.jsonl"
 DATABASE = "mhtown"
-MEASUREMENTS = ("streetlight", "water_flow", "traffic_flow")
+MEASUREMENTS = (
+    "streetlight", "water_flow", "water_tank", "water_quality", "traffic_flow",
+    "traffic_vehicle", "traffic_signal", "broadband_speed", "connectivity_site",
+)  # fmt: skip
 
 GATEWAY_READY = "subscribed to"
 # Gateway log lines that mean a reading did not become a point (pipeline.py logs them).
@@ -87,7 +91,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--duration", type=_positive_float, default=60.0, metavar="SECONDS", help="default 60"
     )
     parser.add_argument(
-        "--devices", type=_positive_int, default=50, metavar="N", help="per domain, default 50"
+        "--devices", type=_positive_int, default=50, metavar="N", help="per device kind, default 50"
     )
     parser.add_argument(
         "--rate", type=_positive_float, default=500.0, metavar="MSGS_PER_S", help="default 500"
@@ -182,6 +186,9 @@ def run_pipeline(
     gateway = start_logged(command, log=GATEWAY_LOG)
     try:
         wait_until_subscribed(gateway)
+        health = re.search(r"health endpoint on (\S+)", GATEWAY_LOG.read_text(encoding="utf-8"))
+        if health:
+            print(f"gateway health and metrics: {health.group(1)}", file=sys.stderr)
         sims = start_simulators(args, broker)
         progress = Progress()
         try:
@@ -231,6 +238,9 @@ dir = {toml(str(ROOT / "device_profiles"))}
 
 [spool]
 dir = {toml(str(DEMO_DIR / "state"))}
+
+[http]
+port = 0  # any free port: the demo must not collide with a gateway already on 9464
 """,
         encoding="utf-8",
     )
@@ -242,15 +252,19 @@ def start_simulators(args: argparse.Namespace, broker: Mosquitto) -> subprocess.
     # number would date every reading years back, outside any "last hour" query or dashboard.
     messages = max(1, math.ceil(args.rate * args.duration))
     devices = str(args.devices)
+    # A radar message carries up to ~80 vehicles at the peaks: a tenth as many keeps the mix even.
+    radars = str(max(1, args.devices // 10))
     command = [
         sys.executable, "-m", "simulators", "run",
         "--broker", broker.address,
         "--lighting", devices, "--water", devices, "--traffic", devices,
+        "--tanks", devices, "--quality-probes", devices, "--signals", devices,
+        "--speed-probes", devices, "--site-monitors", devices, "--radars", radars,
         "--messages", str(messages), "--rate", str(args.rate), "--duration", str(args.duration),
         "--seed", "1", "--truth", str(TRUTH), "--summary-json", str(SIM_SUMMARY), "--quiet",
     ]  # fmt: skip
     print(
-        f"simulators: {args.devices} devices per domain, {messages:,} messages at "
+        f"simulators: {args.devices} devices of each kind, {messages:,} messages at "
         f"{args.rate:g} msg/s for up to {args.duration:g} s (Ctrl-C stops early)",
         file=sys.stderr,
     )
