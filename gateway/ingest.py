@@ -263,6 +263,7 @@ class MqttIngest:
             await self._handshake(protocol)
         except BaseException:
             protocol.abort("handshake failed")
+            _settle(protocol.suback)  # nobody awaits it once the CONNACK was refused
             raise
         return protocol
 
@@ -436,6 +437,17 @@ def _tls_context(settings: MqttSettings) -> ssl.SSLContext | None:
     return context
 
 
+# OpenSSL's names of the TLS alerts a broker sends when it does not accept a client certificate.
+_CLIENT_CERTIFICATE_ALERTS = (
+    "CERTIFICATE_REQUIRED",
+    "UNKNOWN_CA",
+    "BAD_CERTIFICATE",
+    "CERTIFICATE_EXPIRED",
+    "CERTIFICATE_UNKNOWN",
+    "CERTIFICATE_REVOKED",
+)
+
+
 def _connect_failure(exc: Exception, settings: MqttSettings) -> tuple[int, str]:
     """Log level and words for a failed connect: ERROR when only an operator can fix it."""
     if isinstance(exc, ssl.SSLCertVerificationError):
@@ -448,6 +460,22 @@ def _connect_failure(exc: Exception, settings: MqttSettings) -> tuple[int, str]:
         if "refused the connection" in str(exc):
             return logging.ERROR, f"{exc}: check mqtt.username and mqtt.password"
         return logging.ERROR, str(exc)
+    if any(f"ALERT_{alert}" in str(exc) for alert in _CLIENT_CERTIFICATE_ALERTS):
+        # With TLS 1.3 the broker judges our certificate after the handshake returned, so its
+        # alert arrives as a lost connection while waiting for CONNACK, not as an SSLError.
+        return logging.ERROR, (
+            f"{exc}: the broker refused our TLS client certificate; check mqtt.tls.cert_file "
+            "and key_file (mutual TLS)"
+        )
     if isinstance(exc, TimeoutError) and not str(exc):
         return logging.WARNING, f"no answer within {_CONNECT_TIMEOUT_S:.0f}s"
     return logging.WARNING, str(exc) or type(exc).__name__
+
+
+def _settle(future: asyncio.Future[object] | asyncio.Future[mqtt5.SubAckPacket]) -> None:
+    """Retrieve or cancel a future left behind, so asyncio does not log it as never retrieved."""
+    if future.done():
+        if not future.cancelled():
+            future.exception()
+    else:
+        future.cancel()

@@ -97,9 +97,9 @@ def _write(path: Path, text: str) -> Path:
 
 
 def test_secrets_come_from_files_without_the_trailing_newline(tmp_path: Path) -> None:
-    mqtt_secret = _write(tmp_path / "mqtt-password", "mqtt-Pass word\n")
-    influx_secret = _write(tmp_path / "influx-password", "influx-pass\r\n")
-    token = _write(tmp_path / "token", "tok-en")  # no newline at all
+    mqtt_secret = _write(tmp_path / "mqtt-password", "Mq7 pass word\n")
+    influx_secret = _write(tmp_path / "influx-password", "Ix9-pass\r\n")
+    token = _write(tmp_path / "token", "Tk3-token")  # no newline at all
     file = _write(
         tmp_path / "g.toml",
         f'[mqtt]\nusername = "gw"\npassword_file = "{mqtt_secret}"\n'
@@ -108,13 +108,13 @@ def test_secrets_come_from_files_without_the_trailing_newline(tmp_path: Path) ->
     )
     settings = load_settings(file)
     assert settings.mqtt.password is not None
-    assert settings.mqtt.password.get_secret_value() == "mqtt-Pass word"
+    assert settings.mqtt.password.get_secret_value() == "Mq7 pass word"
     assert settings.influx.password is not None
-    assert settings.influx.password.get_secret_value() == "influx-pass"
+    assert settings.influx.password.get_secret_value() == "Ix9-pass"
     assert settings.influx.token is not None
-    assert settings.influx.token.get_secret_value() == "tok-en"
+    assert settings.influx.token.get_secret_value() == "Tk3-token"
     assert settings.mqtt.password_file == mqtt_secret
-    for secret in ("mqtt-Pass word", "influx-pass", "tok-en"):
+    for secret in ("Mq7 pass word", "Ix9-pass", "Tk3-token"):
         assert secret not in repr(settings)
         assert secret not in str(settings.model_dump())
 
@@ -135,11 +135,11 @@ def test_secret_files_can_be_named_in_the_environment(
 def test_a_secret_and_its_file_together_are_an_error_naming_both(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    secret = _write(tmp_path / "secret", "in-the-file\n")
+    secret_file = _write(tmp_path / "credential", "in-the-file\n")
     file = _write(
         tmp_path / "g.toml",
-        f'[mqtt]\npassword = "in-the-toml"\npassword_file = "{secret}"\n'
-        f'[influx]\ntoken_file = "{secret}"\n',
+        f'[mqtt]\npassword = "in-the-toml"\npassword_file = "{secret_file}"\n'
+        f'[influx]\ntoken_file = "{secret_file}"\n',
     )
     monkeypatch.setenv("GATEWAY_INFLUX__TOKEN", "in-the-environment")
     with pytest.raises(ConfigError) as raised:
@@ -153,7 +153,11 @@ def test_a_secret_and_its_file_together_are_an_error_naming_both(
 
 @pytest.mark.parametrize(
     ("content", "reason"),
-    [(None, "No such file or directory"), (b"\n", "is empty"), (b"s\xe9cret", "not UTF-8 text")],
+    [
+        (None, "No such file or directory"),
+        (b"\n", "is empty"),
+        (b"p\xe9rsimmon-77", "not UTF-8 text"),
+    ],
     ids=["missing", "empty", "not-utf8"],
 )
 def test_an_unreadable_secret_file_is_a_config_error_naming_it(
@@ -170,7 +174,7 @@ def test_an_unreadable_secret_file_is_a_config_error_naming_it(
     assert "influx.password_file: " in message
     assert str(secret_file) in message
     assert reason in message
-    assert "cret" not in message  # the codec's message would quote a byte of the secret
+    assert "rsimmon" not in message  # the codec's message would quote a byte of the secret
 
 
 def test_the_example_config_documents_secret_files_but_holds_no_secret() -> None:
