@@ -62,6 +62,7 @@ def gateway_config(
         "batch": {"max_points": 2000, "max_age_s": 0.2},
         "profiles": {"dir": str(PROFILES)},
         "spool": {"dir": str(path.parent / "state")},
+        "http": {"port": 0},  # a free port: never collide with another gateway on this box
     }
     for section, values in (overrides or {}).items():
         sections.setdefault(section, {}).update(values)
