@@ -44,6 +44,8 @@ profiles_app = typer.Typer(no_args_is_help=True, help="Write, check and try devi
 app.add_typer(profiles_app, name="profiles")
 deadletter_app = typer.Typer(no_args_is_help=True, help="Inspect messages the gateway refused.")
 app.add_typer(deadletter_app, name="deadletter")
+dashboards_app = typer.Typer(no_args_is_help=True, help="Grafana dashboards and alert rules.")
+app.add_typer(dashboards_app, name="dashboards")
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="gateway.toml (env GATEWAY_* overrides it)")
@@ -519,3 +521,27 @@ def _open_dead_letters(config: Path | None) -> DeadLetterStore:
     if not path.exists():
         raise ConfigError(f"{path}: no dead-letter store yet (the gateway creates it on start)")
     return DeadLetterStore(path)
+
+
+@dashboards_app.command("build")
+def dashboards_build(
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", help="dashboards directory: writes json/*.json and provisioning/alerting/"
+        ),
+    ] = Path("dashboards"),
+) -> None:
+    """Regenerate the Grafana dashboards and alert rules from gateway/dashboards/."""
+    try:
+        # Imported here: the SDK is the optional `dashboards` extra, and `gateway run` never
+        # needs it.
+        from gateway.dashboards.build import write  # noqa: PLC0415
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not exc.name.startswith("grafana_foundation_sdk"):
+            raise
+        raise ConfigError(
+            "grafana-foundation-sdk is not installed: pip install 'mh-gateway[dashboards]'"
+        ) from exc
+    for path in write(out):
+        typer.echo(f"wrote {path}")

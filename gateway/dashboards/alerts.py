@@ -1,0 +1,247 @@
+"""Grafana-managed alert rules on the same InfluxQL and thresholds as the dashboards.
+
+Every rule is: A, an InfluxQL query over the rule's window, one series per district, device or
+gateway (each becomes its own alert instance); B, the last value of each series; C, the
+threshold. Rules carry `domain` and `severity` labels for the operator's notification policy;
+no contact point is provisioned (docs/dashboards.md).
+"""
+
+# ruff: noqa: S608  # Grafana InfluxQL templates built from constants, never from input
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from grafana_foundation_sdk.builders import alerting, expr
+from grafana_foundation_sdk.models import alerting as alerting_model
+from grafana_foundation_sdk.models import dashboard as dashboard_model
+
+from gateway.dashboards import limits
+from gateway.dashboards.influxql import DATASOURCE_UID, InfluxQL, nonzero
+from gateway.dashboards.panels import FOLDER
+
+EXPRESSIONS_UID = "__expr__"  # Grafana's server-side expressions
+Evaluator = Literal["gt", "lt", "outside_range"]
+NoDataState = Literal["Alerting", "NoData", "OK"]
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSpec:
+    uid: str
+    title: str  # Vietnamese, what the on-call person reads first
+    summary: str  # English, with the figures
+    query: str  # InfluxQL with $timeFilter; one series per alert instance
+    window_s: int  # $timeFilter covers the last window_s seconds
+    evaluator: Evaluator
+    params: tuple[float, ...]
+    for_: str  # how long the condition must hold before the alert fires
+    domain: str
+    severity: Literal["warning", "critical"]
+    no_data: NoDataState = "OK"  # a quiet sensor is the stale-device panel's business
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    name: str
+    interval: str
+    rules: Sequence[RuleSpec]
+
+
+LAMP_FAULT_RATE = RuleSpec(
+    uid="mh-lamp-fault-rate",
+    title="Tỷ lệ đèn lỗi cao",
+    summary=f"More than {limits.LAMP_FAULT_RATE_PCT:.0f} % of the street lights of a district "
+    "report a fault code.",
+    query=f"""SELECT mean("faulty") * 100 FROM (SELECT {nonzero('last("fault_code")')}
+        AS "faulty" FROM "streetlight" WHERE $timeFilter GROUP BY "district", "device_id")
+        GROUP BY "district" """,
+    window_s=900,
+    evaluator="gt",
+    params=(limits.LAMP_FAULT_RATE_PCT,),
+    for_="15m",
+    domain="lighting",
+    severity="warning",
+)
+LOW_PRESSURE = RuleSpec(
+    uid="mh-water-pressure-low",
+    title="Áp lực mạng cấp nước thấp",
+    summary=f"The lowest network pressure in a district stayed below {limits.PRESSURE_LOW_BAR} "
+    "bar (TCVN 33:2006 minimum free head for a one-storey house).",
+    query="""SELECT min("pressure_bar") FROM "water_flow", "water_pressure"
+        WHERE $timeFilter GROUP BY "district" """,
+    window_s=900,
+    evaluator="lt",
+    params=(limits.PRESSURE_LOW_BAR,),
+    for_="10m",
+    domain="water",
+    severity="critical",
+)
+
+
+def _quality(
+    uid: str, title: str, field: str, *, what: str, ev: Evaluator, params: tuple[float, ...]
+) -> RuleSpec:
+    return RuleSpec(
+        uid=uid,
+        title=title,
+        summary=f"{what} at a water-quality probe is outside the QCVN 01-1:2018/BYT "
+        "drinking-water limits.",
+        query=f"""SELECT last("{field}") FROM "water_quality" WHERE $timeFilter
+            GROUP BY "district", "device_id" """,
+        window_s=900,
+        evaluator=ev,
+        params=params,
+        for_="10m",
+        domain="water",
+        severity="critical",
+    )
+
+
+WATER_QUALITY = (
+    _quality(
+        "mh-water-ph",
+        "pH nước ngoài giới hạn",
+        "ph",
+        what=f"pH (limits {limits.PH_MIN}-{limits.PH_MAX})",
+        ev="outside_range",
+        params=(limits.PH_MIN, limits.PH_MAX),
+    ),
+    _quality(
+        "mh-water-turbidity",
+        "Độ đục nước vượt giới hạn",
+        "turbidity_ntu",
+        what=f"Turbidity (limit {limits.TURBIDITY_MAX_NTU} NTU)",
+        ev="gt",
+        params=(limits.TURBIDITY_MAX_NTU,),
+    ),
+    _quality(
+        "mh-water-chlorine",
+        "Clo dư ngoài giới hạn",
+        "free_chlorine_mgl",
+        what=f"Free chlorine (limits {limits.CHLORINE_MIN_MGL}-{limits.CHLORINE_MAX_MGL} mg/L)",
+        ev="outside_range",
+        params=(limits.CHLORINE_MIN_MGL, limits.CHLORINE_MAX_MGL),
+    ),
+)
+SPOOL_GROWING = RuleSpec(
+    uid="mh-gateway-spool-growing",
+    title="Spool của gateway đang tăng",
+    summary="The gateway's disk spool held more points at the end of each of the last 15 "
+    "minutes than at their start: InfluxDB is not taking its writes.",
+    query="""SELECT last("spool_points") - first("spool_points") FROM "gateway_health"
+        WHERE $timeFilter GROUP BY "instance" """,
+    window_s=900,
+    evaluator="gt",
+    params=(0,),
+    for_="15m",
+    domain="gateway",
+    severity="warning",
+)
+DEAD_LETTERS_RISING = RuleSpec(
+    uid="mh-gateway-dead-letters",
+    title="Thư chết của gateway đang tăng",
+    summary="The gateway kept new messages as dead letters in the last 15 minutes: a device "
+    "sends what its profile cannot read (`gateway deadletter list`).",
+    query="""SELECT sum("new") FROM (SELECT non_negative_difference(last("dead_letters")) AS "new"
+        FROM "gateway_health" WHERE $timeFilter GROUP BY time(1m), "instance" fill(none))
+        GROUP BY "instance" """,
+    window_s=900,
+    evaluator="gt",
+    params=(0,),
+    for_="5m",
+    domain="gateway",
+    severity="warning",
+)
+NOT_WRITING = RuleSpec(
+    uid="mh-gateway-not-writing",
+    title="Gateway không ghi dữ liệu",
+    summary="No point reached InfluxDB from this gateway for 10 minutes. No self-metrics at "
+    "all (no data) means the gateway is down or cannot reach InfluxDB.",
+    query="""SELECT spread("points_written") FROM "gateway_health" WHERE $timeFilter
+        GROUP BY "instance" """,
+    window_s=600,
+    evaluator="lt",
+    params=(1,),
+    for_="5m",
+    domain="gateway",
+    severity="critical",
+    no_data="Alerting",
+)
+
+GROUPS = (
+    Group("Chiếu sáng", "1m", (LAMP_FAULT_RATE,)),
+    Group("Cấp nước", "1m", (LOW_PRESSURE, *WATER_QUALITY)),
+    Group("Gateway", "1m", (SPOOL_GROWING, DEAD_LETTERS_RISING, NOT_WRITING)),
+)
+RULES = tuple(rule for group in GROUPS for rule in group.rules)
+
+
+def _rule(spec: RuleSpec) -> alerting.Rule:
+    expressions = dashboard_model.DataSourceRef(type_val=EXPRESSIONS_UID, uid=EXPRESSIONS_UID)
+    window = alerting_model.RelativeTimeRange(from_val=spec.window_s, to=0)
+    source = (
+        alerting.Query("A")
+        .datasource_uid(DATASOURCE_UID)
+        .relative_time_range(window)
+        .model(InfluxQL(spec.query))
+    )
+    last = expr.TypeReduce().ref_id("B").expression("A").reducer("last").datasource(expressions)
+    evaluator = expr.ExprTypeThresholdConditionsEvaluator().type(spec.evaluator)
+    threshold = (
+        expr.TypeThreshold()
+        .ref_id("C")
+        .expression("B")
+        .datasource(expressions)
+        .conditions(
+            [expr.ExprTypeThresholdConditions().evaluator(evaluator.params(list(spec.params)))]
+        )
+    )
+    return (
+        alerting.Rule(spec.title)
+        .uid(spec.uid)
+        .condition("C")
+        .queries(
+            [
+                source,
+                alerting.Query("B").datasource_uid(EXPRESSIONS_UID).model(last),
+                alerting.Query("C").datasource_uid(EXPRESSIONS_UID).model(threshold),
+            ]
+        )
+        .for_val(spec.for_)
+        .no_data_state(spec.no_data)
+        .exec_err_state("Error")
+        .labels({"domain": spec.domain, "severity": spec.severity})
+        .annotations({"summary": spec.summary})
+    )
+
+
+# Keys of the API's rule model that the provisioning file format (AlertRuleV1) does not have:
+# the group and folder are given once per group there, the org per file.
+_API_ONLY_KEYS = ("folderUID", "orgID", "ruleGroup")
+
+
+def provisioning_document(encode: Callable[[object], dict[str, Any]]) -> dict[str, Any]:
+    """The alert rules as Grafana's file provisioning format (apiVersion 1, `groups`).
+
+    `encode` turns an SDK object into plain JSON data (the SDK's JSONEncoder, round-tripped).
+    """
+    groups = []
+    for group in GROUPS:
+        rules = []
+        for spec in group.rules:
+            rule = encode(_rule(spec).build())
+            for key in _API_ONLY_KEYS:
+                rule.pop(key, None)
+            rules.append(rule)
+        groups.append(
+            {
+                "orgId": 1,
+                "name": group.name,
+                "folder": FOLDER,
+                "interval": group.interval,
+                "rules": rules,
+            }
+        )
+    return {"apiVersion": 1, "groups": groups}

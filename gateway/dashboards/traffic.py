@@ -1,0 +1,178 @@
+"""Giao thông: volume, speed and occupancy per site and lane, radar speeds, signal status."""
+
+# ruff: noqa: S608  # Grafana InfluxQL templates built from constants, never from input
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.models.dashboard import Dashboard
+
+from gateway.dashboards import limits
+from gateway.dashboards.alarms import signal_faults
+from gateway.dashboards.influxql import DEVICE, DEVICE_FILTER, InfluxQL
+from gateway.dashboards.panels import (
+    COUNT,
+    PERCENT,
+    QUARTER,
+    PanelBuilder,
+    device_variable,
+    district_variable,
+    state_timeline,
+    timeseries,
+    town_dashboard,
+)
+
+MEASUREMENTS = ("traffic_flow", "traffic_vehicle", "traffic_signal")
+COUNTER_INTERVAL = "1m"  # loop counters report per minute, radars batch a minute of vehicles
+SPEED = "velocitykmh"
+
+# traffic_signal.mode, as the signal controller profile maps it (docs/canonical-schema.md).
+SIGNAL_MODES = {
+    0: ("Tắt", "dark-red"),
+    1: ("Bình thường", "green"),
+    2: ("Nháy vàng", "yellow"),
+    3: ("Điều khiển tay", "blue"),
+    4: ("Đỏ toàn phần", "red"),
+}
+
+
+def volume() -> PanelBuilder:
+    return timeseries(
+        "Lưu lượng xe theo điểm đo và làn",
+        "Vehicles per hour counted by the inductive loops, per site (device) and lane: "
+        "vehicles counted divided by the counting periods they cover.",
+        "suffix: xe/h",
+        [
+            InfluxQL(
+                f"""SELECT sum("vehicle_count") / sum("period_s") * 3600 FROM "traffic_flow"
+                WHERE $timeFilter AND {DEVICE_FILTER}
+                GROUP BY time($__interval), "device_id", "lane" fill(none)"""
+            ).alias("$tag_device_id làn $tag_lane")
+        ],
+        min_interval=COUNTER_INTERVAL,
+    )
+
+
+def loop_speed() -> PanelBuilder:
+    return timeseries(
+        "Tốc độ trung bình theo điểm đo và làn",
+        "Mean speed measured by the loops per site and lane; periods without vehicles (which "
+        f"report 0 km/h) are left out. Line: {limits.SPEED_LIMIT_KMH:.0f} km/h urban limit.",
+        SPEED,
+        [
+            InfluxQL(
+                f"""SELECT mean("speed_kmh") FROM "traffic_flow"
+                WHERE $timeFilter AND {DEVICE_FILTER} AND "vehicle_count" > 0
+                GROUP BY time($__interval), "device_id", "lane" fill(none)"""
+            ).alias("$tag_device_id làn $tag_lane")
+        ],
+        steps=((None, "green"), (limits.SPEED_LIMIT_KMH, "red")),
+        min_interval=COUNTER_INTERVAL,
+    )
+
+
+def occupancy() -> PanelBuilder:
+    return timeseries(
+        "Độ chiếm dụng theo điểm đo và làn",
+        f"Share of time a vehicle stood over the loop, per site and lane. Above "
+        f"{limits.OCCUPANCY_DENSE_PCT:.0f} % traffic is dense, above "
+        f"{limits.OCCUPANCY_QUEUE_PCT:.0f} % a queue stands over the loop.",
+        PERCENT,
+        [
+            InfluxQL(
+                f"""SELECT mean("occupancy_pct") FROM "traffic_flow"
+                WHERE $timeFilter AND {DEVICE_FILTER}
+                GROUP BY time($__interval), "device_id", "lane" fill(none)"""
+            ).alias("$tag_device_id làn $tag_lane")
+        ],
+        steps=(
+            (None, "green"),
+            (limits.OCCUPANCY_DENSE_PCT, "orange"),
+            (limits.OCCUPANCY_QUEUE_PCT, "red"),
+        ),
+        min_interval=COUNTER_INTERVAL,
+    )
+
+
+def radar_speeds() -> PanelBuilder:
+    return timeseries(
+        "Tốc độ xe đo bằng radar",
+        "Per radar: the 85th percentile speed (the speed 85 % of vehicles do not exceed, the "
+        "usual basis for a speed limit) and the mean speed of the vehicles it measured.",
+        SPEED,
+        [
+            InfluxQL(
+                f"""SELECT percentile("speed_kmh", 85) AS "v85", mean("speed_kmh") AS "trung bình"
+                FROM "traffic_vehicle" WHERE $timeFilter AND {DEVICE_FILTER}
+                GROUP BY time($__interval), "device_id" fill(none)"""
+            ).alias("$tag_device_id $col")
+        ],
+        steps=((None, "green"), (limits.SPEED_LIMIT_KMH, "red")),
+        min_interval=COUNTER_INTERVAL,
+    )
+
+
+def vehicles_by_class() -> PanelBuilder:
+    return timeseries(
+        "Xe theo loại (radar)",
+        "Vehicles the radars measured per interval, by class (motorbike, car, truck, bus) and "
+        "direction.",
+        COUNT,
+        [
+            InfluxQL(
+                f"""SELECT count("speed_kmh") FROM "traffic_vehicle"
+                WHERE $timeFilter AND {DEVICE_FILTER}
+                GROUP BY time($__interval), "vehicle_class", "direction" fill(none)"""
+            ).alias("$tag_vehicle_class $tag_direction")
+        ],
+        min_interval=COUNTER_INTERVAL,
+        bars=True,
+    )
+
+
+def signal_status() -> PanelBuilder:
+    return state_timeline(
+        "Trạng thái đèn tín hiệu",
+        "Operating mode of each traffic signal controller over time: normal, flashing amber, "
+        "manual, all red or off.",
+        [
+            InfluxQL(
+                f"""SELECT last("mode") FROM "traffic_signal" WHERE $timeFilter AND {DEVICE_FILTER}
+                GROUP BY time($__interval), "device_id" fill(none)"""
+            ).alias("$tag_device_id")
+        ],
+        SIGNAL_MODES,
+    )
+
+
+def cabinet_doors() -> PanelBuilder:
+    return timeseries(
+        "Cửa tủ tín hiệu mở",
+        "Traffic signal cabinets with the door open in the interval: a crew at work, or a "
+        "break-in if nobody is expected.",
+        COUNT,
+        [
+            InfluxQL(
+                f"""SELECT sum("open") FROM (SELECT max("door_open") AS "open" FROM "traffic_signal"
+                WHERE $timeFilter AND {DEVICE_FILTER}
+                GROUP BY time($__interval), "device_id", "district" fill(none))
+                WHERE $timeFilter GROUP BY time($__interval), "district" fill(none)"""
+            ).alias("$tag_district")
+        ],
+        min_interval=COUNTER_INTERVAL,
+    )
+
+
+def build() -> Dashboard:
+    return town_dashboard(
+        "mh-traffic",
+        "Giao thông",
+        "Mỹ Hào traffic: loop counts, speeds and occupancy, radar speeds, signal controllers.",
+        time_from="now-6h",
+        variables=[district_variable(MEASUREMENTS), device_variable(MEASUREMENTS)],
+        rows=[
+            ("Đếm xe bằng vòng từ", [volume(), loop_speed()]),
+            ("Độ chiếm dụng và radar", [occupancy(), radar_speeds()]),
+            ("Loại xe và đèn tín hiệu", [vehicles_by_class(), signal_status()]),
+            ("Tủ tín hiệu", [signal_faults(f" AND {DEVICE}", width=QUARTER), cabinet_doors()]),
+        ],
+    )
