@@ -69,3 +69,25 @@ def light(n: int) -> bytes:
             "elec": {"p_w": 150.0, "v": 230.0, "i_a": 0.65, "e_kwh": 10.0 + n},
         }
     )
+
+
+LEVEL_TOPIC = "test/level/tank-1"
+LEVEL_PROFILE = """
+id: test-level-raw
+version: 1
+domain: water
+match:
+  topic: test/level/{device_id}
+decode:
+  format: raw
+  value_type: number
+time:
+  source: receive
+output:
+  measurement: tank_level
+tags:
+  device_id: {topic: device_id}
+fields:
+  level_m: {path: value, type: float}
+"""
+"""A tank level sensor that sends a bare number and no timestamp: stamped at receive time."""

@@ -14,7 +14,7 @@ from gateway.logs import LogThrottle
 from gateway.model import Message
 from gateway.pipeline import Gateway
 from gateway.profiles.registry import load_directory
-from tests.fakes import LIGHT_TOPIC, QueueIngest, SwitchableSink, light
+from tests.fakes import LEVEL_PROFILE, LIGHT_TOPIC, QueueIngest, SwitchableSink, light
 
 PROFILES = Path(__file__).resolve().parent.parent / "device_profiles"
 OTHER_LIGHT = "city/lighting/di-su/sl-0002/telemetry"
@@ -97,27 +97,9 @@ async def test_a_flooding_device_is_limited_and_the_others_are_not(tmp_path: Pat
 async def test_series_beyond_a_profiles_budget_become_dead_letters(tmp_path: Path) -> None:
     profiles = tmp_path / "profiles"
     profiles.mkdir()
-    (profiles / "level.yaml").write_text(
-        """
-id: test-level-raw
-version: 1
-domain: water
-match:
-  topic: test/level/{device_id}
-decode:
-  format: raw
-  value_type: number
-time:
-  source: receive
-output:
-  measurement: tank_level
-  max_series: 2
-tags:
-  device_id: {topic: device_id}
-fields:
-  level_m: {path: value, type: float}
-"""
-    )
+    budget = "  measurement: tank_level\n  max_series: 2\n"
+    budgeted = LEVEL_PROFILE.replace("  measurement: tank_level\n", budget)
+    (profiles / "level.yaml").write_text(budgeted)
     instance = Gateway(
         GatewaySettings(batch={"max_age_s": 0.05}, spool={"dir": str(tmp_path / "state")}),
         load_directory(profiles),

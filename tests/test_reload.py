@@ -13,28 +13,9 @@ from gateway.config import GatewaySettings
 from gateway.model import Message
 from gateway.pipeline import Gateway
 from gateway.profiles.registry import load_directory
-from tests.fakes import LIGHT_TOPIC, QueueIngest, SwitchableSink, light
+from tests.fakes import LEVEL_PROFILE, LEVEL_TOPIC, LIGHT_TOPIC, QueueIngest, SwitchableSink, light
 
 PROFILES = Path(__file__).resolve().parent.parent / "device_profiles"
-LEVEL_TOPIC = "test/level/tank-1"
-LEVEL_PROFILE = """
-id: test-level-raw
-version: 1
-domain: water
-match:
-  topic: test/level/{device_id}
-decode:
-  format: raw
-  value_type: number
-time:
-  source: receive
-output:
-  measurement: tank_level
-tags:
-  device_id: {topic: device_id}
-fields:
-  level_m: {path: value, type: float}
-"""
 
 
 async def settle(instance: Gateway, reloads: int) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes import LEVEL_PROFILE
 from tests.harness import (
     PROFILES,
     GatewayProcess,
@@ -27,24 +28,6 @@ from tests.servers import Influxd, Mosquitto
 pytestmark = pytest.mark.integration
 
 NEW_FIELD = "  flow_lps: {path: flow.value, type: float, unit: L/s, min: 0}\n"
-LEVEL_PROFILE = """
-id: test-level-raw
-version: 1
-domain: water
-match:
-  topic: test/level/{device_id}
-decode:
-  format: raw
-  value_type: number
-time:
-  source: receive
-output:
-  measurement: tank_level
-tags:
-  device_id: {topic: device_id}
-fields:
-  level_m: {path: value, type: float}
-"""
 
 
 def publish(broker: Mosquitto, topic: str, payload: str) -> None:

@@ -16,29 +16,9 @@ from gateway.pipeline import Gateway
 from gateway.profiles.registry import load_directory
 from gateway.sinks.recording import RecordingSink
 from gateway.spool import SPOOL_FILE, Spool
-from tests.fakes import LIGHT_TOPIC, QueueIngest, SwitchableSink, light
+from tests.fakes import LEVEL_PROFILE, LEVEL_TOPIC, LIGHT_TOPIC, QueueIngest, SwitchableSink, light
 
 PROFILES = Path(__file__).resolve().parent.parent / "device_profiles"
-LEVEL_TOPIC = "test/level/tank-1"
-
-RECEIVE_TIME_PROFILE = """
-id: test-level-raw
-version: 1
-domain: water
-match:
-  topic: test/level/{device_id}
-decode:
-  format: raw
-  value_type: number
-time:
-  source: receive
-output:
-  measurement: tank_level
-tags:
-  device_id: {topic: device_id}
-fields:
-  level_m: {path: value, type: float}
-"""
 
 
 # ---- the spool file ----------------------------------------------------------------------------
@@ -192,7 +172,7 @@ async def test_a_redelivered_message_gets_its_first_receive_time_back(tmp_path: 
     """Crash after the write, before the ack: the redelivery must overwrite, not double."""
     profiles = tmp_path / "profiles"
     profiles.mkdir()
-    (profiles / "level.yaml").write_text(RECEIVE_TIME_PROFILE)
+    (profiles / "level.yaml").write_text(LEVEL_PROFILE)
     state = tmp_path / "state"
 
     first_sink = SwitchableSink()
@@ -229,7 +209,7 @@ async def test_a_redelivery_in_the_same_run_reuses_the_pending_receive_time(
     """Broker restart: the first delivery is still in an unwritten batch when the DUP arrives."""
     profiles = tmp_path / "profiles"
     profiles.mkdir()
-    (profiles / "level.yaml").write_text(RECEIVE_TIME_PROFILE)
+    (profiles / "level.yaml").write_text(LEVEL_PROFILE)
     sink = SwitchableSink()
     instance, _ = make_gateway(tmp_path / "state", sink, profiles)
     instance.on_message(Message(LEVEL_TOPIC, b"3", 111_000, False, (1, 7), False, packet_id=7))
