@@ -82,6 +82,9 @@ class Gateway:
         self._pending_receipts: dict[ReceiptKey, int] = {}
         self._first_message_at: float | None = None
         limits = settings.limits
+        # Plain attributes: the hot path reads them per message.
+        self._max_payload_bytes = limits.max_payload_bytes
+        self._max_readings = limits.max_readings_per_message
         self._rate_limit = (
             DeviceRateLimit(limits.device_rate_per_s, limits.device_burst)
             if limits.device_rate_per_s > 0
@@ -137,10 +140,8 @@ class Gateway:
         if drops:
             self._count_drops(drops)
             log.debug("dropped %s from %s (profile %s)", drops, message.topic, profile.id)
-        if len(points) > self.settings.limits.max_readings_per_message:
-            detail = (
-                f"{len(points)} readings, limit {self.settings.limits.max_readings_per_message}"
-            )
+        if len(points) > self._max_readings:
+            detail = f"{len(points)} readings, limit {self._max_readings}"
             self._dead_letter(message, "too_many_readings", detail, profile.id)
             return
         device_id = resolved.segments.get("device_id") or _tag(points[0], "device_id")
@@ -169,7 +170,7 @@ class Gateway:
 
     def _within_limits(self, message: Message) -> bool:
         """Payload size and per-device rate, checked before any decoding work."""
-        size, limit = len(message.payload), self.settings.limits.max_payload_bytes
+        size, limit = len(message.payload), self._max_payload_bytes
         if size > limit:
             kept = dataclasses.replace(message, payload=message.payload[:limit])
             detail = f"{size} bytes, limit {limit}; the first {limit} bytes are kept"
