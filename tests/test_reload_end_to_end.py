@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
@@ -65,6 +65,9 @@ def test_profiles_change_arrive_and_leave_while_streaming(
         time.sleep(0.3)  # the broker handles our SUBSCRIBE before mosquitto_pub connects
         for value in ("1.25", "1.5", "1.75"):
             publish(mosquitto, "test/level/tank-1", value)
+        # They queue behind the stream: removing the profile before they are handled would
+        # (rightly) make them dead letters of an unknown topic.
+        assert wait_for_counts(influxd, influx_db, Counter({"tank_level": 3})) == {"tank_level": 3}
         level_profile.unlink()
         gateway.wait_for_log("MQTT unsubscribed from test/level/+")
         assert publisher.poll() is None, "the stream ended before the last reload"
