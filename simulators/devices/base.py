@@ -64,3 +64,18 @@ class DeviceKind:
 def gauss_factor(rng: random.Random, sigma: float) -> float:
     """Multiplicative noise around 1, never negative."""
     return max(0.0, rng.gauss(1.0, sigma))
+
+
+WORKING_HOURS = (8.0, 17.0)
+"""Local hours when maintenance crews open cabinets (door-open reports)."""
+
+
+def visit_countdown(
+    rng: random.Random, hour: float, remaining: int, onset_p: float, reports: tuple[int, int]
+) -> int:
+    """Reports left of a crew visit: counts down, or starts one during working hours."""
+    if remaining:
+        return remaining - 1
+    if WORKING_HOURS[0] <= hour < WORKING_HOURS[1] and rng.random() < onset_p:
+        return rng.randint(*reports)
+    return 0

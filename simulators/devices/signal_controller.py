@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 
 from simulators.clock import NS_PER_S, local_hour, local_naive_s, local_weekday
-from simulators.devices.base import Device, DeviceKind, DeviceSpec, Telemetry
+from simulators.devices.base import Device, DeviceKind, DeviceSpec, Telemetry, visit_countdown
 from simulators.truth import TruthReading
 
 INTERVAL_S = 60
@@ -38,7 +38,6 @@ DETECTOR_FAULT_ONSET_P = 0.0005
 DETECTOR_RECOVERY_P = 0.02
 VISIT_ONSET_P = 0.001  # per working-hours report
 VISIT_REPORTS = (10, 40)
-WORKING_HOURS = (8.0, 17.0)
 DECI_PER_UNIT = 10  # TCAB counts 0.1 °C
 
 
@@ -124,10 +123,9 @@ class SignalController:
             self._detector_fault = rng.random() >= DETECTOR_RECOVERY_P
         else:
             self._detector_fault = rng.random() < DETECTOR_FAULT_ONSET_P
-        if self._visit_reports:
-            self._visit_reports -= 1
-        elif WORKING_HOURS[0] <= hour < WORKING_HOURS[1] and rng.random() < VISIT_ONSET_P:
-            self._visit_reports = rng.randint(*VISIT_REPORTS)
+        self._visit_reports = visit_countdown(
+            rng, hour, self._visit_reports, VISIT_ONSET_P, VISIT_REPORTS
+        )
 
     def _cabinet_temperature_c(self, hour: float) -> float:
         # A closed steel cabinet in the sun: ~6 °C above the air, ~38 °C at mid-afternoon.

@@ -15,7 +15,7 @@ import math
 import struct
 
 from simulators.clock import NS_PER_S, local_hour
-from simulators.devices.base import Device, DeviceKind, DeviceSpec, Telemetry
+from simulators.devices.base import Device, DeviceKind, DeviceSpec, Telemetry, visit_countdown
 from simulators.truth import TruthReading
 
 INTERVAL_S = 300
@@ -35,7 +35,6 @@ INTERNAL_RESISTANCE_OHM = 0.02
 COOLED_C = 27.0  # air-conditioned setpoint
 VISIT_ONSET_P = 0.002  # per working-hours report
 VISIT_REPORTS = (4, 15)
-WORKING_HOURS = (8.0, 17.0)
 # The frame counts 0.01 V, 0.1 °C and 0.1 A; the truth holds the decimals they mean.
 CENTI_PER_UNIT, DECI_PER_UNIT = 100, 10
 
@@ -80,10 +79,9 @@ class SiteMonitor:
             self._mains = rng.random() >= MAINS_FAILURE_P
         else:
             self._mains = rng.random() < MAINS_RETURN_P
-        if self._visit_reports:
-            self._visit_reports -= 1
-        elif WORKING_HOURS[0] <= hour < WORKING_HOURS[1] and rng.random() < VISIT_ONSET_P:
-            self._visit_reports = rng.randint(*VISIT_REPORTS)
+        self._visit_reports = visit_countdown(
+            rng, hour, self._visit_reports, VISIT_ONSET_P, VISIT_REPORTS
+        )
 
     def _load(self, hour: float) -> float:
         if not self._mains and self._soc_pct <= LOW_VOLTAGE_DISCONNECT_PCT:
