@@ -69,6 +69,13 @@ class Batcher:
         # Dead letters are small; bound them like points so a flood of garbage still commits.
         return self.seal() if len(batch.dead_letters) >= self.max_points else None
 
+    def add_acknowledgement(self, token: object) -> Batch | None:
+        """A message that needs no storing (an availability message, a skipped retained
+        reading): acknowledged with this batch, so PUBACKs keep the order of receipt."""
+        batch = self._opened()
+        batch.tokens.append(token)
+        return self.seal() if len(batch.tokens) >= self.max_points else None
+
     def _opened(self) -> Batch:
         """The open batch; its age counts from its first message, not from the last seal."""
         batch = self.open

@@ -21,10 +21,12 @@ from gateway.config import GatewaySettings, load_settings
 from gateway.deadletter import DEAD_LETTER_FILE, DeadLetterStore
 from gateway.decode import decoder_for
 from gateway.errors import ConfigError, DecodeError, GatewayError, ProfileError, SinkError
+from gateway.isolation import profile_policy, warn_about_ephemeral_key
 from gateway.lineprotocol import encode_point
 from gateway.model import FieldValue, Point
 from gateway.normalize import Drop, normalize
 from gateway.profiles.compile import CompiledProfile
+from gateway.profiles.policy import OFFLINE_POLICY
 from gateway.profiles.registry import (
     PROFILE_SUFFIXES,
     ProfileRegistry,
@@ -46,6 +48,8 @@ deadletter_app = typer.Typer(no_args_is_help=True, help="Inspect messages the ga
 app.add_typer(deadletter_app, name="deadletter")
 dashboards_app = typer.Typer(no_args_is_help=True, help="Grafana dashboards and alert rules.")
 app.add_typer(dashboards_app, name="dashboards")
+config_app = typer.Typer(no_args_is_help=True, help="The configuration file's reference.")
+app.add_typer(config_app, name="config")
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="gateway.toml (env GATEWAY_* overrides it)")
@@ -61,15 +65,42 @@ def main() -> None:
 
 
 @app.command()
-def run(config: ConfigOption = None) -> None:
+def run(
+    config: ConfigOption = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Gateway processes sharing one MQTT v5 shared subscription ($share/<group>/...; "
+            "group: [mqtt] shared_group, else the client id), each with its own session, "
+            "state directory <spool dir>/worker-<i> and health port <port>+i",
+        ),
+    ] = 1,
+    worker: Annotated[int | None, typer.Option(hidden=True, help="Run as worker I")] = None,
+) -> None:
     """Run the gateway until SIGTERM or Ctrl-C."""
     from gateway import logs  # noqa: PLC0415  # keep `gateway --help` fast
+    from gateway.doctor import state_dir_problem  # noqa: PLC0415
     from gateway.pipeline import Gateway  # noqa: PLC0415
+    from gateway.workers import Supervisor, worker_settings  # noqa: PLC0415
 
     settings = load_settings(config)
+    if worker is not None:
+        settings = worker_settings(settings, worker)
     logs.configure(settings.log.level)
-    registry = load_directory(settings.profiles.dir)
+    registry = _load_for(settings)
+    state_problem = state_dir_problem(settings.spool.dir)
+    if state_problem is not None:
+        raise ConfigError(
+            f"[spool] dir {settings.spool.dir}: {state_problem}; the spool and dead letters "
+            "live there: make it writable for the gateway's user (`gateway doctor` says how)"
+        )
     _warn_about_loss(settings)
+    warn_about_ephemeral_key(
+        registry.policy, [p.id for p in registry.profiles if p.hashes_private_data]
+    )
+    if workers > 1 and worker is None:  # checked above, once, before any worker starts
+        raise typer.Exit(Supervisor(config, workers).run())
 
     async def serve() -> None:
         stop = asyncio.Event()
@@ -79,6 +110,11 @@ def run(config: ConfigOption = None) -> None:
         await Gateway(settings, registry).run(stop)
 
     asyncio.run(serve())
+
+
+def _load_for(settings: GatewaySettings) -> ProfileRegistry:
+    """The profiles as the running gateway loads them: with its tenants and hash key."""
+    return load_directory(settings.profiles.dir, profile_policy(settings))
 
 
 def _warn_about_loss(settings: GatewaySettings) -> None:
@@ -95,8 +131,65 @@ def _warn_about_loss(settings: GatewaySettings) -> None:
 def check_config(config: ConfigOption = None) -> None:
     """Validate the configuration and every profile exactly as start-up does."""
     settings = load_settings(config)
-    registry = load_directory(settings.profiles.dir)
+    registry = _load_for(settings)
     typer.echo(f"configuration ok; {len(registry.profiles)} profiles from {settings.profiles.dir}")
+
+
+@app.command()
+def doctor(config: ConfigOption = None) -> None:
+    """Check the configuration, profiles, broker (a real login), InfluxDB (credentials, write
+    permission, databases) and the state directory (writable, free disk): one verdict per check
+    with the fix. Exit 1 if any check fails."""
+    from gateway.doctor import diagnose, format_verdict  # noqa: PLC0415  # keep `--help` fast
+
+    failed = 0
+    for verdict in diagnose(config):
+        typer.echo(format_verdict(verdict))
+        failed += verdict.status == "FAIL"
+    if failed:
+        typer.echo(f"{failed} check(s) failed", err=True)
+        raise typer.Exit(1)
+    typer.echo("all checks passed")
+
+
+@app.command()
+def status(
+    config: ConfigOption = None,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            help="The gateway's health endpoint, e.g. http://127.0.0.1:9464 "
+            "(default: [http] listen and port of --config)"
+        ),
+    ] = None,
+    stale: Annotated[int, typer.Option(help="How many stale devices to list")] = 10,
+) -> None:
+    """A live summary of a running gateway: ready or not and why, MQTT, messages, points, dead
+    letters, InfluxDB, spool, stale devices. Exit 1 when the gateway is not ready."""
+    from gateway.status import format_status, read_status, url_from_settings  # noqa: PLC0415
+
+    summary = read_status(url or url_from_settings(load_settings(config).http), max(0, stale))
+    for line in format_status(summary):
+        typer.echo(line)
+    if not summary.ready:
+        raise typer.Exit(1)
+
+
+@config_app.command("reference")
+def config_reference(
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write the page here (docs/configuration.md); default: print"),
+    ] = None,
+) -> None:
+    """Every configuration key with its type, limits, default, environment variable and
+    meaning, generated from the settings model (docs/configuration.md)."""
+    from gateway.configref import render_reference, write_reference  # noqa: PLC0415
+
+    if out is None:
+        typer.echo(render_reference(), nl=False)
+        return
+    typer.echo(f"{'wrote' if write_reference(out) else 'unchanged'}: {out}")
 
 
 @profiles_app.command("validate")
@@ -220,8 +313,8 @@ def run_profile(
 
 def _load_or_exit(directory: Path) -> ProfileRegistry:
     """Profile problems are validation errors: listed one per line, exit 1."""
-    try:
-        return load_directory(directory)
+    try:  # offline: golden vectors hash with the public test key, tenants are not checked
+        return load_directory(directory, OFFLINE_POLICY)
     except ProfileError as exc:
         for problem in exc.problems:
             typer.echo(problem, err=True)
@@ -489,22 +582,37 @@ def deadletter_replay(
     """Run dead letters through today's profiles again and write what now decodes.
 
     Replayed letters leave the store; the rest stay, listed by the reason they fail with now."""
-    from gateway.reprocess import DeadLetterReplay  # noqa: PLC0415  # keep `--help` fast
+    from gateway.reprocess import DeadLetterReplay, ReplayReport  # noqa: PLC0415  # keep `--help` fast
     from gateway.sinks.influx import InfluxSink  # noqa: PLC0415
 
     settings = load_settings(config)
-    registry = load_directory(settings.profiles.dir)
+    registry = _load_for(settings)
     store = _open_dead_letters(config)
     sink = InfluxSink(settings.influx)
+
+    total = store.count(reason) if profile is None else None
+    live = sys.stderr.isatty()
+
+    def show(report: ReplayReport) -> None:
+        # A live line on a terminal only; a log file or a pipe gets the summary alone.
+        if live:
+            of = f"/{total:,}" if total is not None else ""
+            sys.stderr.write(
+                f"\r{report.seen:,}{of} letters looked at: {report.replayed:,} replayed, "
+                f"{report.kept:,} kept"
+            )
+            sys.stderr.flush()
 
     async def replay() -> None:
         try:
             report = await DeadLetterReplay(store, registry, sink).run(
-                reason, profile, dry_run=dry_run
+                reason, profile, dry_run=dry_run, progress=show
             )
         finally:
             await sink.close()
             store.close()
+            if live:
+                sys.stderr.write("\n")
         verb = "would replay" if dry_run else "replayed"
         typer.echo(f"{verb} {report.replayed} dead letters ({report.points} points)")
         for still, count in sorted(report.still_failing.items()):
@@ -545,3 +653,74 @@ def dashboards_build(
         ) from exc
     for path in write(out):
         typer.echo(f"wrote {path}")
+
+
+def _dashboards_extra_missing(
+    exc: ModuleNotFoundError, packages: tuple[str, ...], extra: str = "dashboards"
+) -> ConfigError:
+    """A clear message for an optional extra that is not installed (re-raises anything else)."""
+    if exc.name is None or not exc.name.startswith(packages):
+        raise exc
+    return ConfigError(f"{exc.name} is not installed: pip install 'mh-gateway[{extra}]'")
+
+
+@dashboards_app.command("push")
+def dashboards_push(
+    *,
+    url: Annotated[str, typer.Option("--url", help="Grafana's root URL: http://HOST:3000[/PATH]")],
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="GRAFANA_TOKEN",
+            help="service-account token; prefer the variable or --token-file (ps shows argv)",
+        ),
+    ] = None,
+    token_file: Annotated[Path | None, typer.Option(help="file holding the token")] = None,
+    user: Annotated[str | None, typer.Option(help="basic auth instead of a token")] = None,
+    password: Annotated[
+        str | None, typer.Option(envvar="GRAFANA_PASSWORD", help="password for --user")
+    ] = None,
+    password_file: Annotated[Path | None, typer.Option(help="file holding the password")] = None,
+    influx_url: Annotated[
+        str | None,
+        typer.Option(help="InfluxDB URL as Grafana reaches it [default: keep, or influxdb:8086]"),
+    ] = None,
+    influx_db: Annotated[
+        str | None, typer.Option(help="InfluxDB database [default: keep, or telemetry]")
+    ] = None,
+    timeout_s: Annotated[float, typer.Option("--timeout", help="seconds per request")] = 10.0,
+) -> None:
+    """Create or update the data source, folder, dashboards and alert rules in a Grafana."""
+    try:
+        from gateway.dashboards import push  # noqa: PLC0415  # optional extra, like `build`
+    except ModuleNotFoundError as exc:
+        raise _dashboards_extra_missing(exc, ("grafana_client", "grafana_foundation_sdk")) from exc
+    login = push.credentials(token, token_file, user, password, password_file)
+    api = push.connect(url, login, timeout_s)
+    outcomes = dict.fromkeys(("created", "updated", "unchanged"), 0)
+    for change in push.push(api, url, push.InfluxTarget(influx_url, influx_db)):
+        typer.echo(f"{change.outcome:<9} {change.kind:<11} {change.name}")
+        outcomes[change.outcome] += 1
+    summary = ", ".join(f"{count} {outcome}" for outcome, count in outcomes.items())
+    typer.echo(f"Grafana {push.display_url(url)}: {summary}")
+
+
+@dashboards_app.command("render")
+def dashboards_render(
+    influx_url: Annotated[str, typer.Option(help="InfluxDB 1.x URL")] = "http://127.0.0.1:8086",
+    database: Annotated[str, typer.Option(help="InfluxDB database")] = "telemetry",
+    out: Annotated[Path, typer.Option(help="directory for dashboard-*.png")] = Path("docs/img"),
+) -> None:
+    """Draw each dashboard's panels from its InfluxQL to one PNG (not a Grafana screenshot)."""
+    try:
+        # matplotlib and the SDK are the optional `pictures` extra
+        from gateway.dashboards import build, influxread, render  # noqa: PLC0415
+    except ModuleNotFoundError as exc:
+        missing = ("matplotlib", "PIL", "grafana_foundation_sdk")
+        raise _dashboards_extra_missing(exc, missing, "pictures") from exc
+    dashboards = [build.plain(dashboard) for dashboard in build.dashboards()]
+    reader = influxread.InfluxReader(influx_url, database)
+    for rendered in render.render_all(dashboards, reader, out):
+        typer.echo(f"wrote {rendered.path}")
+        for title in rendered.empty_panels:
+            typer.echo(f"  no data: {title}")

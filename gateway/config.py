@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import socket
 import tomllib
 from pathlib import Path
@@ -79,6 +80,13 @@ class MqttSettings(_Section):
         default_factory=list,
         description="Subscription filters. Empty = derived from the loaded device profiles.",
     )
+    shared_group: str | None = Field(
+        None,
+        pattern=r"^[^/+#]+$",  # MQTT v5 4.8.2: a share name has no '/', '+' or '#'
+        description="Subscribe as $share/<group>/<filter> (MQTT v5 shared subscription): "
+        "gateways with the same group split the messages between them. `gateway run "
+        "--workers N` uses the client id when this is not set.",
+    )
     reconnect_min_s: float = Field(0.5, gt=0, description="First reconnect delay.")
     reconnect_max_s: float = Field(30.0, gt=0, description="Cap of the reconnect delay.")
     tls: TlsSettings = Field(default_factory=TlsSettings)
@@ -133,6 +141,11 @@ class InfluxSettings(_Section):
         None, description="File whose content is the v2 API token (instead of token)."
     )
     timeout_s: float = Field(10.0, gt=0, description="Timeout of one write request.")
+    ca_file: Path | None = Field(
+        None,
+        description="CA bundle that signed InfluxDB's certificate (https:// URLs; default: the "
+        "system's CA store). The chain, dates and name are always checked.",
+    )
     create_database: bool = Field(
         True, description="v1: create the database at start-up if it does not exist."
     )
@@ -146,6 +159,9 @@ class InfluxSettings(_Section):
     def _v2_needs_bucket(self) -> InfluxSettings:
         if self.api == "v2" and not (self.org and self.bucket):
             raise ValueError("api = 'v2' needs both 'org' and 'bucket'")
+        if self.ca_file is not None and not self.url.lower().startswith("https://"):
+            # A CA for a plain-text URL would suggest a protection that is not there.
+            raise ValueError("ca_file is set but url is not https://: use an https:// url")
         return self
 
 
@@ -287,8 +303,52 @@ class LimitsSettings(_Section):
     )
 
 
+class TenantSettings(_Section):
+    databases: list[str] = Field(
+        min_length=1,
+        description="v1 databases / v2 buckets this agency's profiles may write.",
+    )
+    retention_policies: list[str] = Field(
+        default_factory=list,
+        description="v1 retention policies its profiles may name (empty: any of them).",
+    )
+
+
+class PrivacySettings(_Section):
+    hash_key: SecretStr | None = Field(
+        None,
+        description="Key of the keyed hash of `privacy: hash` profile fields (prefer "
+        "hash_key_file or GATEWAY_PRIVACY__HASH_KEY). Unset: a random key per run.",
+    )
+    hash_key_file: Path | None = Field(
+        None, description="File whose content is the hash key (instead of hash_key)."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _key_from_file(cls, data: Any) -> Any:
+        return _secrets_from_files(data, "privacy", ("hash_key",))
+
+    @field_validator("hash_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < _MIN_HASH_KEY_BYTES:
+            # A short key can be guessed, and with it every plate behind every hash.
+            raise ValueError(
+                f"at least {_MIN_HASH_KEY_BYTES} bytes; generate one with "
+                "`openssl rand -hex 32 > hash-key`"
+            )
+        return value
+
+
+_MIN_HASH_KEY_BYTES = 16
+
+
 class LogSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+_TENANT_NAME = re.compile(r"[a-z][a-z0-9_]*")
 
 
 class GatewaySettings(BaseSettings):
@@ -307,7 +367,24 @@ class GatewaySettings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    tenants: dict[str, TenantSettings] = Field(
+        default_factory=dict,
+        description="Agencies sharing this gateway: [tenants.<name>] databases = [...]. Empty: "
+        "one agency, profiles may write any database and may not name a tenant.",
+    )
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     log: LogSettings = Field(default_factory=LogSettings)
+
+    @field_validator("tenants")
+    @classmethod
+    def _tenant_names(cls, value: dict[str, TenantSettings]) -> dict[str, TenantSettings]:
+        bad = sorted(name for name in value if not _TENANT_NAME.fullmatch(name))
+        if bad:
+            raise ValueError(
+                f"tenant names are lower-case letters, digits and _, starting with a letter "
+                f"(got: {', '.join(bad)})"
+            )
+        return value
 
     @classmethod
     def settings_customise_sources(
@@ -350,7 +427,8 @@ def format_validation_error(source: str, exc: ValidationError) -> str:
         if error["type"] == "extra_forbidden":
             message = "unknown key (check the spelling against gateway.example.toml)"
         got = error.get("input")
-        shown = "" if isinstance(got, dict) or "password" in where or "token" in where else got
+        secret = any(word in where for word in ("password", "token", "hash_key"))
+        shown = "" if isinstance(got, dict) or secret else got
         suffix = f" (got: {shown!r})" if shown not in ("", None) else ""
         lines.append(f"{origin}: {where}: {message}{suffix}")
     return "\n".join(lines)

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import (
@@ -30,6 +31,7 @@ from prometheus_client.metrics_core import (
     HistogramMetricFamily,
     Metric,
 )
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
@@ -229,3 +231,38 @@ class HealthServer:
 
 def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+# ---- the client side, for `gateway status` -----------------------------------------------------
+
+Samples = dict[str, list[tuple[dict[str, str], float]]]
+"""Prometheus sample name (with `_total`, `_bucket`, ...) -> (labels, value) per series."""
+
+
+async def fetch_endpoint(base_url: str, path: str, timeout_s: float) -> tuple[int, str]:
+    """GET one endpoint of a running gateway: (HTTP status, body). Raises ConfigError naming
+    the address when nothing answers there."""
+    url = base_url.rstrip("/") + path
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as session,
+            session.get(url) as response,
+        ):
+            return response.status, await response.text()
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        raise ConfigError(
+            f"no gateway answers at {base_url} ({exc or type(exc).__name__}): is it running "
+            "(systemctl status mh-gateway)? Check [http] listen and port, or pass --url"
+        ) from exc
+
+
+def parse_metrics(text: str) -> Samples:
+    """The samples of a /metrics answer; ConfigError if it is not Prometheus text."""
+    samples: Samples = {}
+    try:
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                samples.setdefault(sample.name, []).append((dict(sample.labels), sample.value))
+    except ValueError as exc:
+        raise ConfigError(f"/metrics is not Prometheus text: {exc}") from exc
+    return samples

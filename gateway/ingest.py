@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import ssl
 import time
@@ -278,7 +279,7 @@ class MqttIngest:
                 clean_start=False,
                 keep_alive=settings.keepalive_s,
                 session_expiry_interval=settings.session_expiry_s,
-                receive_max=settings.receive_maximum,
+                receive_max=_announced_receive_maximum(settings.receive_maximum),
             ).write()
         )
         connack = await asyncio.wait_for(protocol.connack, _CONNECT_TIMEOUT_S)
@@ -294,7 +295,7 @@ class MqttIngest:
         # retained messages are only sent for subscriptions that did not exist yet.
         filters = [
             mqtt5.TopicFilter(
-                topic,
+                self._filter(topic),
                 max_qos=mqtt5.QoS(settings.qos),
                 retain_handling=mqtt5.RetainHandling.SEND_IF_SUBSCRIPTION_NOT_EXISTS,
             )
@@ -340,7 +341,8 @@ class MqttIngest:
             return  # the next connect subscribes self._topics and sends the unsubscribe
         if added:
             filters = [
-                mqtt5.TopicFilter(topic, max_qos=mqtt5.QoS(self._settings.qos)) for topic in added
+                mqtt5.TopicFilter(self._filter(topic), max_qos=mqtt5.QoS(self._settings.qos))
+                for topic in added
             ]
             protocol.send(mqtt5.SubscribePacket(self._next_packet_id(), filters).write())
             log.info("MQTT subscribed to %s", ", ".join(added))
@@ -350,9 +352,19 @@ class MqttIngest:
 
     def _send_unsubscribe(self, protocol: _MqttProtocol) -> None:
         gone = sorted(self._unsubscribe)
-        protocol.send(mqtt5.UnsubscribePacket(self._next_packet_id(), gone).write())
+        filters = [self._filter(topic) for topic in gone]
+        protocol.send(mqtt5.UnsubscribePacket(self._next_packet_id(), filters).write())
         log.info("MQTT unsubscribed from %s", ", ".join(gone))
         self._unsubscribe.clear()
+
+    def _filter(self, topic: str) -> str:
+        """The filter as subscribed: `$share/<group>/<topic>` when workers share the stream.
+
+        The broker hands each message of a shared subscription to one member of the group;
+        while a member is away, mosquitto keeps the messages already assigned to it in its
+        persistent session, so they are delivered to that member when it reconnects."""
+        group = self._settings.shared_group
+        return f"$share/{group}/{topic}" if group else topic
 
     def _next_packet_id(self) -> int:
         self._packet_id = self._packet_id % 65535 + 1
@@ -412,6 +424,16 @@ class MqttIngest:
             protocol.abort("stopped")
 
 
+def _announced_receive_maximum(configured: int) -> int:
+    """The Receive Maximum to put in CONNECT: 65535 is sent as 65534.
+
+    mqtt5 0.8 leaves the property out when it equals MQTT's default of 65535, and mosquitto
+    2.0 then does not assume 65535 but caps the client at its own `max_inflight_messages`
+    (20 by default): measured, a paced stream stalled at 20 messages per batch age. One less
+    than the default makes the codec write the property and mosquitto honour it."""
+    return min(configured, 65534)
+
+
 def _tls_context(settings: MqttSettings) -> ssl.SSLContext | None:
     """TLS 1.2 or later; the broker's chain and name (tls.server_name, else the host) checked.
 
@@ -435,6 +457,28 @@ def _tls_context(settings: MqttSettings) -> ssl.SSLContext | None:
     except OSError as exc:  # ssl.SSLError is an OSError too
         raise MqttConnectError(f"cannot load {files}: {exc.strerror or exc}", fatal=True) from exc
     return context
+
+
+async def probe_broker(settings: MqttSettings, topics: list[str]) -> str | None:
+    """`gateway doctor`: one real CONNECT and SUBSCRIBE with the gateway's credentials and TLS
+    settings. None when the broker accepted both, else why not, in the words the running
+    gateway logs.
+
+    Under its own client id with a session that ends at the disconnect: the gateway's id would
+    take over a running gateway's connection (the broker drops the older one) and could end its
+    persistent session, losing the readings the broker holds for it."""
+    probe_id = f"{settings.client_id[:40]}-doctor-{os.getpid()}"
+    probe = settings.model_copy(update={"client_id": probe_id, "session_expiry_s": 0})
+    ingest = MqttIngest(probe, topics, lambda _message: None)  # retained messages: ignored
+    try:
+        protocol = await ingest._connect()  # the same handshake as `run`
+    except ConnectionRefusedError:
+        return "connection refused: nothing listens on that port"
+    except (MqttConnectError, OSError, TimeoutError, ssl.SSLError) as exc:
+        return _connect_failure(exc, settings)[1]
+    protocol.send(mqtt5.DisconnectPacket().write())
+    protocol.abort("probe done")
+    return None
 
 
 # OpenSSL's names of the TLS alerts a broker sends when it does not accept a client certificate.

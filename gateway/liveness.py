@@ -67,6 +67,13 @@ class LivenessTracker:
         """Devices with a known last report (availability-only devices not included)."""
         return self._tracked
 
+    def set_intervals(self, expected_interval_s: Mapping[str, float]) -> None:
+        """New intervals after a profile reload. Devices of profiles that keep an interval keep
+        their last report; those of profiles that lost it are forgotten."""
+        self._interval_s = dict(expected_interval_s)
+        self._last_seen = {p: self._last_seen.get(p, {}) for p in self._interval_s}
+        self._tracked = sum(len(devices) for devices in self._last_seen.values())
+
     def unknown_profiles(self, known: Iterable[str]) -> list[str]:
         """Profile ids given an interval that no loaded profile has: most likely a typo."""
         return sorted(set(self._interval_s) - set(known))
@@ -102,16 +109,20 @@ class LivenessTracker:
         """
         text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload
         word = text.strip().lower()
-        if word in _ONLINE:
-            self._offline_since.pop(device_id, None)
-            return True
-        if word not in _OFFLINE:
+        if word not in _ONLINE and word not in _OFFLINE:
             return False
-        if device_id in self._offline_since or len(self._offline_since) < self.max_devices:
+        self.set_availability(device_id, online=word in _ONLINE, received_ns=received_ns)
+        return True
+
+    def set_availability(self, device_id: str, *, online: bool, received_ns: int) -> None:
+        """The device said it is online, or its last will said it is offline (a profile's
+        `liveness.payload_online/payload_offline` already decided which)."""
+        if online:
+            self._offline_since.pop(device_id, None)
+        elif device_id in self._offline_since or len(self._offline_since) < self.max_devices:
             self._offline_since[device_id] = received_ns
         else:
             self.overflow_reports += 1
-        return True
 
     # ---- on demand ----------------------------------------------------------------------------
 

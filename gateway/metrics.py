@@ -46,6 +46,10 @@ class Metrics:
     spool_expired_batches: int = 0
     spool_full: bool = False  # intake stopped because the spool reached max_bytes
     receive_times_reused: int = 0  # redeliveries that got their first receive time back
+    # Device liveness: availability (last will) messages per state (online, offline,
+    # unrecognized), and retained readings stamped with the receive time, not written.
+    availability_messages: Counter[str] = field(default_factory=Counter)
+    retained_readings_skipped: int = 0
     influx_auth_failing: bool = False  # 401/403: data kept, operator must fix credentials
     profile_reloads: int = 0
     profile_reloads_failed: int = 0
@@ -102,6 +106,8 @@ class Metrics:
                 "full": self.spool_full,
             },
             "receive_times_reused": self.receive_times_reused,
+            "availability_messages": dict(self.availability_messages),
+            "retained_readings_skipped": self.retained_readings_skipped,
             "influx_auth_failing": self.influx_auth_failing,
             "profile_reloads": self.profile_reloads,
             "profile_reloads_failed": self.profile_reloads_failed,

@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from gateway.batcher import Batch, Batcher
@@ -36,7 +37,13 @@ from gateway.logs import LogThrottle
 from gateway.metrics import Metrics
 from gateway.model import Message, Point
 from gateway.normalize import Drop, normalize
-from gateway.profiles.registry import ProfileRegistry, load_directory, profile_files
+from gateway.privacy import SAFE_DETAIL_REASONS, WITHHELD_DETAIL, redactors_for
+from gateway.profiles.registry import (
+    KNOWN_DEVICES_SUFFIX,
+    ProfileRegistry,
+    load_directory,
+    profile_files,
+)
 from gateway.selfmetrics import Sources, health_lines
 from gateway.sinks import Sink
 from gateway.sinks.influx import InfluxSink
@@ -73,6 +80,7 @@ class Gateway:
             settings.mqtt, settings.mqtt.topics or registry.subscriptions, self.on_message
         )
         self._decoders = {p.id: decoder_for(p.decode_spec) for p in registry.profiles}
+        self._redactors = redactors_for(registry.profiles)
         self.series = SeriesBudget.for_profiles(registry.profiles)
         self._sealed: collections.deque[Batch] = collections.deque()
         self._sealed_event = asyncio.Event()
@@ -93,7 +101,7 @@ class Gateway:
         self._log_throttle = LogThrottle(interval_s=1.0)
         monitoring = settings.monitoring
         self.liveness = LivenessTracker(
-            monitoring.expected_interval_s,
+            _expected_intervals(registry, monitoring.expected_interval_s),
             stale_after_intervals=monitoring.stale_after_intervals,
             max_devices=monitoring.max_tracked_devices,
         )
@@ -124,7 +132,8 @@ class Gateway:
             return
         resolved = self.registry.resolve(message.topic)
         if resolved is None:
-            self._dead_letter(message, "unknown_topic", "no profile matches this topic", None)
+            if not self._availability(message):
+                self._dead_letter(message, "unknown_topic", "no profile matches this topic", None)
             return
         profile = resolved.profile
         self.metrics.messages_by_profile[profile.id] += 1
@@ -132,10 +141,12 @@ class Gateway:
         try:
             document = self._decoders[profile.id](message.payload)
             points = normalize(profile, document, resolved.segments, message.received_ns, drops)
+            if profile.known_devices is not None:  # before the budget: strangers spend none
+                _check_known_device(profile.known_devices, resolved.segments, points)
             points = self.series.admit(profile.id, points, drops)
         except DecodeError as exc:
             self._count_drops(drops)
-            self._dead_letter(message, exc.reason, exc.detail, profile.id)
+            self._dead_letter(message, exc.reason, self._shown_detail(exc, profile.id), profile.id)
             return
         if drops:
             self._count_drops(drops)
@@ -146,6 +157,11 @@ class Gateway:
             return
         device_id = resolved.segments.get("device_id") or _tag(points[0], "device_id")
         self.liveness.seen(profile.id, device_id, message.received_ns, message.retained)
+        if message.retained:
+            points = self._retained_points(message, points)
+            if not points:
+                self._acknowledge_only(message)
+                return
         receipt = None
         if message.packet_id and (drops or points[0].time_ns == message.received_ns):
             receipt = self._receipt(message, points)
@@ -157,6 +173,52 @@ class Gateway:
             receipt,
         )
         self.metrics.points_produced[profile.domain] += len(points)
+        if sealed is not None:
+            self._enqueue(sealed)
+
+    def _availability(self, message: Message) -> bool:
+        """Hand a profile's availability (last will) message to the liveness tracker; False if
+        the topic is no availability topic. It carries a state, not a reading: never decoded,
+        stored or dead-lettered. Retained ones count: a will is retained so that a gateway
+        subscribing later still learns the device is gone."""
+        found = self.registry.resolve_availability(message.topic)
+        if found is None:
+            return False
+        profile, liveness, device_id = found
+        online = liveness.availability_state(message.payload)
+        if online is None:
+            self.metrics.availability_messages["unrecognized"] += 1
+            if self._log_throttle.allow("availability", message.received_ns) is not None:
+                log.warning(
+                    "availability message is neither %r nor %r: topic=%s profile=%s",
+                    liveness.payload_online.decode(),
+                    liveness.payload_offline.decode(),
+                    message.topic,
+                    profile.id,
+                )
+        else:
+            self.metrics.availability_messages["online" if online else "offline"] += 1
+            self.liveness.set_availability(
+                device_id, online=online, received_ns=message.received_ns
+            )
+        self._acknowledge_only(message)
+        return True
+
+    def _retained_points(self, message: Message, points: list[Point]) -> list[Point]:
+        """The points of a retained message that may be written.
+
+        A retained message is the broker replaying a device's last reading on subscription,
+        perhaps from a device dead for a week. Points carrying the device's own time are kept:
+        written again they are the same point (InfluxDB overwrites it), and they fill the gap
+        if it was never written. Points stamped with the receive time (`time.source: receive`,
+        or a device clock out of tolerance) would claim the device reported just now, so they
+        are skipped and counted. Neither kind counts as a sign of life (LivenessTracker.seen)."""
+        kept = [point for point in points if point.time_ns != message.received_ns]
+        self.metrics.retained_readings_skipped += len(points) - len(kept)
+        return kept
+
+    def _acknowledge_only(self, message: Message) -> None:
+        sealed = self.batcher.add_acknowledgement(message.ack_token)
         if sealed is not None:
             self._enqueue(sealed)
 
@@ -218,6 +280,8 @@ class Gateway:
         self, message: Message, reason: str, detail: str, profile_id: str | None
     ) -> None:
         self.metrics.dead_letters[reason] += 1
+        if self._redactors:
+            message = self._without_private_values(message, profile_id)
         suppressed = self._log_throttle.allow(reason, message.received_ns)
         if suppressed is not None:
             log.warning(
@@ -236,6 +300,21 @@ class Gateway:
         sealed = self.batcher.add_dead_letter(letter, message.ack_token)
         if sealed is not None:
             self._enqueue(sealed)
+
+    def _shown_detail(self, error: DecodeError, profile_id: str) -> str:
+        if profile_id in self._redactors and error.reason not in SAFE_DETAIL_REASONS:
+            return WITHHELD_DETAIL  # decoder texts may quote the payload
+        return error.detail
+
+    def _without_private_values(self, message: Message, profile_id: str | None) -> Message:
+        """The message as a dead letter may keep it: see gateway/privacy.py."""
+        if profile_id is None:  # refused before resolving (size, rate): resolve now
+            resolved = self.registry.resolve(message.topic)
+            profile_id = resolved.profile.id if resolved is not None else None
+        redact = self._redactors.get(profile_id) if profile_id is not None else None
+        if redact is None:
+            return message
+        return dataclasses.replace(message, payload=redact(message.payload))
 
     def _enqueue(self, batch: Batch) -> None:
         self._sealed.append(batch)
@@ -315,7 +394,7 @@ class Gateway:
             if state == seen:
                 continue
             try:
-                registry = await asyncio.to_thread(load_directory, directory)
+                registry = await asyncio.to_thread(load_directory, directory, self.registry.policy)
             except ProfileError as exc:
                 self.metrics.profile_reloads_failed += 1
                 log.error("profiles not reloaded, the previous ones stay active:\n%s", exc)
@@ -329,7 +408,11 @@ class Gateway:
         new = {profile.id: profile for profile in registry.profiles}
         decoders = {p.id: decoder_for(p.decode_spec) for p in registry.profiles}
         self.registry, self._decoders = registry, decoders
+        self._redactors = redactors_for(registry.profiles)
         self.series.set_limits(limits_of(registry.profiles))
+        self.liveness.set_intervals(
+            _expected_intervals(registry, self.settings.monitoring.expected_interval_s)
+        )
         self.metrics.profile_reloads += 1
         if not self.settings.mqtt.topics:
             self.ingest.set_topics(registry.subscriptions)
@@ -405,6 +488,20 @@ class Gateway:
             )
 
 
+def _expected_intervals(
+    registry: ProfileRegistry, overrides: Mapping[str, float]
+) -> dict[str, float]:
+    """Each profile's `liveness.expected_interval_s`, overridden per profile id by
+    [monitoring.expected_interval_s]: a box whose devices report at another rate changes its
+    configuration, not the shipped profiles."""
+    intervals = {
+        profile.id: profile.liveness.expected_interval_s
+        for profile in registry.profiles
+        if profile.liveness is not None and profile.liveness.expected_interval_s is not None
+    }
+    return {**intervals, **overrides}
+
+
 def _receipt_key(message: Message) -> ReceiptKey:
     digest = hashlib.blake2b(message.payload, digest_size=8).digest()
     return (message.topic, message.packet_id, digest)
@@ -420,6 +517,7 @@ def _directory_state(directory: Path) -> DirectoryState:
         files = profile_files([directory])
     except ProfileError:
         return state  # the directory vanished: loading it reports that properly
+    files.extend(directory.rglob(f"*{KNOWN_DEVICES_SUFFIX}"))  # devices.known_file lists
     for file in files:
         with contextlib.suppress(OSError):  # removed between listing and stat
             info = file.stat()
@@ -429,6 +527,22 @@ def _directory_state(directory: Path) -> DirectoryState:
 
 def _changed_files(before: DirectoryState, after: DirectoryState) -> set[str]:
     return {name for name, info in after.items() if before.get(name) != info}
+
+
+UNKNOWN_DEVICE = "unknown_device"
+
+
+def _check_known_device(
+    known: frozenset[str], segments: dict[str, str], points: list[Point]
+) -> None:
+    """Raise DecodeError(unknown_device) unless the sender is one of the profile's devices."""
+    device_id = segments.get("device_id") or _tag(points[0], "device_id")
+    if device_id not in known:
+        raise DecodeError(
+            UNKNOWN_DEVICE,
+            f"device {device_id!r} is not among the profile's known devices "
+            "(devices.known / known_file); add it there to accept its readings",
+        )
 
 
 def _tag(point: Point, name: str) -> str:

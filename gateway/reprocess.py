@@ -10,6 +10,7 @@ they fail with now. It can run while the gateway runs: both use SQLite transacti
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gateway.deadletter import DeadLetter, DeadLetterStore
@@ -30,6 +31,15 @@ class ReplayReport:
     replayed: int = 0  # letters now in InfluxDB and removed from the store
     points: int = 0
     still_failing: Counter[str] = field(default_factory=Counter)  # reason -> letters kept
+    seen: int = 0  # letters looked at so far, for progress
+
+    @property
+    def kept(self) -> int:
+        return sum(self.still_failing.values())
+
+
+# Called after every chunk, so a long replay can show where it is.
+Progress = Callable[[ReplayReport], None]
 
 
 @dataclass(slots=True)
@@ -49,13 +59,19 @@ class DeadLetterReplay:
         }
 
     async def run(
-        self, reason: str | None, profile_id: str | None, *, dry_run: bool = False
+        self,
+        reason: str | None,
+        profile_id: str | None,
+        *,
+        dry_run: bool = False,
+        progress: Progress | None = None,
     ) -> ReplayReport:
         """Replay matching letters, oldest first; raises SinkError if InfluxDB is unavailable."""
         report = ReplayReport()
         after_id = 0
         while letters := self._store.select(reason, profile_id, after_id, _CHUNK):
             after_id = letters[-1][0]
+            report.seen += len(letters)
             ready = []
             for letter_id, letter in letters:
                 outcome = self._lines_for(letter)
@@ -66,11 +82,13 @@ class DeadLetterReplay:
             if dry_run:
                 report.replayed += len(ready)
                 report.points += sum(len(item.lines) for item in ready)
-                continue
-            written = await self._write(ready, report)
-            self._store.remove([item.letter_id for item in written])
-            report.replayed += len(written)
-            report.points += sum(len(item.lines) for item in written)
+            else:
+                written = await self._write(ready, report)
+                self._store.remove([item.letter_id for item in written])
+                report.replayed += len(written)
+                report.points += sum(len(item.lines) for item in written)
+            if progress is not None:
+                progress(report)
         return report
 
     def _lines_for(self, letter: DeadLetter) -> tuple[Destination, list[str]] | str:

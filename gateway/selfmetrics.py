@@ -115,6 +115,16 @@ def _message_scalars(m: Metrics) -> list[Scalar]:
             "Redeliveries that got their first receive time back.",
             m.receive_times_reused,
         ),
+        _counter(
+            "availability_messages",
+            "Availability (last will) messages: liveness only, never stored.",
+            sum(m.availability_messages.values()),
+        ),
+        _counter(
+            "retained_readings_skipped",
+            "Retained readings stamped with the receive time, not written as fresh.",
+            m.retained_readings_skipped,
+        ),
         _counter("profile_reloads", "Profile directory reloads applied.", m.profile_reloads),
         _counter(
             "profile_reloads_failed",
@@ -196,6 +206,12 @@ def _breakdowns(m: Metrics) -> list[Breakdown]:
         Breakdown("fields_dropped", "reason", "Fields dropped per reason.", m.fields_dropped),
         Breakdown("dead_letters", "reason", "Dead letters per reason.", m.dead_letters),
         Breakdown("write_failures", "reason", "Failed writes per kind.", m.write_failures),
+        Breakdown(
+            "availability_messages",
+            "state",
+            "Availability messages per state.",
+            m.availability_messages,
+        ),
     ]
 
 

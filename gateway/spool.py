@@ -206,6 +206,10 @@ def _open(path: Path) -> sqlite3.Connection:
     try:
         return _connect(path)
     except sqlite3.DatabaseError as exc:
+        if not _is_damaged(exc):
+            # Read-only directory, full disk, locked file: the file may be fine, so it stays
+            # where it is and start-up fails with SQLite's reason.
+            raise
         aside = path.with_name(f"{path.name}.unreadable-{time.strftime('%Y%m%dT%H%M%S')}")
         log.error("spool %s is unreadable (%s); moved to %s, starting empty", path, exc, aside)
         path.rename(aside)
@@ -214,6 +218,18 @@ def _open(path: Path) -> sqlite3.Connection:
             if sidecar.exists():
                 sidecar.rename(aside.with_name(aside.name + suffix))
         return _connect(path)
+
+
+_SQLITE_CORRUPT = 11
+_SQLITE_NOTADB = 26
+
+
+def _is_damaged(exc: sqlite3.DatabaseError) -> bool:
+    """True when the file's content is broken, as opposed to the file being out of reach."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:  # raised by the module itself rather than the SQLite library
+        return not isinstance(exc, sqlite3.OperationalError)
+    return code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
 
 
 def _connect(path: Path) -> sqlite3.Connection:

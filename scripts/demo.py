@@ -1,8 +1,11 @@
 """`make demo`: the whole pipeline on this machine, watched live, then checked in InfluxDB.
 
     private mosquitto + influxd (under .demo/) -> `python -m gateway run`
-        <- `python -m simulators run` for --duration seconds
+        <- `python -m simulators run` (every device kind) for --duration seconds
     -> readings sent vs stored, two sample InfluxQL queries, exit 0 if readings landed.
+
+The gateway and the simulators share a random privacy hash key (.demo/hash-key), so the plate
+hashes the gateway stores are the ones the simulators' truth file expects.
 
 Ctrl-C stops early and still prints the summary. Everything stays in .demo/ for inspection.
 """
@@ -14,6 +17,7 @@ import json
 import math
 import os
 import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -29,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `python scripts/demo.py` puts scripts/, not the repo, on the path
     sys.path.insert(0, str(ROOT))
 
+from simulators.devices import KINDS  # noqa: E402 - needs ROOT on sys.path
 from tests.servers import Influxd, Mosquitto, ServerError  # noqa: E402 - needs ROOT on sys.path
 
 DEMO_DIR = ROOT / ".demo"
@@ -37,11 +42,14 @@ GATEWAY_LOG = DEMO_DIR / "gateway.log"
 SIM_LOG = DEMO_DIR / "simulators.log"
 SIM_SUMMARY = DEMO_DIR / "simulators.json"
 TRUTH = DEMO_DIR / "truth.jsonl"
+HASH_KEY = DEMO_DIR / "hash-key"
+HASH_KEY_BYTES = 32
 DATABASE = "mhtown"
-MEASUREMENTS = (
-    "streetlight", "water_flow", "water_tank", "water_quality", "traffic_flow",
-    "traffic_vehicle", "traffic_signal", "broadband_speed", "connectivity_site",
-)  # fmt: skip
+# Every simulated kind, so a new kind is in the demo and its summary without an edit here
+# (once each: JSON and LoRaWAN street lights both write streetlight).
+MEASUREMENTS = tuple(dict.fromkeys(kind.measurement for kind in KINDS.values()))
+# A radar message carries up to ~80 vehicles at the peaks: a tenth as many keeps the mix even.
+DEVICE_SHARE = {"radars": 0.1}
 
 GATEWAY_READY = "subscribed to"
 # Gateway log lines that mean a reading did not become a point (pipeline.py logs them).
@@ -181,6 +189,7 @@ def run_pipeline(
 ) -> int:
     """Gateway and simulators against the running servers; returns the readings stored."""
     influxd.create_database(DATABASE)
+    hash_key = write_hash_key()
     write_gateway_config(broker, influxd)
     command = [sys.executable, "-m", "gateway", "run", "--config", str(GATEWAY_CONFIG)]
     gateway = start_logged(command, log=GATEWAY_LOG)
@@ -189,7 +198,7 @@ def run_pipeline(
         health = re.search(r"health endpoint on (\S+)", GATEWAY_LOG.read_text(encoding="utf-8"))
         if health:
             print(f"gateway health and metrics: {health.group(1)}", file=sys.stderr)
-        sims = start_simulators(args, broker)
+        sims = start_simulators(args, broker, hash_key)
         progress = Progress()
         try:
             watch(
@@ -213,6 +222,14 @@ def run_pipeline(
     for query, aggregate in SAMPLE_QUERIES:
         print_query(influxd, query, hide_time=aggregate)
     return sum(stored.values())
+
+
+def write_hash_key() -> str:
+    """A fresh key for this demo only, readable by its owner alone, as in production."""
+    key = secrets.token_hex(HASH_KEY_BYTES)
+    HASH_KEY.touch(mode=0o600)
+    HASH_KEY.write_text(key, encoding="utf-8")
+    return key
 
 
 def write_gateway_config(broker: Mosquitto, influxd: Influxd) -> None:
@@ -239,6 +256,9 @@ dir = {toml(str(ROOT / "device_profiles"))}
 [spool]
 dir = {toml(str(DEMO_DIR / "state"))}
 
+[privacy]
+hash_key_file = {toml(str(HASH_KEY))}
+
 [http]
 port = 0  # any free port: the demo must not collide with a gateway already on 9464
 """,
@@ -246,32 +266,40 @@ port = 0  # any free port: the demo must not collide with a gateway already on 9
     )
 
 
-def start_simulators(args: argparse.Namespace, broker: Mosquitto) -> subprocess.Popen[bytes]:
+def start_simulators(
+    args: argparse.Namespace, broker: Mosquitto, hash_key: str
+) -> subprocess.Popen[bytes]:
     # Without --start each device's reports end one interval before now, counted back from its
     # share of --messages. So --messages is what fits into the duration at the rate: a larger
     # number would date every reading years back, outside any "last hour" query or dashboard.
     messages = max(1, math.ceil(args.rate * args.duration))
-    devices = str(args.devices)
-    # A radar message carries up to ~80 vehicles at the peaks: a tenth as many keeps the mix even.
-    radars = str(max(1, args.devices // 10))
     command = [
         sys.executable, "-m", "simulators", "run",
-        "--broker", broker.address,
-        "--lighting", devices, "--water", devices, "--traffic", devices,
-        "--tanks", devices, "--quality-probes", devices, "--signals", devices,
-        "--speed-probes", devices, "--site-monitors", devices, "--radars", radars,
+        "--broker", broker.address, *device_arguments(args.devices),
         "--messages", str(messages), "--rate", str(args.rate), "--duration", str(args.duration),
         "--seed", "1", "--truth", str(TRUTH), "--summary-json", str(SIM_SUMMARY), "--quiet",
     ]  # fmt: skip
     print(
-        f"simulators: {args.devices} devices of each kind, {messages:,} messages at "
-        f"{args.rate:g} msg/s for up to {args.duration:g} s (Ctrl-C stops early)",
+        f"simulators: {args.devices} devices of each of {len(KINDS)} kinds, {messages:,} "
+        f"messages at {args.rate:g} msg/s for up to {args.duration:g} s (Ctrl-C stops early)",
         file=sys.stderr,
     )
-    return start_logged(command, log=SIM_LOG)
+    # The key in the environment, not on the command line where `ps` shows it.
+    return start_logged(command, log=SIM_LOG, env={"SIM_PRIVACY_KEY": hash_key})
 
 
-def start_logged(command: list[str], *, log: Path) -> subprocess.Popen[bytes]:
+def device_arguments(devices: int) -> list[str]:
+    """--lighting N --water N ... for every simulated kind."""
+    arguments = []
+    for name in KINDS:
+        count = max(1, math.floor(devices * DEVICE_SHARE.get(name, 1.0)))
+        arguments += [f"--{name}", str(count)]
+    return arguments
+
+
+def start_logged(
+    command: list[str], *, log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     with log.open("ab") as output:
         return subprocess.Popen(
             command,
@@ -279,7 +307,7 @@ def start_logged(command: list[str], *, log: Path) -> subprocess.Popen[bytes]:
             stdout=output,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
 
 
@@ -458,14 +486,15 @@ def sent_counts() -> dict[str, int] | None:
 
 
 def print_counts(sent: dict[str, int] | None, stored: dict[str, int]) -> None:
-    print(f"\n{'readings':<14}{'sent':>10}{'stored':>10}")
+    width = max(len(name) for name in (*MEASUREMENTS, "readings")) + 2
+    print(f"\n{'readings':<{width}}{'sent':>10}{'stored':>10}")
     for name in (*MEASUREMENTS, "total"):
         stored_n = sum(stored.values()) if name == "total" else stored[name]
         if sent is None:
             sent_text = "?"
         else:
             sent_text = f"{sum(sent.values()) if name == 'total' else sent[name]:,}"
-        print(f"{name:<14}{sent_text:>10}{stored_n:>10,}")
+        print(f"{name:<{width}}{sent_text:>10}{stored_n:>10,}")
     if sent is not None and sum(sent.values()) > sum(stored.values()):
         missing = sum(sent.values()) - sum(stored.values())
         print(

@@ -1,4 +1,4 @@
-"""`python -m simulators run ...`."""
+"""`python -m simulators run|backfill|verify ...`."""
 
 from simulators.cli import main
 

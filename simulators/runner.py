@@ -16,11 +16,15 @@ from dataclasses import dataclass, field
 from typing import Protocol, TextIO
 
 from simulators.fleet import OutgoingMessage
-from simulators.truth import TruthSink
+from simulators.truth import Expect, TruthSink
 
 # After a stall (slow broker, busy machine) the pacer forgives debt beyond this much, so it
 # catches up with a short burst instead of flooding the broker.
 MAX_BURST_S = 1.0
+# The gateway's per-device token bucket (gateway_spec.DEVICE_RATE_PER_S, DEVICE_BURST) with a
+# margin: a device's reports beyond the burst leave no faster than this, so none is refused.
+DEVICE_RATE_PER_S = 19.0
+DEVICE_BURST = 4_000
 # Sleeps shorter than this are plain sleeps; longer ones also wake on a stop request.
 _INTERRUPTIBLE_SLEEP_S = 0.1
 PROGRESS_EVERY_S = 0.5
@@ -36,6 +40,9 @@ class RunLimits:
     """Messages per wall second across all devices; 0 publishes as fast as possible."""
     duration_s: float | None = None
     """Stop generating after this many wall seconds, even if messages remain."""
+    device_rate_per_s: float = DEVICE_RATE_PER_S
+    """Sustained reports per wall second per device beyond `device_burst`; 0 = no limit."""
+    device_burst: int = DEVICE_BURST
 
 
 @dataclass(slots=True)
@@ -43,6 +50,8 @@ class RunStats:
     planned_messages: int
     messages_by_kind: Counter[str] = field(default_factory=Counter)
     readings_by_measurement: Counter[str] = field(default_factory=Counter)
+    faults: Counter[str] = field(default_factory=Counter)
+    dead_letters_expected: Counter[str] = field(default_factory=Counter)
     elapsed_s: float = 0.0
     stopped_early: bool = False
 
@@ -58,8 +67,15 @@ class RunStats:
         return self.messages / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
     def count(self, message: OutgoingMessage) -> None:
-        self.messages_by_kind[message.kind] += 1
+        if message.published:
+            self.messages_by_kind[message.kind] += 1
         self.readings_by_measurement.update(reading.measurement for reading in message.readings)
+        self.readings_by_measurement.update(r.measurement for r in message.receive_time)
+        fault = message.fault
+        if fault is not None:
+            self.faults[fault.fault] += 1
+            if fault.expect is Expect.DEAD_LETTER and fault.reason is not None:
+                self.dead_letters_expected[fault.reason] += 1
 
 
 class TokenPacer:
@@ -79,6 +95,23 @@ class TokenPacer:
         delay = self._next_s - now
         self._next_s += self._interval_s
         return max(delay, 0.0)
+
+
+class DeviceRateGuard:
+    """A device's report n may leave at start + (n - burst) / rate: what the gateway's token
+    bucket per device admits, so a long backfill is never refused as rate_limited."""
+
+    def __init__(self, rate_per_s: float, burst: int, now: Callable[[], float]) -> None:
+        self._rate_per_s = rate_per_s
+        self._burst = burst
+        self._now = now
+        self._start_s = now()
+
+    def delay_s(self, report_index: int) -> float:
+        if self._rate_per_s <= 0 or report_index < self._burst:
+            return 0.0
+        due_s = self._start_s + (report_index - self._burst) / self._rate_per_s
+        return max(due_s - self._now(), 0.0)
 
 
 async def run(
@@ -125,16 +158,21 @@ async def _publish(
 ) -> None:
     loop = asyncio.get_running_loop()
     pacer = TokenPacer(limits.rate_msgs_per_s, loop.time)
+    guard = DeviceRateGuard(limits.device_rate_per_s, limits.device_burst, loop.time)
     deadline_s = loop.time() + limits.duration_s if limits.duration_s is not None else None
     for message in messages:
-        delay_s = pacer.delay_s()
+        if not message.published:  # a silent device: only the truth hears of it
+            truth.write(message.readings, message.fault)
+            stats.count(message)
+            continue
+        delay_s = max(pacer.delay_s(), guard.delay_s(message.report_index))
         if deadline_s is not None:
             delay_s = min(delay_s, max(deadline_s - loop.time(), 0.0))
         await _pace(delay_s, stop)
         if stop.is_set() or (deadline_s is not None and loop.time() >= deadline_s):
             stats.stopped_early = True
             return
-        truth.write(message.readings)
+        truth.write([*message.readings, *message.receive_time], message.fault)
         await publisher.publish(message.topic, message.payload)
         stats.count(message)
 
@@ -209,6 +247,10 @@ def summary_line(stats: RunStats, *, qos: int) -> str:
     kinds = ", ".join(f"{kind} {n}" for kind, n in stats.messages_by_kind.items())
     measurements = ", ".join(f"{name} {n}" for name, n in stats.readings_by_measurement.items())
     ending = " (stopped early)" if stats.stopped_early else ""
+    if stats.faults:
+        faults = ", ".join(f"{name} {n}" for name, n in sorted(stats.faults.items()))
+        dead = stats.dead_letters_expected.total()
+        ending += f"; faults: {faults}; {dead} dead letters expected"
     return (
         f"sim: sent {stats.messages} messages ({kinds}) carrying {stats.readings} readings "
         f"({measurements}) in {stats.elapsed_s:.2f} s, {stats.rate_msgs_per_s():,.0f} msg/s, "

@@ -19,6 +19,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -364,16 +365,19 @@ class Influxd(ServerProcess):
         extra_conf: str = "",
         *,
         binary: str | None = None,
+        https: tuple[Path, Path, Path] | None = None,  # (certificate, key, CA that signed it)
     ) -> None:
         super().__init__(workdir, host, port, binary)
         self.auth = auth
         self.extra_conf = extra_conf
+        self.https = https
+        self._ssl_context = ssl.create_default_context(cafile=https[2]) if https else None
         self.rpc_port: int | None = None
         self._credentials: tuple[str, str] | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{self.address}"
+        return f"{'https' if self.https else 'http'}://{self.address}"
 
     @property
     def conf_path(self) -> Path:
@@ -417,7 +421,7 @@ bind-address = {toml(_host_port(self.host, self.rpc_port))}
   auth-enabled = {toml(self.auth)}
   log-enabled = false
   pprof-enabled = false
-
+{self._https_conf()}
 [monitor]
   store-enabled = false
 
@@ -453,6 +457,15 @@ bind-address = {toml(_host_port(self.host, self.rpc_port))}
         cmdline: list[str] = json.loads(raw).get("cmdline", [])
         return str(self.conf_path) in cmdline
 
+    def _https_conf(self) -> str:
+        if self.https is None:
+            return ""
+        cert, key, _ = self.https
+        return (
+            f"  https-enabled = true\n  https-certificate = {json.dumps(str(cert))}\n"
+            f"  https-private-key = {json.dumps(str(key))}\n"
+        )
+
     # -- HTTP helpers ------------------------------------------------------------------------
 
     def _http(
@@ -475,7 +488,8 @@ bind-address = {toml(_host_port(self.host, self.rpc_port))}
             headers["Authorization"] = f"Basic {token}"
         request = urllib.request.Request(url, data=body, headers=headers, method=method)  # noqa: S310 - our own http:// URL
         try:
-            with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310 - our own http:// URL
+            context = self._ssl_context  # None: plain http://
+            with urllib.request.urlopen(request, timeout=timeout_s, context=context) as response:  # noqa: S310 - our own http(s):// URL
                 return int(response.status), bytes(response.read())
         except urllib.error.HTTPError as error:
             with error:

@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,12 +23,16 @@ from typing import Any
 
 import pytest
 import yaml
+from PIL import Image
 from typer.testing import CliRunner
 
 from gateway.cli import app
 from gateway.dashboards import build
 from gateway.dashboards.influxql import DATASOURCE_UID
+from gateway.dashboards.influxread import InfluxReader
 from gateway.dashboards.panels import FOLDER
+from gateway.dashboards.queries import Query, alert_queries, dashboard_queries, panels
+from gateway.dashboards.queries import substitute as substitute_like_grafana
 from gateway.liveness import LivenessTracker
 from gateway.metrics import Metrics
 from gateway.selfmetrics import COUNTERS_MEASUREMENT, HEALTH_MEASUREMENT, Sources, read_stats
@@ -53,17 +58,6 @@ UNIT_SYMBOLS = set("°µ³")
 DOMAIN_DASHBOARDS = {"mh-lighting", "mh-water", "mh-traffic", "mh-connectivity"}
 
 
-@dataclass(frozen=True, slots=True)
-class Query:
-    """One InfluxQL statement Grafana would send, and where it comes from."""
-
-    dashboard: str
-    panel: str
-    ref_id: str
-    influxql: str
-    time_filter: str  # what $timeFilter becomes
-
-
 def rendered_dashboards() -> list[dict[str, Any]]:
     return [
         json.loads(text) for path, text in build.render().items() if path.parent == build.JSON_DIR
@@ -75,52 +69,18 @@ def rendered_rules() -> dict[str, Any]:
     return document
 
 
-def panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    for panel in dashboard["panels"]:
-        if panel["type"] != "row":
-            yield panel
-
-
 def queries(time_filter: str = "time > now() - 7d") -> list[Query]:
     """Every panel target, template variable and alert rule query, as Grafana would run it."""
     found = []
     for dashboard in rendered_dashboards():
-        name = dashboard["uid"]
-        for variable in dashboard["templating"]["list"]:
-            found.append(Query(name, f"${variable['name']}", "var", variable["query"], time_filter))
-        for panel in panels(dashboard):
-            for target in panel["targets"]:
-                found.append(
-                    Query(name, panel["title"], target["refId"], target["query"], time_filter)
-                )
-    for group in rendered_rules()["groups"]:
-        for rule in group["rules"]:
-            for data in rule["data"]:
-                if data["datasourceUid"] == DATASOURCE_UID:
-                    window_s = data["relativeTimeRange"]["from"]
-                    query = data["model"]["query"]
-                    found.append(
-                        Query(
-                            "alert",
-                            rule["uid"],
-                            data["refId"],
-                            query,
-                            f"time > now() - {window_s}s",
-                        )
-                    )
-    return found
+        found.extend(dashboard_queries(dashboard, time_filter))
+    return found + alert_queries(rendered_rules())
 
 
 def substitute(query: Query) -> str:
     """Grafana's macros and variables: a time range covering the data, 1 m buckets, and the
     dashboards' default "All" (allValue `.*`) for district, device and instance."""
-    text = query.influxql.replace("$timeFilter", query.time_filter)
-    text = text.replace("$__interval", "1m")
-    for variable in ("$district", "$device", "$instance"):
-        text = text.replace(variable, ".*")
-    leftover = re.search(r"\$[A-Za-z_]\w*", text)
-    assert leftover is None, f"{query.dashboard}/{query.panel}: {leftover.group()} not substituted"
-    return text
+    return substitute_like_grafana(query, interval="1m")
 
 
 # ---- the generated files -------------------------------------------------------------------
@@ -162,6 +122,22 @@ def test_every_panel_has_a_unit_a_vietnamese_title_and_an_english_description() 
             assert not unusual, f"{where}: {unusual} in the English description"
 
 
+def test_every_panel_fits_the_24_column_grid_without_overlapping() -> None:
+    for dashboard in rendered_dashboards():
+        taken: set[tuple[int, int]] = set()
+        for panel in dashboard["panels"]:
+            grid = panel["gridPos"]
+            where = f"{dashboard['uid']}: {panel['title']}"
+            assert grid["x"] + grid["w"] <= 24, f"{where}: runs off the grid {grid}"
+            cells = {
+                (x, y)
+                for x in range(grid["x"], grid["x"] + grid["w"])
+                for y in range(grid["y"], grid["y"] + grid["h"])
+            }
+            assert not cells & taken, f"{where}: overlaps another panel"
+            taken |= cells
+
+
 def test_every_query_uses_the_provisioned_influxql_datasource() -> None:
     (datasource,) = yaml.safe_load(
         (PROVISIONING / "datasources" / "influxdb.yaml").read_text(encoding="utf-8")
@@ -179,6 +155,23 @@ def test_every_query_uses_the_provisioned_influxql_datasource() -> None:
                 assert target["datasource"]["uid"] == DATASOURCE_UID
                 assert target["rawQuery"] is True
                 assert "$timeFilter" in target["query"], f"{panel['title']}: no time filter"
+
+
+def test_the_influxdb_2_and_3_data_sources_can_replace_the_provisioned_one() -> None:
+    """dashboards/examples/: same uid and InfluxQL, a token header from the environment."""
+    (provisioned,) = yaml.safe_load(
+        (PROVISIONING / "datasources" / "influxdb.yaml").read_text(encoding="utf-8")
+    )["datasources"]
+    for name in ("datasource-influxdb2.yaml", "datasource-influxdb3.yaml"):
+        text = (DASHBOARDS / "examples" / name).read_text(encoding="utf-8")
+        (example,) = yaml.safe_load(text)["datasources"]
+        for key in ("uid", "name", "type", "access"):
+            assert example[key] == provisioned[key], f"{name}: {key}"
+        assert example["jsonData"]["version"] == "InfluxQL", name
+        assert example["jsonData"]["dbName"] == provisioned["jsonData"]["dbName"], name
+        assert example["jsonData"]["httpHeaderName1"] == "Authorization", name
+        assert example["secureJsonData"]["httpHeaderValue1"].endswith(" $INFLUX_TOKEN"), name
+        assert "NOT TESTED" in text, name
 
 
 def test_domain_dashboards_filter_by_district_and_device() -> None:
@@ -382,48 +375,87 @@ def run_query(influxd: Influxd, database: str, influxql: str) -> tuple[int, int]
     return rows, non_null
 
 
+@dataclass(frozen=True, slots=True)
+class FilledDatabase:
+    """A database the real gateway filled from the simulators (every device kind), with a
+    dead letter, a dropped field and an earlier run's self-metrics."""
+
+    influxd: Influxd
+    name: str
+
+
+@pytest.fixture(scope="module")
+def filled(influxd: Influxd, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FilledDatabase]:
+    """Filled once for the module: the query test and the pictures read the same data."""
+    workdir = tmp_path_factory.mktemp("dashboards")
+    database = f"dashboards_{uuid.uuid4().hex[:8]}"
+    influxd.create_database(database)
+    write_earlier_run(influxd, database, time.time_ns())
+    with Mosquitto(tmp_path_factory.mktemp("dashboards_mosquitto")) as broker:
+        config = gateway_config(
+            workdir / "gateway.toml",
+            broker,
+            influxd,
+            database,
+            overrides={"monitoring": MONITORING},
+            extra=LIVENESS,
+        )
+        truth_file = workdir / "truth.jsonl"
+        with GatewayProcess(config) as gateway:
+            # No --start: each device starts early enough for its last report to be from now,
+            # so slow reporters (15-min speed probes) do not run into the future, which the
+            # gateway would re-stamp (time.max_future_s), and every "last N minutes" window
+            # has data.
+            run_simulators(broker, truth_file, *SIMULATED)
+            publish_bad_messages(broker)
+            truth = load_truth(truth_file)
+            expected = truth_counts(truth) + Counter({"streetlight": 1})  # the dropped field
+            stored = wait_for_counts(influxd, database, expected)
+            assert stored == expected, f"stored {stored}, sent {expected}"
+            wait_for_self_metrics(influxd, database, messages=3000 + 2)
+            assert "dead letter (invalid_json)" in gateway.log()
+            yield FilledDatabase(influxd, database)
+    influxd.drop_database(database)
+
+
 @pytest.mark.integration
 def test_every_panel_and_alert_query_returns_data(
-    tmp_path: Path,
-    mosquitto: Mosquitto,
-    influxd: Influxd,
-    influx_db: str,
-    capsys: pytest.CaptureFixture[str],
+    filled: FilledDatabase, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    write_earlier_run(influxd, influx_db, time.time_ns())
-    config = gateway_config(
-        tmp_path / "gateway.toml",
-        mosquitto,
-        influxd,
-        influx_db,
-        overrides={"monitoring": MONITORING},
-        extra=LIVENESS,
-    )
-    truth_file = tmp_path / "truth.jsonl"
-    with GatewayProcess(config) as gateway:
-        # No --start: each device starts early enough for its last report to be from now, so
-        # slow reporters (15-min speed probes) do not run into the future, which the gateway
-        # would re-stamp (time.max_future_s), and every "last N minutes" window has data.
-        run_simulators(mosquitto, truth_file, *SIMULATED)
-        publish_bad_messages(mosquitto)
-        truth = load_truth(truth_file)
-        expected = truth_counts(truth) + Counter({"streetlight": 1})  # the reading with a drop
-        stored = wait_for_counts(influxd, influx_db, expected)
-        assert stored == expected, f"stored {stored}, sent {expected}"
-        wait_for_self_metrics(influxd, influx_db, messages=3000 + 2)
-        assert "dead letter (invalid_json)" in gateway.log()
-
-        table = []
-        failures = []
-        for query in queries():
-            rows, non_null = run_query(influxd, influx_db, substitute(query))
-            table.append((query.dashboard, query.panel, query.ref_id, rows, non_null))
-            if non_null == 0:
-                failures.append(f"{query.dashboard} / {query.panel} / {query.ref_id}")
+    table = []
+    failures = []
+    for query in queries():
+        rows, non_null = run_query(filled.influxd, filled.name, substitute(query))
+        table.append((query.dashboard, query.panel, query.ref_id, rows, non_null))
+        if non_null == 0:
+            failures.append(f"{query.dashboard} / {query.panel} / {query.ref_id}")
     with capsys.disabled():
         print_table(table)
     assert not failures, f"queries without a non-null value: {failures}"
     assert len(table) > 60
+
+
+@pytest.mark.integration
+def test_pictures_draw_every_panel_of_every_dashboard(
+    filled: FilledDatabase, tmp_path: Path
+) -> None:
+    """`gateway dashboards render`: one PNG per dashboard, no panel without data, each
+    dashboard on its own default time range, as the README's pictures are drawn."""
+    from gateway.dashboards import render  # noqa: PLC0415  # matplotlib: the pictures extra
+
+    reader = InfluxReader(filled.influxd.url, filled.name)
+    dashboards = rendered_dashboards()
+    result = render.render_all(dashboards, reader, tmp_path / "img")
+    assert [r.path.name for r in result] == [render.picture_name(d) for d in dashboards]
+    empty = {r.path.name: r.empty_panels for r in result if r.empty_panels}
+    assert not empty, f"panels drawn without data: {empty}"
+    for rendered in result:
+        with Image.open(rendered.path) as image:
+            assert image.format == "PNG"
+            assert image.width == render.WIDTH_IN * render.DPI
+            # Drawn, not blank: a white page with a title would have a handful of colours.
+            assert len(image.getcolors(maxcolors=4096) or range(4097)) > 40
+        assert rendered.path.stat().st_size < 300 * 1024
 
 
 def print_table(table: list[tuple[str, str, str, int, int]]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,10 @@ from pathlib import Path
 import pytest
 
 from gateway.deadletter import DEAD_LETTER_FILE, DeadLetter, DeadLetterStore
-from tests.harness import gateway_config
+from gateway.profiles.registry import load_directory
+from gateway.reprocess import DeadLetterReplay
+from gateway.sinks.recording import RecordingSink
+from tests.harness import PROFILES, gateway_config
 from tests.servers import Influxd, Mosquitto
 
 pytestmark = pytest.mark.integration
@@ -91,4 +95,19 @@ def test_replay_with_influx_down_removes_nothing(
     assert "Traceback" not in done.stderr
     store = DeadLetterStore(tmp_path / "state" / DEAD_LETTER_FILE)
     assert store.count() == 1
+    store.close()
+
+
+def test_replay_reports_progress_after_every_chunk(tmp_path: Path) -> None:
+    store = DeadLetterStore(tmp_path / DEAD_LETTER_FILE)
+    store.add([DeadLetter(1_000 + i, TOPIC, GOOD, "unknown_topic") for i in range(1_200)])
+    replayer = DeadLetterReplay(store, load_directory(PROFILES), RecordingSink())
+    seen: list[tuple[int, int]] = []
+
+    report = asyncio.run(
+        replayer.run(None, None, dry_run=True, progress=lambda r: seen.append((r.seen, r.replayed)))
+    )
+
+    assert seen == [(500, 500), (1_000, 1_000), (1_200, 1_200)]
+    assert report.kept == 0
     store.close()

@@ -19,6 +19,7 @@ from gateway.errors import DecodeError, ProfileError
 from gateway.lineprotocol import encode_point
 from gateway.normalize import Drop, normalize
 from gateway.profiles.compile import CompiledProfile
+from gateway.profiles.policy import OFFLINE_POLICY
 from gateway.profiles.registry import ProfileRegistry, load_directory, load_file
 from gateway.profiles.schema import DecodeSpec, ProfileSpec
 from gateway.profiles.topics import parse_pattern
@@ -50,7 +51,8 @@ fields:
 
 @pytest.fixture(scope="module")
 def registry() -> ProfileRegistry:
-    return load_directory(PROFILES)
+    # The public offline key, as `gateway profiles test` uses: golden hashes are reproducible.
+    return load_directory(PROFILES, OFFLINE_POLICY)
 
 
 def golden_cases() -> list[Any]:
@@ -434,6 +436,20 @@ def test_clock_tolerance_is_set_per_profile_and_null_switches_it_off(tmp_path: P
     assert ahead.time_ns == NOW_NS
     assert ancient.time_ns == 0  # no past limit: 1970 is taken at its word
     assert drops == [("(time)", "clock_future")]
+
+
+def test_readings_of_one_series_at_the_receive_time_stay_distinct() -> None:
+    """A batch whose clock reset to 1970: every vehicle is kept, none overwrites another."""
+    registry = load_directory(PROFILES, OFFLINE_POLICY)
+    resolved = registry.resolve("city/traffic/di-su/rd-0001/vehicles")
+    assert resolved is not None
+    vehicle = {"t": 1000, "lane": 1, "dir": "in", "cls": "motorbike", "v_ms": 10.0, "len_cm": 190}
+    document = {"vehicles": [vehicle, vehicle, {**vehicle, "v_ms": 12.0}]}
+    drops: list[Drop] = []
+    points = normalize(resolved.profile, document, resolved.segments, NOW_NS, drops)
+    assert [p.time_ns for p in points] == [NOW_NS, NOW_NS + 1, NOW_NS + 2]
+    assert len({encode_point(p) for p in points}) == 3
+    assert drops == [("(time)", "clock_past")] * 3
 
 
 def test_iso8601_clock_reset_is_caught(tmp_path: Path) -> None:

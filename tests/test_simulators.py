@@ -557,11 +557,31 @@ def test_cli_parses_the_documented_command() -> None:
         "signals": 0,
         "speed-probes": 0,
         "site-monitors": 3,
+        "cabinets": 0,
+        "pressure-loggers": 0,
+        "lorawan-lights": 0,
+        "anpr-cameras": 0,
     }
     assert (command.messages, command.seed, command.qos, command.start_ms) == (2000, 9, 0, START_MS)
     assert command.limits == RunLimits(rate_msgs_per_s=500, duration_s=3)
     assert (command.client_id, command.quiet) == ("sim-a", True)
     assert command.truth == Path("/tmp/t.jsonl")
+
+
+def test_cli_takes_the_privacy_key_from_the_option_or_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def key(*extra: str) -> bytes:
+        args = build_parser().parse_args(["run", "--anpr-cameras", "1", "--messages", "1", *extra])
+        return parse_run_command(args).privacy_key
+
+    monkeypatch.delenv("SIM_PRIVACY_KEY", raising=False)
+    assert key() == b"mh-gateway offline tools: golden vectors only, not secret"
+    monkeypatch.setenv("SIM_PRIVACY_KEY", "a key from the environment\n")  # as `cat` gives it
+    assert key() == b"a key from the environment"
+    assert key("--privacy-key", "a key on the command line") == b"a key on the command line"
+    with pytest.raises(ValueError, match="at least 16 bytes"):
+        key("--privacy-key", "too short")
 
 
 @pytest.mark.parametrize(

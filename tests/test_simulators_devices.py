@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -24,11 +25,14 @@ import pytest
 from gateway.decode import decoder_for
 from gateway.lineprotocol import encode_point
 from gateway.normalize import Drop, normalize
+from gateway.profiles.policy import OFFLINE_HASH_KEY, OFFLINE_POLICY, LoadPolicy, keyed_hash
 from gateway.profiles.registry import ProfileRegistry, load_directory
 from simulators.clock import parse_start
 from simulators.devices import KINDS
 from simulators.fleet import OutgoingMessage, build_fleet
-from simulators.truth import TruthReading
+from simulators.gateway_spec import OFFLINE_HASH_KEY as SIMULATOR_DEFAULT_KEY
+from simulators.gateway_spec import private_hash
+from simulators.truth import TruthReading, encode_reading
 from tests.harness import CONVERTED_FIELDS
 
 PROFILES = Path(__file__).resolve().parent.parent / "device_profiles"
@@ -46,12 +50,17 @@ PROFILE_OF_KIND = {
     "signals": "mh-traffic-signal-kv",
     "speed-probes": "mh-connectivity-speedtest-csv",
     "site-monitors": "mh-connectivity-site-bin",
+    "cabinets": "mh-lighting-cabinet-kv",
+    "pressure-loggers": "mh-water-pressure-csv",
+    "lorawan-lights": "mh-streetlight-lorawan-cs",
+    "anpr-cameras": "mh-traffic-anpr-json",
 }
 
 
 @pytest.fixture(scope="module")
 def registry() -> ProfileRegistry:
-    return load_directory(PROFILES)
+    # The simulators' default privacy key is the public key of the offline tools.
+    return load_directory(PROFILES, OFFLINE_POLICY)
 
 
 def simulate(
@@ -283,3 +292,88 @@ def test_mains_failures_run_the_battery_down_and_mains_recharges_it() -> None:
                 assert after.fields["battery_v"] >= 53.5
                 assert after.fields["battery_pct"] >= before.fields["battery_pct"]
     assert outages >= 5
+
+
+# -- traffic: plate cameras ---------------------------------------------------------------------
+
+# Vietnamese plates: province code, series (a letter for cars, buses and trucks; a letter and a
+# digit for motorbikes), then the number as 123.45.
+PLATE = re.compile(r"^\d{2}(?:[A-Z]|[A-Z][1-9])-\d{3}\.\d{2}$")
+GOLDEN_PLATE, GOLDEN_HASH = "29A-123.45", "9363fd0c98f284b5"  # tests/golden/mh-traffic-anpr-json
+
+
+def stored_fields(registry: ProfileRegistry, message: OutgoingMessage) -> dict[str, Any]:
+    resolved = registry.resolve(message.topic)
+    assert resolved is not None, message.topic
+    decode = decoder_for(resolved.profile.decode_spec)
+    points = normalize(resolved.profile, decode(message.payload), resolved.segments, 0, [])
+    assert len(points) == 1
+    return dict(points[0].fields)
+
+
+def test_the_simulators_hash_plates_as_the_gateway_does() -> None:
+    assert SIMULATOR_DEFAULT_KEY == OFFLINE_HASH_KEY
+    assert private_hash(SIMULATOR_DEFAULT_KEY, GOLDEN_PLATE) == GOLDEN_HASH
+    key = b"an operator's key, 32 bytes long"
+    assert private_hash(key, GOLDEN_PLATE) == keyed_hash(key)(GOLDEN_PLATE) != GOLDEN_HASH
+
+
+def test_the_plate_truth_follows_the_gateway_key() -> None:
+    key = b"the demo's random key, 32 bytes."
+    fleet = build_fleet(
+        {"anpr-cameras": 2}, seed=1, total_messages=40,
+        start_ms=parse_start(MONDAY_MIDNIGHT), now_ms=0, privacy_key=key,
+    )  # fmt: skip
+    keyed = load_directory(PROFILES / "traffic", LoadPolicy(hash_key=key))
+    offline = load_directory(PROFILES / "traffic", OFFLINE_POLICY)
+    for message in fleet.messages():
+        (truth,) = message.readings
+        assert stored_fields(keyed, message) == truth.fields
+        assert stored_fields(offline, message)["plate_hash"] != truth.fields["plate_hash"]
+
+
+def test_plate_cameras_never_put_the_plate_or_the_snapshot_in_the_truth() -> None:
+    for message in simulate("anpr-cameras", devices=2, days=0.1):
+        payload = orjson.loads(message.payload)
+        assert PLATE.match(payload["plate"]), payload["plate"]
+        assert 0.80 <= payload["conf"] <= 0.99
+        assert payload["snapshot"].startswith("https://cam.local/img/")
+        (truth,) = message.readings
+        line = encode_reading(truth)
+        assert payload["plate"].encode() not in line
+        assert b"snapshot" not in line
+        assert payload["snapshot"].encode() not in line
+        assert set(truth.fields) == {"plate_hash", "confidence", "speed_kmh"}
+
+
+def test_plate_cameras_see_the_traffic_day() -> None:
+    vehicles_per_hour: dict[str, float] = {}
+    readings = [r for m in simulate("anpr-cameras", devices=4, days=1) for r in m.readings]
+    for period, (start, end) in PERIODS.items():
+        seen = sum(start <= local_hour_of(r) < end for r in readings)
+        vehicles_per_hour[period] = seen / (end - start)
+    assert vehicles_per_hour["peak"] > 2 * vehicles_per_hour["noon"]
+    assert vehicles_per_hour["noon"] > 4 * vehicles_per_hour["night"]
+    classes = Counter(r.tags["vehicle_class"] for r in readings)
+    assert classes["motorbike"] > 0.6 * classes.total()
+
+
+def test_the_same_vehicles_come_back_and_pass_other_cameras() -> None:
+    cameras_of_plate: dict[str, set[str]] = defaultdict(set)
+    visits: Counter[tuple[str, str]] = Counter()
+    for reading in (r for m in simulate("anpr-cameras", devices=3, days=1) for r in m.readings):
+        plate_hash = str(reading.fields["plate_hash"])
+        cameras_of_plate[plate_hash].add(reading.device_id)
+        visits[reading.device_id, plate_hash] += 1
+    assert max(visits.values()) >= 5  # a commuter, morning and evening, at one camera
+    assert sum(len(cameras) == 3 for cameras in cameras_of_plate.values()) > 100
+
+
+def test_a_plate_camera_stops_at_now_however_few_vehicles_came() -> None:
+    now_ms = parse_start("2026-11-24T03:00:00+07:00")  # night: vehicles minutes apart
+    fleet = build_fleet(
+        {"anpr-cameras": 3}, seed=1, total_messages=300, start_ms=None, now_ms=now_ms
+    )
+    times_ns = [r.time_ns for m in fleet.messages() for r in m.readings]
+    assert max(times_ns) <= now_ms * 1_000_000
+    assert len(times_ns) < 300  # the night ended the run, not the message total

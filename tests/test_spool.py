@@ -10,6 +10,8 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from gateway.config import GatewaySettings
 from gateway.model import Message
 from gateway.pipeline import Gateway
@@ -84,6 +86,16 @@ def test_an_unreadable_spool_file_is_moved_aside(tmp_path: Path) -> None:
     assert spool.depth.batches == 0
     assert [p.name.startswith(f"{SPOOL_FILE}.unreadable-") for p in tmp_path.iterdir()].count(True)
     spool.close()
+
+
+def test_a_spool_out_of_reach_is_an_error_and_is_not_moved(tmp_path: Path) -> None:
+    # A directory where the file should be: SQLite cannot open it, but nothing is damaged, so
+    # the gateway must refuse to start instead of renaming what may be a good spool.
+    path = tmp_path / SPOOL_FILE
+    path.mkdir()
+    with pytest.raises(sqlite3.OperationalError):
+        Spool(path, max_bytes=1024**2)
+    assert [p.name for p in tmp_path.iterdir()] == [SPOOL_FILE]
 
 
 # ---- the pipeline with the spool ---------------------------------------------------------------

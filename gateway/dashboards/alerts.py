@@ -245,3 +245,38 @@ def provisioning_document(encode: Callable[[object], dict[str, Any]]) -> dict[st
             }
         )
     return {"apiVersion": 1, "groups": groups}
+
+
+_SECONDS_PER_UNIT = {"s": 1, "m": 60, "h": 3600}
+
+
+def _interval_s(interval: str) -> int:
+    """ "1m" -> 60: the provisioning file writes a duration, the HTTP API wants seconds."""
+    return int(interval[:-1]) * _SECONDS_PER_UNIT[interval[-1]]
+
+
+def api_rule_groups(
+    encode: Callable[[object], dict[str, Any]], folder_uid: str
+) -> list[dict[str, Any]]:
+    """The alert rules as the provisioning HTTP API's rule groups (`gateway dashboards push`).
+
+    Each rule names its folder and group itself there; `orgID` is left out because Grafana
+    takes the organisation from the credentials.
+    """
+    groups = []
+    for group in GROUPS:
+        rules = []
+        for spec in group.rules:
+            rule = encode(_rule(spec).build())
+            rule.pop("orgID", None)
+            rule.update({"folderUID": folder_uid, "ruleGroup": group.name})
+            rules.append(rule)
+        groups.append(
+            {
+                "title": group.name,
+                "folderUid": folder_uid,
+                "interval": _interval_s(group.interval),
+                "rules": rules,
+            }
+        )
+    return groups

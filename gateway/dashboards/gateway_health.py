@@ -17,6 +17,7 @@ from gateway.dashboards.influxql import INSTANCE, InfluxQL
 from gateway.dashboards.panels import (
     COUNT,
     FULL,
+    HALF,
     QUARTER,
     PanelBuilder,
     instance_variable,
@@ -192,7 +193,7 @@ def per_profile() -> PanelBuilder:
         PER_MINUTE,
         [InfluxQL(_by_label("profile_messages", "profile")).alias("$tag_profile ($tag_instance)")],
         min_interval=SELF_METRICS_INTERVAL,
-        width=FULL,
+        width=HALF,  # next to the silent devices: a full width would run off the 24-column grid
     )
 
 

@@ -21,6 +21,9 @@ PanelBuilder = cogbuilder.Builder[model.Panel]
 Steps = Sequence[tuple[float | None, str]]
 
 FOLDER = "Mỹ Hào"  # dashboards/provisioning/dashboards/provider.yaml
+# The folder's uid, the same in provider.yaml and for `gateway dashboards push`, so both ways
+# of installing the dashboards name one folder.
+FOLDER_UID = "mh-town"
 TAG = "mh-gateway"  # every dashboard carries it; the dashboard links list them by it
 TIMEZONE = "Asia/Ho_Chi_Minh"  # operators read local time; Viet Nam keeps UTC+7 all year
 

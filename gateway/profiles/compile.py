@@ -10,13 +10,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from gateway.model import FieldValue
-from gateway.profiles.schema import DecodeSpec, FieldSpec, ProfileSpec, TagSpec, TimeSpec
+from gateway.profiles.policy import OFFLINE_HASH_KEY, keyed_hash
+from gateway.profiles.schema import (
+    DecodeSpec,
+    FieldSpec,
+    LivenessSpec,
+    ProfileSpec,
+    TagSpec,
+    TimeSpec,
+)
 from gateway.profiles.topics import TopicPattern, parse_pattern
 
 MISSING: Any = object()
@@ -55,6 +63,23 @@ class CompiledTag:
 
 
 @dataclass(frozen=True, slots=True)
+class CompiledLiveness:
+    """A profile's `liveness:` block, ready for the pipeline and the liveness tracker."""
+
+    expected_interval_s: float | None  # None: devices are never judged silent
+    availability: TopicPattern | None  # the availability (last will) topic, if declared
+    payload_online: bytes = b"online"
+    payload_offline: bytes = b"offline"
+
+    def availability_state(self, payload: bytes) -> bool | None:
+        """True online, False offline, None for a payload that is neither."""
+        word = payload.strip()
+        if word == self.payload_online:
+            return True
+        return False if word == self.payload_offline else None
+
+
+@dataclass(frozen=True, slots=True)
 class CompiledProfile:
     id: str
     version: int
@@ -77,6 +102,13 @@ class CompiledProfile:
     id_line: int = 0
     topic_line: int = 0
     warnings: tuple[str, ...] = ()  # load-time lint, already `file:line: field: message`
+    liveness: CompiledLiveness | None = None  # absent: never stale, no availability topic
+    tenant: str | None = None
+    # None: any device may report (auto_register); else the device ids that may.
+    known_devices: frozenset[str] | None = None
+    # Payload paths of `privacy: drop/hash` fields and tags: what dead letters must not keep.
+    private_paths: tuple[str, ...] = ()
+    hashes_private_data: bool = False  # some privacy: hash (needs a stable key)
 
 
 def compile_profile(
@@ -86,8 +118,16 @@ def compile_profile(
     id_line: int = 0,
     topic_line: int = 0,
     warnings: tuple[str, ...] = (),
+    hash_key: bytes = OFFLINE_HASH_KEY,
+    known_devices: frozenset[str] | None = None,
 ) -> CompiledProfile:
-    """Compile a profile; raises LocatedError naming the field when a unit is unknown."""
+    """Compile a profile; raises LocatedError naming the field when a unit is unknown.
+
+    `privacy: drop` fields and tags are left out entirely (never read); `privacy: hash` ones
+    get the keyed hash built into their converter, so normalize never holds a clear value in a
+    Point."""
+    relative = spec.readings is not None
+    digest = keyed_hash(hash_key)
     return CompiledProfile(
         id=spec.id,
         version=spec.version,
@@ -104,17 +144,72 @@ def compile_profile(
         retention_policy=spec.output.retention_policy,
         max_series=spec.output.max_series,
         tags=tuple(
-            _compile_tag(name, tag, relative=spec.readings is not None)
+            _private_tag(_compile_tag(name, tag, relative=relative), tag.privacy, digest)
             for name, tag in sorted(spec.tags.items())
+            if tag.privacy != "drop"
         ),
         fields=tuple(
-            _compile_field(name, field, relative=spec.readings is not None)
+            _private_field(_compile_field(name, field, relative=relative), field.privacy, digest)
             for name, field in spec.fields.items()
+            if field.privacy != "drop"
         ),
         id_line=id_line,
         topic_line=topic_line,
         warnings=warnings,
+        liveness=_compile_liveness(spec.liveness),
+        tenant=spec.tenant,
+        known_devices=known_devices,
+        private_paths=_private_paths(spec),
+        hashes_private_data=any(privacy == "hash" for _, privacy in _privacy_of(spec)),
     )
+
+
+def _compile_liveness(spec: LivenessSpec | None) -> CompiledLiveness | None:
+    if spec is None:
+        return None
+    topic = spec.availability_topic
+    return CompiledLiveness(
+        spec.expected_interval_s,
+        parse_pattern(topic) if topic is not None else None,
+        spec.payload_online.strip().encode(),
+        spec.payload_offline.strip().encode(),
+    )
+
+
+def _privacy_of(spec: ProfileSpec) -> list[tuple[str | None, str]]:
+    """(payload path, privacy) of every field and tag."""
+    fields = [(field.path, field.privacy) for field in spec.fields.values()]
+    return fields + [(tag.path, tag.privacy) for tag in spec.tags.values()]
+
+
+def _private_paths(spec: ProfileSpec) -> tuple[str, ...]:
+    private = {path for path, privacy in _privacy_of(spec) if privacy != "keep" and path}
+    return tuple(sorted(private))
+
+
+def _private_field(
+    compiled: CompiledField, privacy: str, digest: Callable[[str], str]
+) -> CompiledField:
+    """The compiled field, hashing its (string) value when the profile says privacy: hash."""
+    if privacy != "hash":
+        return compiled
+    convert = compiled.convert
+    return replace(compiled, convert=lambda raw: digest(str(convert(raw))))
+
+
+def _private_tag(compiled: CompiledTag, privacy: str, digest: Callable[[str], str]) -> CompiledTag:
+    """The compiled tag, reading a hash instead of the value when the profile says hash."""
+    get = compiled.get
+    if privacy != "hash" or get is None:  # the schema allows privacy only on path: tags
+        return compiled
+
+    def hashed(reading: Any, root: Any) -> Any:
+        raw = get(reading, root)
+        if raw is MISSING or raw is None or isinstance(raw, dict | list):
+            return raw  # normalize reports missing_tag, as without privacy
+        return digest(raw if type(raw) is str else str(raw))
+
+    return replace(compiled, get=hashed)
 
 
 def _tolerance_ns(seconds: int | None) -> float:
@@ -172,8 +267,19 @@ def _compile_field(name: str, spec: FieldSpec, *, relative: bool) -> CompiledFie
 
 
 def _chain(steps: tuple[Callable[[Any], Any], ...]) -> Callable[[Any], FieldValue]:
+    # Nested calls for the usual two to four steps: a loop over the steps costs 20-40% more
+    # per field, and this runs for every field of every reading.
     if len(steps) == 1:
         return steps[0]
+    if len(steps) == 2:
+        first, last = steps
+        return lambda raw: last(first(raw))
+    if len(steps) == 3:
+        first, second, last = steps
+        return lambda raw: last(second(first(raw)))
+    if len(steps) == 4:
+        first, second, third, last = steps
+        return lambda raw: last(third(second(first(raw))))
 
     def convert(raw: Any) -> Any:
         for step in steps:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,8 +18,20 @@ import yaml
 from pydantic import ValidationError
 
 from gateway.errors import ConfigError, ProfileError
-from gateway.profiles.compile import CompiledProfile, LocatedError, compile_profile
-from gateway.profiles.schema import ProfileSpec, cardinality_warnings
+from gateway.profiles.compile import (
+    CompiledLiveness,
+    CompiledProfile,
+    LocatedError,
+    compile_profile,
+)
+from gateway.profiles.policy import (
+    OFFLINE_POLICY,
+    Destination,
+    LoadPolicy,
+    check_tenancy,
+    ephemeral_policy,
+)
+from gateway.profiles.schema import DevicesSpec, ProfileSpec, cardinality_warnings
 
 PROFILE_SUFFIXES = (".yaml", ".yml")
 _CACHE_LIMIT = 200_000  # distinct topics remembered; a town has tens of thousands of devices
@@ -34,19 +46,41 @@ class Resolved:
 class ProfileRegistry:
     """An immutable set of compiled profiles with a per-topic resolution cache."""
 
-    def __init__(self, profiles: Sequence[CompiledProfile]) -> None:
+    def __init__(
+        self, profiles: Sequence[CompiledProfile], policy: LoadPolicy = OFFLINE_POLICY
+    ) -> None:
         check_overlaps(profiles)
         self.profiles: tuple[CompiledProfile, ...] = tuple(profiles)
+        self.policy = policy  # what they were loaded with; a hot reload loads with it again
         self._by_id = {profile.id: profile for profile in profiles}
         self._cache: dict[str, Resolved | None] = {}
+        self._availability = [
+            (profile, profile.liveness, profile.liveness.availability)
+            for profile in profiles
+            if profile.liveness is not None and profile.liveness.availability is not None
+        ]
 
     def get(self, profile_id: str) -> CompiledProfile | None:
         return self._by_id.get(profile_id)
 
     @property
     def subscriptions(self) -> list[str]:
-        """MQTT filters that receive every topic some profile matches (deduplicated, sorted)."""
-        return sorted({profile.pattern.subscription for profile in self.profiles})
+        """MQTT filters that receive every topic some profile matches (deduplicated, sorted),
+        its availability topic included."""
+        filters = {profile.pattern.subscription for profile in self.profiles}
+        filters.update(pattern.subscription for _, _, pattern in self._availability)
+        return sorted(filters)
+
+    def resolve_availability(
+        self, topic: str
+    ) -> tuple[CompiledProfile, CompiledLiveness, str] | None:
+        """(profile, its liveness, device_id) when `topic` is a profile's availability topic.
+        Only asked for topics `resolve` did not match: availability messages pay, not readings."""
+        for profile, liveness, pattern in self._availability:
+            segments = pattern.match(topic)
+            if segments is not None:
+                return profile, liveness, segments["device_id"]
+        return None
 
     def resolve(self, topic: str) -> Resolved | None:
         try:
@@ -84,8 +118,32 @@ def check_overlaps(profiles: Sequence[CompiledProfile]) -> None:
             for other in profiles[:index]
             if profile.pattern.overlaps(other.pattern)
         )
+        problems.extend(_availability_overlaps(profile, profiles[:index]))
     if problems:
         raise ProfileError(problems)
+
+
+def _availability_overlaps(
+    profile: CompiledProfile, earlier: Sequence[CompiledProfile]
+) -> Iterator[str]:
+    """An availability topic that another profile's readings (or availability) could use would
+    send one kind of message to the other's handler; the profile's own pair is checked by the
+    schema."""
+    mine = profile.liveness.availability if profile.liveness else None
+    for other in earlier:
+        theirs = other.liveness.availability if other.liveness else None
+        clashes = [
+            (mine, other.pattern, "liveness.availability_topic"),
+            (profile.pattern, theirs, "match.topic"),
+            (mine, theirs, "liveness.availability_topic"),
+        ]
+        for first, second, what in clashes:
+            if first is not None and second is not None and first.overlaps(second):
+                yield (
+                    f"{profile.file}:{profile.topic_line}: {what}: {first.text!r} can match the "
+                    f"same topics as {second.text!r} of profile {other.id} in {other.file}; "
+                    "availability topics need a level of their own (e.g. .../status)"
+                )
 
 
 def profile_files(paths: Iterable[Path]) -> list[Path]:
@@ -103,39 +161,50 @@ def profile_files(paths: Iterable[Path]) -> list[Path]:
     return found
 
 
-def load_directory(directory: Path) -> ProfileRegistry:
-    """Load every profile under `directory`; all problems of all files are reported at once."""
+def load_directory(directory: Path, policy: LoadPolicy | None = None) -> ProfileRegistry:
+    """Load every profile under `directory`; all problems of all files are reported at once.
+
+    `policy` carries the configuration's tenants and hash key (gateway/isolation.py builds it);
+    without one, tenants are not checked and hashes use a random key of this process."""
+    policy = policy or ephemeral_policy()
     if not directory.is_dir():
         raise ProfileError([f"{directory}: profiles directory does not exist ([profiles] dir)"])
-    compiled, problems = load_files(profile_files([directory]))
+    compiled, problems = load_files(profile_files([directory]), policy)
+    problems.extend(check_tenancy([_destination(p) for p in compiled], policy))
     if problems:
         raise ProfileError(problems)
     if not compiled:
         raise ProfileError([f"{directory}: no profile files (*.yaml) found"])
-    return ProfileRegistry(compiled)
+    return ProfileRegistry(compiled, policy)
 
 
-def load_files(files: Sequence[Path]) -> tuple[list[CompiledProfile], list[str]]:
+def _destination(profile: CompiledProfile) -> Destination:
+    return Destination(profile.file, profile.tenant, profile.database, profile.retention_policy)
+
+
+def load_files(
+    files: Sequence[Path], policy: LoadPolicy = OFFLINE_POLICY
+) -> tuple[list[CompiledProfile], list[str]]:
     compiled: list[CompiledProfile] = []
     problems: list[str] = []
     for file in files:
         try:
-            compiled.append(load_file(file))
+            compiled.append(load_file(file, policy))
         except ProfileError as exc:
             problems.extend(exc.problems)
     return compiled, problems
 
 
-def load_file(file: Path) -> CompiledProfile:
+def load_file(file: Path, policy: LoadPolicy = OFFLINE_POLICY) -> CompiledProfile:
     """Parse, validate and compile one profile file; errors carry file:line and the field."""
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ProfileError([f"{file}: cannot read: {exc}"]) from exc
-    return load_text(text, str(file))
+    return load_text(text, str(file), policy)
 
 
-def load_text(text: str, name: str) -> CompiledProfile:
+def load_text(text: str, name: str, policy: LoadPolicy = OFFLINE_POLICY) -> CompiledProfile:
     """Parse, validate and compile a profile's text; `name` is the file named in errors."""
     try:
         node = yaml.compose(text)
@@ -170,10 +239,41 @@ def load_text(text: str, name: str) -> CompiledProfile:
             id_line=_line_of(node, ("id",)),
             topic_line=_line_of(node, ("match", "topic")),
             warnings=warnings,
+            hash_key=policy.hash_key,
+            known_devices=_known_devices(spec.devices, Path(name).parent),
         )
     except LocatedError as exc:
         where = ".".join(exc.loc)
         raise ProfileError([f"{name}:{_line_of(node, exc.loc)}: {where}: {exc}"]) from None
+
+
+KNOWN_DEVICES_SUFFIX = ".txt"
+"""Known-device files end in .txt, so the profile loader never mistakes them for profiles."""
+
+
+def _known_devices(spec: DevicesSpec, folder: Path) -> frozenset[str] | None:
+    """The device ids that may report, or None when any may (auto_register: true)."""
+    if spec.auto_register:
+        return None
+    known = set(spec.known)
+    if spec.known_file is not None:
+        path = folder / spec.known_file
+        if path.suffix != KNOWN_DEVICES_SUFFIX:
+            raise LocatedError(
+                ("devices", "known_file"), f"{spec.known_file!r}: the file name must end in .txt"
+            )
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise LocatedError(("devices", "known_file"), f"cannot read {path}: {exc}") from None
+        known.update(_device_lines(text))
+    return frozenset(known)
+
+
+def _device_lines(text: str) -> list[str]:
+    """One device id per line; blank lines and # comments ignored."""
+    lines = (line.split("#", 1)[0].strip() for line in text.splitlines())
+    return [line for line in lines if line]
 
 
 def _repeated_keys(node: Any, path: tuple[str, ...]) -> list[tuple[str, int]]:

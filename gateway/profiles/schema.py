@@ -54,6 +54,54 @@ class MatchSpec(_Strict):
         return value
 
 
+class LivenessSpec(_Strict):
+    expected_interval_s: float | None = Field(
+        None,
+        gt=0,
+        le=31 * 86400,
+        description="How often a device of this model reports, in seconds (its longest normal "
+        "gap, e.g. a heartbeat period). A device silent for [monitoring] stale_after_intervals "
+        "(default 3) times this is listed stale. gateway.toml's "
+        "[monitoring.expected_interval_s] overrides it per profile id. Absent: never stale.",
+    )
+    availability_topic: str | None = Field(
+        None,
+        description="Topic pattern of the device's availability messages (its MQTT last will "
+        "and its online announcement), e.g. city/lighting/{district}/{device_id}/status; must "
+        "capture {device_id}. These messages only mark the device online or offline: they are "
+        "never decoded, stored or dead-lettered.",
+    )
+    payload_online: str = Field(
+        "online", min_length=1, description="Availability payload meaning online."
+    )
+    payload_offline: str = Field(
+        "offline", min_length=1, description="Availability payload meaning offline (last will)."
+    )
+
+    @field_validator("availability_topic")
+    @classmethod
+    def _availability_names_device(cls, value: str | None) -> str | None:
+        if value is not None and "device_id" not in parse_pattern(value).segment_names:
+            raise ValueError(
+                "the availability topic must capture the device as {device_id}, e.g. "
+                "city/lighting/{district}/{device_id}/status"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _says_something(self) -> LivenessSpec:
+        if self.expected_interval_s is None and self.availability_topic is None:
+            raise ValueError("give expected_interval_s, availability_topic, or both")
+        if self.payload_online.strip() == self.payload_offline.strip():
+            raise ValueError("payload_online and payload_offline must differ")
+        custom = "payload_online" in self.model_fields_set or (
+            "payload_offline" in self.model_fields_set
+        )
+        if custom and self.availability_topic is None:
+            raise ValueError("payload_online/payload_offline need availability_topic")
+        return self
+
+
 _BINARY_TYPE_DOC = (
     "u8/i8/u16/i16/u32/i32/u64/i64: unsigned/signed integers of 8-64 bits; "
     "f32/f64: IEEE 754 floats."
@@ -264,16 +312,29 @@ class TimeSpec(_Strict):
         return self
 
 
+Privacy = Literal["keep", "drop", "hash"]
+_PRIVACY_DOC = (
+    "Personal data (a licence plate, a phone's MAC address): keep (default) stores the value; "
+    "drop never reads it; hash stores a keyed hash (HMAC-SHA256 with [privacy] hash_key, 16 hex "
+    "digits), the same for the same value, so counts per value still work. The clear value "
+    "never reaches InfluxDB, the dead-letter store or the logs."
+)
+
+
 class TagSpec(_Strict):
     topic: str | None = Field(None, description="Name of a {segment} of the topic pattern.")
     path: str | None = Field(None, description="Dotted path in the payload.")
     value: str | None = Field(None, description="A constant.")
+    privacy: Privacy = Field("keep", description=_PRIVACY_DOC)
 
     @model_validator(mode="after")
     def _exactly_one_source(self) -> TagSpec:
         given = [name for name in ("topic", "path", "value") if getattr(self, name) is not None]
         if len(given) != 1:
             raise ValueError("a tag takes exactly one of: topic, path, value")
+        if self.privacy != "keep" and self.path is None:
+            # The topic is seen by the broker and every subscriber: hiding it here protects nothing.
+            raise ValueError("privacy applies to payload values (path:), not to topic or value")
         return self
 
 
@@ -298,9 +359,14 @@ class FieldSpec(_Strict):
         False,
         description="If true, a reading without a valid value is dropped, not just the field.",
     )
+    privacy: Privacy = Field("keep", description=_PRIVACY_DOC + " hash needs type: string.")
 
     @model_validator(mode="after")
     def _consistent(self) -> FieldSpec:
+        if self.privacy == "hash" and self.type != "string":
+            raise ValueError("privacy: hash stores hex text: the field needs type: string")
+        if self.privacy == "drop" and self.required:
+            raise ValueError("privacy: drop never reads the value, so it cannot be required")
         if self.canonical_unit and not self.unit:
             raise ValueError("canonical_unit needs unit (the device's unit) to convert from")
         numeric = self.type in ("float", "int")
@@ -313,8 +379,14 @@ class FieldSpec(_Strict):
 
 class OutputSpec(_Strict):
     measurement: str = Field(pattern=_IDENT, description="Canonical measurement name.")
-    database: str | None = Field(None, description="InfluxDB database/bucket (default: config).")
+    database: str | None = Field(
+        None,
+        description="InfluxDB database/bucket (default: config). A fixed name: no topic "
+        "segment or payload value can choose or change it. With [tenants] configured, one of "
+        "the profile's tenant's databases.",
+    )
     retention_policy: str | None = Field(None, description="v1 retention policy.")
+
     max_series: int = Field(
         DEFAULT_MAX_SERIES,
         gt=0,
@@ -322,6 +394,48 @@ class OutputSpec(_Strict):
         "gateway run; readings of further new series are refused (cardinality_exceeded) and "
         "dead-lettered. Raise it for a large fleet, never to admit a per-message tag.",
     )
+
+    @field_validator("database", "retention_policy")
+    @classmethod
+    def _fixed_name(cls, value: str | None) -> str | None:
+        if value is not None and ("{" in value or "}" in value or not value.strip()):
+            raise ValueError(
+                "a fixed, non-empty name: destinations are never taken from the topic or "
+                "payload, so {segment} placeholders are not substituted here"
+            )
+        return value
+
+
+_DEVICE_ID = r"^[^\s/#+]{1,128}$"
+
+
+class DevicesSpec(_Strict):
+    auto_register: bool = Field(
+        True,
+        description="true (default): any device publishing on the profile's topics is accepted. "
+        "false: only the devices listed in `known` or `known_file`; others are quarantined "
+        "(dead letter unknown_device, nothing written).",
+    )
+    known: list[Annotated[str, Field(pattern=_DEVICE_ID)]] = Field(
+        default_factory=list, description="Device ids (the {device_id} tag) that may report."
+    )
+    known_file: str | None = Field(
+        None,
+        description="A text file next to the profile (or a path relative to it) with one "
+        "device id per line; # starts a comment. Reloaded with the profiles.",
+    )
+
+    @model_validator(mode="after")
+    def _lists_devices(self) -> DevicesSpec:
+        if self.auto_register and (self.known or self.known_file):
+            raise ValueError(
+                "known/known_file only apply with auto_register: false (true accepts any device)"
+            )
+        if not self.auto_register and not (self.known or self.known_file):
+            raise ValueError(
+                "auto_register: false needs the known devices: known: [...] or known_file"
+            )
+        return self
 
 
 class ProfileSpec(_Strict):
@@ -337,9 +451,24 @@ class ProfileSpec(_Strict):
         None, description="Present when one message carries an array of readings."
     )
     time: TimeSpec
+    liveness: LivenessSpec | None = Field(
+        None,
+        description="Device liveness: the expected reporting interval and the availability "
+        "(last will) topic. Absent: devices of this profile are never reported stale.",
+    )
     output: OutputSpec
     tags: dict[Annotated[str, Field(pattern=_IDENT)], TagSpec] = Field(default_factory=dict)
     fields: dict[Annotated[str, Field(pattern=_IDENT)], FieldSpec] = Field(min_length=1)
+    tenant: str | None = Field(
+        None,
+        pattern=_IDENT,
+        description="The agency that owns this profile's data: a [tenants.<name>] of the "
+        "gateway configuration; output.database must be one of its destinations.",
+    )
+    devices: DevicesSpec = Field(
+        default_factory=DevicesSpec,
+        description="Which devices may report on these topics (device provisioning).",
+    )
 
     @model_validator(mode="wrap")
     @classmethod
@@ -391,12 +520,31 @@ class ProfileSpec(_Strict):
                     name,
                     f"{name!r} is declared both as a tag and as a field; rename one",
                 )
+        if all(spec.privacy == "drop" for spec in self.fields.values()):
+            raise _located(
+                ("fields",),
+                sorted(self.fields),
+                "every field has privacy: drop; keep at least one field to store",
+            )
         if TIME_REPLACED_FIELD in self.fields:
             raise _located(
                 ("fields", TIME_REPLACED_FIELD),
                 TIME_REPLACED_FIELD,
                 f"{TIME_REPLACED_FIELD!r} is reserved: the gateway sets it on readings whose "
                 "device time it replaced (see time.max_future_s)",
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _availability_apart_from_readings(self) -> ProfileSpec:
+        topic = self.liveness.availability_topic if self.liveness else None
+        if topic is not None and parse_pattern(topic).overlaps(parse_pattern(self.match.topic)):
+            raise _located(
+                ("liveness", "availability_topic"),
+                topic,
+                f"can match the same topics as match.topic {self.match.topic!r}: readings would "
+                "be taken for availability messages; make one of the literal levels differ "
+                "(e.g. .../status instead of .../telemetry)",
             )
         return self
 

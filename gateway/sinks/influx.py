@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import base64
 import logging
+import ssl
 from urllib.parse import quote
 
 import aiohttp
 import orjson
 
 from gateway.config import InfluxSettings
-from gateway.errors import SinkError
+from gateway.errors import ConfigError, SinkError
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ class InfluxSink:
         self._session: aiohttp.ClientSession | None = None
         self._headers = {"Content-Type": "text/plain; charset=utf-8", **self._auth_header()}
         self._known_databases: set[str] = set()
+        self._ssl = _tls_context(settings)
 
     def _auth_header(self) -> dict[str, str]:
         settings = self._settings
@@ -43,7 +45,10 @@ class InfluxSink:
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             timeout = aiohttp.ClientTimeout(total=self._settings.timeout_s)
-            self._session = aiohttp.ClientSession(timeout=timeout, headers=self._headers)
+            connector = aiohttp.TCPConnector(ssl=self._ssl)
+            self._session = aiohttp.ClientSession(
+                timeout=timeout, headers=self._headers, connector=connector
+            )
         return self._session
 
     def _write_url(self, database: str | None, rp: str | None) -> str:
@@ -77,6 +82,13 @@ class InfluxSink:
         try:
             async with self._client().post(url, data=body) as response:
                 return response.status, await response.text(), response.headers.get("Retry-After")
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise SinkError(
+                f"InfluxDB's TLS certificate was refused ({exc.certificate_error}); it must be "
+                "signed by a CA in [influx] ca_file (or the system store) and be valid for "
+                f"{exc.host}",
+                retryable=True,  # a renewed certificate or CA file must not cost readings
+            ) from exc
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise SinkError(
                 f"InfluxDB unreachable: {exc or type(exc).__name__}", retryable=True
@@ -101,9 +113,50 @@ class InfluxSink:
         except (aiohttp.ClientError, TimeoutError, OSError):
             return False
 
+    async def server_version(self) -> str:
+        """`gateway doctor`: GET /ping (no credentials needed in 1.x and 2.x); the version the
+        server announces. Raises SinkError when InfluxDB is unreachable or is not InfluxDB."""
+        try:
+            async with self._client().get(f"{self._base}/ping") as response:
+                status = response.status
+                version = response.headers.get("X-Influxdb-Version", "")
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise SinkError(
+                f"InfluxDB unreachable: {exc or type(exc).__name__}", retryable=True
+            ) from exc
+        if status not in (200, 204):
+            raise SinkError(
+                f"{self._base}/ping answered HTTP {status}: is this InfluxDB?",
+                retryable=True,
+                status=status,
+            )
+        return version or "unknown version"
+
+    async def check_write(self, database: str | None, rp: str | None) -> SinkError | None:
+        """`gateway doctor`: POST an empty body to the write endpoint. InfluxDB checks the
+        credentials (401), the write permission (403) and the database (404 "database not
+        found") before the body, and an empty body stores nothing (1.x answers 204), so this
+        proves a write would be accepted without writing a point."""
+        status, text, retry_after = await self._post(self._write_url(database, rp), b"")
+        return classify(status, text, retry_after)
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+def _tls_context(settings: InfluxSettings) -> ssl.SSLContext | bool:
+    """Verification is always on (chain, dates, name); `ca_file` only says whom to trust.
+
+    True is aiohttp's default context (the system's CA store)."""
+    if settings.ca_file is None:
+        return True
+    try:
+        context = ssl.create_default_context(cafile=settings.ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load influx.ca_file {settings.ca_file}: {exc}") from None
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
 
 
 def classify(status: int, body: str, retry_after: str | None) -> SinkError | None:

@@ -5,7 +5,11 @@ so that existing commands build exactly the fleets they always did.
 """
 
 from simulators.devices import (
+    anpr_camera,
+    cabinet,
     lighting,
+    lorawan_light,
+    pressure_logger,
     radar,
     signal_controller,
     site_monitor,
@@ -29,6 +33,10 @@ KINDS: dict[str, DeviceKind] = {
         signal_controller.KIND,
         speed_probe.KIND,
         site_monitor.KIND,
+        cabinet.KIND,
+        pressure_logger.KIND,
+        lorawan_light.KIND,
+        anpr_camera.KIND,
     )
 }
 

@@ -15,6 +15,7 @@ import orjson
 
 from simulators.clock import NS_PER_MS, local_hour
 from simulators.devices.base import Device, DeviceKind, DeviceSpec, Telemetry, gauss_factor
+from simulators.surface import FieldEdit, JsonPath, PayloadSurface, TimeSlot
 from simulators.truth import TruthReading
 
 INTERVAL_S = 60
@@ -127,6 +128,20 @@ def _build(spec: DeviceSpec) -> Device:
     return Streetlight(spec)
 
 
+SURFACE = PayloadSurface(
+    format="json",
+    time=TimeSlot(JsonPath(("ts",)), "epoch_ms"),
+    out_of_range=(
+        FieldEdit(JsonPath(("elec", "p_w")), "power_w", 2500.0),  # max 1000 W
+        FieldEdit(JsonPath(("lamp", "dim")), "dim_pct", 180),  # max 100 %
+        FieldEdit(JsonPath(("elec", "i_a")), "current_a", 25.0),  # max 10 A
+    ),
+    wrong_type=(
+        FieldEdit(JsonPath(("elec", "v")), "voltage_v", "230.1"),  # text
+        FieldEdit(JsonPath(("lamp", "fault")), "fault_code", 1.5),  # not an integer
+    ),
+)
+
 KIND = DeviceKind(
     name="lighting",
     label="streetlight controllers",
@@ -134,4 +149,5 @@ KIND = DeviceKind(
     measurement=MEASUREMENT,
     interval_s=INTERVAL_S,
     build=_build,
+    surface=SURFACE,
 )

@@ -18,6 +18,7 @@ import orjson
 from simulators.clock import NS_PER_MS, local_hour, local_weekday
 from simulators.devices.base import Device, DeviceKind, DeviceSpec, Telemetry, gauss_factor
 from simulators.devices.traffic import demand_factor, poisson
+from simulators.surface import EVERY, FieldEdit, JsonPath, PayloadSurface, TimeSlot
 from simulators.truth import TruthReading
 
 INTERVAL_S = 60
@@ -116,6 +117,16 @@ def _build(spec: DeviceSpec) -> Device:
     return TrafficRadar(spec)
 
 
+SURFACE = PayloadSurface(
+    format="json",
+    time=TimeSlot(JsonPath(("vehicles", EVERY, "t")), "epoch_ms"),
+    out_of_range=(
+        FieldEdit(JsonPath(("vehicles", 0, "len_cm")), "length_m", 4500),  # 45 m, max 30
+        FieldEdit(JsonPath(("vehicles", 0, "v_ms")), "speed_kmh", 90.0),  # 324 km/h, max 250
+    ),
+    wrong_type=(FieldEdit(JsonPath(("vehicles", 0, "v_ms")), "speed_kmh", "11.8"),),
+)
+
 KIND = DeviceKind(
     name="radars",
     label="per-vehicle traffic radars",
@@ -123,4 +134,5 @@ KIND = DeviceKind(
     measurement=MEASUREMENT,
     interval_s=INTERVAL_S,
     build=_build,
+    surface=SURFACE,
 )

@@ -16,6 +16,7 @@ import math
 
 from simulators.clock import NS_PER_S, local_hour, local_naive_s, local_weekday
 from simulators.devices.base import Device, DeviceKind, DeviceSpec, Telemetry, visit_countdown
+from simulators.surface import FieldEdit, Key, PayloadSurface, TimeSlot
 from simulators.truth import TruthReading
 
 INTERVAL_S = 60
@@ -156,6 +157,20 @@ def _build(spec: DeviceSpec) -> Device:
     return SignalController(spec)
 
 
+SURFACE = PayloadSurface(
+    format="keyvalue",
+    time=TimeSlot(Key("TS"), "naive_local"),
+    out_of_range=(
+        FieldEdit(Key("TCAB"), "temperature_c", 1200),  # 120 °C, max 90
+        FieldEdit(Key("STAGE"), "stage", 40),  # max 16
+        FieldEdit(Key("CT"), "cycle_time_s", 400),  # max 300
+    ),
+    wrong_type=(
+        FieldEdit(Key("TCAB"), "temperature_c", "ERR"),
+        FieldEdit(Key("PLAN"), "plan", "2.5"),  # not an integer
+    ),
+)
+
 KIND = DeviceKind(
     name="signals",
     label="traffic signal controllers",
@@ -163,4 +178,5 @@ KIND = DeviceKind(
     measurement=MEASUREMENT,
     interval_s=INTERVAL_S,
     build=_build,
+    surface=SURFACE,
 )

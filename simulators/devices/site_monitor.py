@@ -16,6 +16,7 @@ import struct
 
 from simulators.clock import NS_PER_S, local_hour
 from simulators.devices.base import Device, DeviceKind, DeviceSpec, Telemetry, visit_countdown
+from simulators.surface import FieldEdit, Packed, PayloadSurface, TimeSlot
 from simulators.truth import TruthReading
 
 INTERVAL_S = 300
@@ -135,6 +136,17 @@ def _build(spec: DeviceSpec) -> Device:
     return SiteMonitor(spec)
 
 
+# A frame has no types to get wrong: only values out of range.
+SURFACE = PayloadSurface(
+    format="binary",
+    time=TimeSlot(Packed(1, ">I"), "epoch_s"),
+    out_of_range=(
+        FieldEdit(Packed(8, ">h"), "temperature_c", 1200),  # 120 °C, max 90
+        FieldEdit(Packed(7, ">B"), "battery_pct", 150),  # max 100
+        FieldEdit(Packed(5, ">H"), "battery_v", 9000),  # 90 V, max 65
+    ),
+)
+
 KIND = DeviceKind(
     name="site-monitors",
     label="BTS/cabinet site monitors",
@@ -142,4 +154,5 @@ KIND = DeviceKind(
     measurement=MEASUREMENT,
     interval_s=INTERVAL_S,
     build=_build,
+    surface=SURFACE,
 )

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from simulators.clock import NS_PER_S, local_hour, utc_rfc3339
 from simulators.devices.base import Device, DeviceKind, DeviceSpec, Telemetry
+from simulators.surface import Column, FieldEdit, PayloadSurface, TimeSlot
 from simulators.truth import TruthReading
 
 INTERVAL_S = 900
@@ -160,6 +161,20 @@ def _build(spec: DeviceSpec) -> Device:
     return SpeedProbe(spec)
 
 
+# Columns: ts, technology, operator, server, download, upload, latency, jitter, loss.
+SURFACE = PayloadSurface(
+    format="csv",
+    time=TimeSlot(Column(0), "iso_utc"),
+    out_of_range=(
+        FieldEdit(Column(8), "packet_loss_pct", "120.0"),  # max 100 %
+        FieldEdit(Column(6), "latency_ms", "-5.0"),  # min 0
+    ),
+    wrong_type=(
+        FieldEdit(Column(6), "latency_ms", "timeout"),
+        FieldEdit(Column(4), "download_mbps", "fast"),
+    ),
+)
+
 KIND = DeviceKind(
     name="speed-probes",
     label="broadband speed-test probes on 4G, 5G or FTTH",
@@ -167,4 +182,5 @@ KIND = DeviceKind(
     measurement=MEASUREMENT,
     interval_s=INTERVAL_S,
     build=_build,
+    surface=SURFACE,
 )

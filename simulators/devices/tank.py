@@ -22,6 +22,7 @@ import orjson
 from simulators.clock import local_hour, utc_rfc3339
 from simulators.devices.base import Device, DeviceKind, DeviceSpec, Telemetry, gauss_factor
 from simulators.devices.water import demand_factor
+from simulators.surface import FieldEdit, JsonPath, PayloadSurface, TimeSlot
 from simulators.truth import TruthReading
 
 INTERVAL_S = 600
@@ -170,6 +171,20 @@ def _build(spec: DeviceSpec) -> Device:
     return TankLevelSensor(spec)
 
 
+_RADIO = ("uplink_message", "rx_metadata", 0)
+SURFACE = PayloadSurface(
+    format="json",
+    time=TimeSlot(JsonPath(("received_at",)), "iso_utc"),
+    out_of_range=(
+        FieldEdit(JsonPath((*_RADIO, "rssi")), "rssi_dbm", 12),  # max 0 dBm
+        FieldEdit(JsonPath((*_RADIO, "snr")), "snr_db", 45.0),  # max 30 dB
+    ),
+    wrong_type=(
+        FieldEdit(JsonPath((*_RADIO, "snr")), "snr_db", "7.5"),
+        FieldEdit(JsonPath((*_RADIO, "rssi")), "rssi_dbm", -106.5),  # not an integer
+    ),
+)
+
 KIND = DeviceKind(
     name="tanks",
     label="reservoir level sensors on LoRaWAN via TTS v3",
@@ -177,4 +192,5 @@ KIND = DeviceKind(
     measurement=MEASUREMENT,
     interval_s=INTERVAL_S,
     build=_build,
+    surface=SURFACE,
 )

@@ -17,6 +17,7 @@ import orjson
 
 from simulators.clock import NS_PER_S, local_hour, local_weekday
 from simulators.devices.base import Device, DeviceKind, DeviceSpec, Telemetry, gauss_factor
+from simulators.surface import FieldEdit, JsonPath, PayloadSurface, TimeSlot
 from simulators.truth import TruthReading
 
 INTERVAL_S = 60
@@ -130,6 +131,16 @@ def _build(spec: DeviceSpec) -> Device:
     return TrafficCounter(spec)
 
 
+SURFACE = PayloadSurface(
+    format="json",
+    time=TimeSlot(JsonPath(("t",)), "epoch_s"),
+    out_of_range=(
+        FieldEdit(JsonPath(("lanes", 0, "occ")), "occupancy_pct", 130.0),  # max 100 %
+        FieldEdit(JsonPath(("lanes", 0, "speed_kmh")), "speed_kmh", 420.0),  # max 300
+    ),
+    wrong_type=(FieldEdit(JsonPath(("lanes", 0, "count")), "vehicle_count", "12"),),
+)
+
 KIND = DeviceKind(
     name="traffic",
     label="traffic loop counters",
@@ -137,4 +148,5 @@ KIND = DeviceKind(
     measurement=MEASUREMENT,
     interval_s=INTERVAL_S,
     build=_build,
+    surface=SURFACE,
 )

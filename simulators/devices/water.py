@@ -16,6 +16,7 @@ import orjson
 
 from simulators.clock import NS_PER_MS, local_hour, local_iso_ms
 from simulators.devices.base import Device, DeviceKind, DeviceSpec, Telemetry, gauss_factor
+from simulators.surface import FieldEdit, JsonPath, PayloadSurface, TimeSlot
 from simulators.truth import TruthReading
 
 INTERVAL_S = 300
@@ -96,6 +97,19 @@ def _build(spec: DeviceSpec) -> Device:
     return WaterMeter(spec)
 
 
+SURFACE = PayloadSurface(
+    format="json",
+    time=TimeSlot(JsonPath(("time",)), "iso_local"),
+    out_of_range=(
+        FieldEdit(JsonPath(("pressure_kpa",)), "pressure_bar", 3000.0),  # 30 bar, max 25
+        FieldEdit(JsonPath(("battery_pct",)), "battery_pct", 140),  # max 100
+    ),
+    wrong_type=(
+        FieldEdit(JsonPath(("battery_pct",)), "battery_pct", 55.5),  # not an integer
+        FieldEdit(JsonPath(("flow", "value")), "flow_m3h", "n/a"),  # text
+    ),
+)
+
 KIND = DeviceKind(
     name="water",
     label="water flow/pressure meters",
@@ -103,4 +117,5 @@ KIND = DeviceKind(
     measurement=MEASUREMENT,
     interval_s=INTERVAL_S,
     build=_build,
+    surface=SURFACE,
 )

@@ -19,6 +19,7 @@ import orjson
 
 from simulators.clock import NS_PER_S, local_hour, local_naive_s
 from simulators.devices.base import Device, DeviceKind, DeviceSpec, Telemetry
+from simulators.surface import FieldEdit, JsonPath, PayloadSurface, TimeSlot
 from simulators.truth import TruthReading
 
 INTERVAL_S = 300
@@ -138,6 +139,19 @@ def _build(spec: DeviceSpec) -> Device:
     return WaterQualityProbe(spec)
 
 
+SURFACE = PayloadSurface(
+    format="json",
+    time=TimeSlot(JsonPath(("ts",)), "naive_space"),
+    out_of_range=(
+        FieldEdit(JsonPath(("ph",)), "ph", 15.2),  # max 14
+        FieldEdit(JsonPath(("temp_c",)), "temperature_c", 75.0),  # max 60 °C
+    ),
+    wrong_type=(
+        FieldEdit(JsonPath(("turb_ntu",)), "turbidity_ntu", "high"),
+        FieldEdit(JsonPath(("ph",)), "ph", "7.2"),
+    ),
+)
+
 KIND = DeviceKind(
     name="quality-probes",
     label="water-quality probes",
@@ -145,4 +159,5 @@ KIND = DeviceKind(
     measurement=MEASUREMENT,
     interval_s=INTERVAL_S,
     build=_build,
+    surface=SURFACE,
 )

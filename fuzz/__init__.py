@@ -1,0 +1,1 @@
+"""A deterministic mutational fuzzer over decode -> normalize -> line protocol (`make fuzz`)."""

@@ -1,0 +1,184 @@
+"""`gateway dashboards push` against a fake Grafana (tests/fakegrafana.py): Grafana cannot be
+installed here, so this checks the requests grafana-client sends and what push does with the
+answers, not a real Grafana's behaviour."""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from gateway.dashboards import build, push
+from gateway.dashboards.alerts import RULES
+from gateway.dashboards.influxql import DATASOURCE_UID
+from gateway.dashboards.panels import FOLDER, FOLDER_UID
+from tests.fakegrafana import FakeGrafana
+from tests.servers import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+PROVISIONING = ROOT / "dashboards" / "provisioning"
+TOKEN = "glsa_test-token-3f9c"
+DASHBOARD_UIDS = {dashboard.uid for dashboard in build.dashboards()}
+RULE_UIDS = {rule.uid for rule in RULES}
+
+
+def push_all(grafana: FakeGrafana, influx: push.InfluxTarget | None = None) -> list[push.Change]:
+    api = push.connect(grafana.url, push.Credentials(token=TOKEN))
+    return list(push.push(api, grafana.url, influx or push.InfluxTarget()))
+
+
+def outcomes(changes: list[push.Change]) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for change in changes:
+        found.setdefault(change.outcome, set()).add(change.kind)
+    return found
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", "dashboards", "push", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        timeout=60,
+        check=False,
+    )
+
+
+def test_first_push_creates_the_datasource_folder_dashboards_and_rules() -> None:
+    with FakeGrafana(token=TOKEN) as grafana:
+        changes = push_all(grafana)
+    state = grafana.state
+    assert outcomes(changes) == {
+        "created": {"data source", "folder", "dashboard", "alert rule"},
+        "unchanged": {"rule group"},  # created with Grafana's default 1 min, which is ours
+    }
+    source = state.datasources[DATASOURCE_UID]
+    assert source["type"] == "influxdb"
+    assert source["jsonData"] == {"version": "InfluxQL", "httpMode": "GET", "dbName": "telemetry"}
+    assert state.folders[FOLDER_UID]["title"] == FOLDER
+    assert set(state.dashboards) == DASHBOARD_UIDS
+    assert {d["meta"]["folderUid"] for d in state.dashboards.values()} == {FOLDER_UID}
+    assert set(state.rules) == RULE_UIDS
+    assert {rule["folderUID"] for rule in state.rules.values()} == {FOLDER_UID}
+    assert set(state.groups.values()) == {60}
+    assert {request.authorization for request in grafana.requests} == {f"Bearer {TOKEN}"}
+
+
+def test_second_push_changes_nothing_and_duplicates_nothing() -> None:
+    with FakeGrafana(token=TOKEN) as grafana:
+        push_all(grafana)
+        first_writes = len(grafana.writes())
+        again = push_all(grafana)
+    assert {change.outcome for change in again} == {"unchanged"}
+    assert len(grafana.writes()) == first_writes, "the second run wrote something"
+    assert len(grafana.state.dashboards) == len(DASHBOARD_UIDS)
+    assert len(grafana.state.datasources) == 1
+    assert len(grafana.state.rules) == len(RULE_UIDS)
+    assert all(d["dashboard"]["version"] == 1 for d in grafana.state.dashboards.values())
+
+
+def test_push_overwrites_what_was_changed_and_keeps_the_operators_settings() -> None:
+    with FakeGrafana(token=TOKEN) as grafana:
+        push_all(grafana)
+        state = grafana.state
+        state.dashboards["mh-water"]["dashboard"]["title"] = "edited in the UI"
+        state.rules["mh-water-ph"]["for"] = "1h"
+        state.groups[(FOLDER_UID, "Gateway")] = 300
+        # What an operator sets for InfluxDB 2.x (docs/dashboards.md): a token header.
+        state.datasources[DATASOURCE_UID]["jsonData"]["httpHeaderName1"] = "Authorization"
+        changes = push_all(grafana, push.InfluxTarget(url="http://influx.lan:8086"))
+    updated = {(c.kind, c.name) for c in changes if c.outcome == "updated"}
+    assert {kind for kind, _ in updated} == {"dashboard", "alert rule", "rule group", "data source"}
+    assert ("rule group", "Gateway") in updated
+    assert state.dashboards["mh-water"]["dashboard"]["title"] == "Cấp nước"
+    assert state.dashboards["mh-water"]["dashboard"]["version"] == 2
+    assert state.rules["mh-water-ph"]["for"] == "10m"
+    assert state.groups[(FOLDER_UID, "Gateway")] == 60
+    source = state.datasources[DATASOURCE_UID]
+    assert source["url"] == "http://influx.lan:8086"
+    assert source["jsonData"]["httpHeaderName1"] == "Authorization"
+
+
+def test_push_keeps_an_existing_influx_url_unless_told_otherwise() -> None:
+    with FakeGrafana(token=TOKEN) as grafana:
+        push_all(grafana, push.InfluxTarget(url="http://10.0.0.5:8086", database="mh"))
+        changes = push_all(grafana)
+    source = grafana.state.datasources[DATASOURCE_UID]
+    assert (source["url"], source["jsonData"]["dbName"]) == ("http://10.0.0.5:8086", "mh")
+    assert {change.outcome for change in changes} == {"unchanged"}
+
+
+def test_grafana_under_a_sub_path() -> None:
+    with FakeGrafana(token=TOKEN, prefix="/grafana") as grafana:
+        push_all(grafana)
+    assert len(grafana.state.dashboards) == len(DASHBOARD_UIDS)
+
+
+def test_the_pushed_datasource_is_the_provisioned_one() -> None:
+    (provisioned,) = yaml.safe_load(
+        (PROVISIONING / "datasources" / "influxdb.yaml").read_text(encoding="utf-8")
+    )["datasources"]
+    pushed = push.desired_datasource(None, push.InfluxTarget())
+    for key in ("uid", "name", "type", "access", "url", "database", "jsonData"):
+        assert pushed[key] == provisioned[key], key
+    provider = yaml.safe_load(
+        (PROVISIONING / "dashboards" / "provider.yaml").read_text(encoding="utf-8")
+    )["providers"][0]
+    assert (provider["folder"], provider["folderUid"]) == (FOLDER, FOLDER_UID)
+
+
+# ---- the command line ----------------------------------------------------------------------
+
+
+def test_cli_pushes_with_a_token_file_and_never_prints_the_token(tmp_path: Path) -> None:
+    token_file = tmp_path / "grafana.token"
+    token_file.write_text(f"{TOKEN}\n", encoding="utf-8")
+    with FakeGrafana(token=TOKEN) as grafana:
+        first = cli("--url", grafana.url, "--token-file", str(token_file))
+        second = cli("--url", grafana.url, "--token-file", str(token_file))
+    assert first.returncode == 0, first.stderr
+    assert "created   dashboard   Cấp nước (mh-water)" in first.stdout
+    assert f"Grafana {grafana.url}: 16 created, 0 updated, 3 unchanged" in first.stdout
+    assert f"Grafana {grafana.url}: 0 created, 0 updated, 19 unchanged" in second.stdout
+    assert TOKEN not in first.stdout + first.stderr + second.stdout + second.stderr
+
+
+def test_cli_basic_auth_from_the_environment() -> None:
+    with FakeGrafana(basic=("admin", "s3cret")) as grafana:
+        result = cli("--url", grafana.url, "--user", "admin", env={"GRAFANA_PASSWORD": "s3cret"})
+    assert result.returncode == 0, result.stderr
+    expected = "Basic " + base64.b64encode(b"admin:s3cret").decode()
+    assert {request.authorization for request in grafana.requests} == {expected}
+    assert "s3cret" not in result.stdout + result.stderr
+
+
+def test_cli_wrong_token_is_one_clear_line() -> None:
+    with FakeGrafana(token=TOKEN) as grafana:
+        result = cli("--url", grafana.url, env={"GRAFANA_TOKEN": "wrong-token-77"})
+    assert result.returncode == 2
+    assert "refused the credentials (HTTP 401)" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "wrong-token-77" not in result.stdout + result.stderr
+    assert not grafana.writes()
+
+
+def test_cli_unreachable_grafana_is_one_clear_line() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    result = cli("--url", url, "--token", "t", "--timeout", "5")
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: cannot reach Grafana at {url}:"), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_without_credentials_says_how_to_give_them() -> None:
+    env = {"GRAFANA_TOKEN": "", "GRAFANA_PASSWORD": ""}
+    result = cli("--url", "http://127.0.0.1:3000", env=env)
+    assert result.returncode == 2
+    assert "no Grafana credentials" in result.stderr
+    assert "Traceback" not in result.stderr
