@@ -44,7 +44,7 @@ from gateway.profiles.registry import (
     load_directory,
     profile_files,
 )
-from gateway.selfmetrics import Sources, health_lines
+from gateway.selfmetrics import CounterOrigins, Sources, read_stats, stats_lines
 from gateway.sinks import Sink
 from gateway.sinks.influx import InfluxSink
 from gateway.spool import SPOOL_FILE, ReceiptKey, Spool
@@ -370,9 +370,13 @@ class Gateway:
         """The gateway's own figures go into InfluxDB through the same durable batches."""
         monitoring = self.settings.monitoring
         destination = (monitoring.database, monitoring.retention_policy)
+        origins = CounterOrigins(started_ns=time.time_ns())
         while True:
             await asyncio.sleep(monitoring.interval_s)
-            lines = health_lines(self.sources, instance=monitoring.instance, now_ns=time.time_ns())
+            now_ns = time.time_ns()
+            stats = read_stats(self.sources, now_ns)
+            lines = origins.lines(stats, instance=monitoring.instance, now_ns=now_ns)
+            lines += stats_lines(stats, instance=monitoring.instance, now_ns=now_ns)
             sealed = self.batcher.add_points(destination, lines, "gateway", None)
             if sealed is not None:
                 self._enqueue(sealed)

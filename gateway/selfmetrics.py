@@ -240,6 +240,33 @@ def stats_lines(stats: Stats, *, instance: str, now_ns: int) -> list[str]:
     return lines
 
 
+class CounterOrigins:
+    """Writes a zero before the first sample of each split counter.
+
+    A per-reason counter appears in InfluxDB the first time that reason happens, already at 1
+    or more, and a rate query (`non_negative_difference`) needs a sample before it: the first
+    dead letter of a new reason would never show. A zero stamped at the previous report (the
+    gateway's start for the first one) states what was true then. After a restart every
+    counter starts from a zero again, which the rate query reads as a reset, not a drop.
+    """
+
+    def __init__(self, started_ns: int) -> None:
+        self._previous_ns = started_ns
+        self._known: set[tuple[str, str]] = set()
+
+    def lines(self, stats: Stats, *, instance: str, now_ns: int) -> list[str]:
+        """Zero lines for the split counters not reported before; remembers the rest."""
+        zeros = []
+        for breakdown in stats.breakdowns:
+            for key in sorted(breakdown.counts):
+                if (breakdown.name, key) not in self._known:
+                    self._known.add((breakdown.name, key))
+                    tag = (breakdown.label, key)
+                    zeros.append(_counter_line(instance, breakdown.name, tag, 0, self._previous_ns))
+        self._previous_ns = now_ns
+        return zeros
+
+
 def _counter_line(instance: str, kind: str, tag: tuple[str, str], count: int, now_ns: int) -> str:
     # Tags sorted by key, as encode_point expects; an empty tag value is not valid line
     # protocol, so an empty key (an unnamed reason) is written as "unknown".

@@ -16,9 +16,11 @@ from gateway.model import FieldValue
 from gateway.selfmetrics import (
     COUNTERS_MEASUREMENT,
     HEALTH_MEASUREMENT,
+    CounterOrigins,
     Sources,
     health_lines,
     read_stats,
+    stats_lines,
 )
 from tests.servers import Influxd
 
@@ -287,3 +289,44 @@ def test_influxdb_accepts_the_schema_and_derives_rates(influxd: Influxd, influx_
     )
     rates = {row["reason"]: row["non_negative_derivative"] for row in rows(by_reason)}
     assert rates == {"invalid_json": 1.0, "unknown_topic": 0.0}
+
+
+def test_a_new_split_counter_starts_from_a_zero_one_report_earlier() -> None:
+    metrics = Metrics()
+    metrics.dead_letters["invalid_json"] = 3
+    origins = CounterOrigins(started_ns=NOW_NS - 10 * NS_PER_S)
+
+    def zeros(now_ns: int) -> list[ParsedLine]:
+        stats = read_stats(Sources(metrics), now_ns)
+        return [parse_line(line) for line in origins.lines(stats, instance="e", now_ns=now_ns)]
+
+    [(_, tags, fields, time_ns)] = zeros(NOW_NS)
+    assert (tags["reason"], fields["value"], time_ns) == ("invalid_json", 0, NOW_NS - 10 * NS_PER_S)
+    assert zeros(NOW_NS + 10 * NS_PER_S) == []  # known now
+    metrics.dead_letters["unknown_topic"] = 1
+    [(_, tags, _, time_ns)] = zeros(NOW_NS + 20 * NS_PER_S)
+    assert (tags["reason"], time_ns) == ("unknown_topic", NOW_NS + 10 * NS_PER_S)
+
+
+@pytest.mark.integration
+def test_the_first_dead_letter_of_a_reason_shows_in_the_rate(
+    influxd: Influxd, influx_db: str
+) -> None:
+    metrics = Metrics()
+    sources = Sources(metrics)
+    origins = CounterOrigins(started_ns=NOW_NS)
+    lines = []
+    for step, count in enumerate((0, 2, 2), start=1):
+        if count:
+            metrics.dead_letters["invalid_json"] = count
+        now_ns = NOW_NS + step * 10 * NS_PER_S
+        stats = read_stats(sources, now_ns)
+        lines += origins.lines(stats, instance="edge-01", now_ns=now_ns)
+        lines += stats_lines(stats, instance="edge-01", now_ns=now_ns)
+    influxd.write(influx_db, "\n".join(lines))
+    increases = influxd.query(
+        f'SELECT non_negative_difference("value") FROM "{COUNTERS_MEASUREMENT}" '
+        "WHERE \"kind\" = 'dead_letters'",
+        influx_db,
+    )
+    assert [row["non_negative_difference"] for row in rows(increases)] == [2, 0]
