@@ -228,6 +228,19 @@ def test_add_uses_the_profiles_dir_of_the_config(
     assert (profiles_dir / "environment" / SOIL.name).exists()
 
 
+def test_add_copies_the_known_device_list_with_the_profile(
+    gateway: Gateway, profiles_dir: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / SOIL.name
+    devices = "devices:\n  auto_register: false\n  known_file: soil-stations.txt\n"
+    source.write_text(SOIL.read_text(encoding="utf-8") + devices, encoding="utf-8")
+    (tmp_path / "soil-stations.txt").write_text("# stations\nsm-0001\n", encoding="utf-8")
+    assert gateway("profiles", "add", source, "--dir", profiles_dir) == 0
+    installed = profiles_dir / "environment" / "soil-stations.txt"
+    assert installed.read_text(encoding="utf-8") == "# stations\nsm-0001\n"
+    assert gateway("profiles", "validate", profiles_dir) == 0
+
+
 def _variant(tmp_path: Path, name: str, *edits: tuple[str, str]) -> Path:
     text = SOIL.read_text(encoding="utf-8")
     for old, new in edits:

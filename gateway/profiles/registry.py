@@ -366,8 +366,20 @@ def install_profile(source: Path, directory: Path, *, replace: bool = False) -> 
         action = "already in place"
     else:
         action = "replaced" if target.exists() else "installed"
+        # The device list first: a reload that sees the new profile must find its list too.
+        known_file = _known_file_of(text)
+        if known_file is not None:
+            known = (source.parent / known_file).read_text(encoding="utf-8")
+            _write_atomically(target.parent / known_file, known)
         _write_atomically(target, text)
     return Installed(new, target, action, len(existing) + 1)
+
+
+def _known_file_of(text: str) -> str | None:
+    """`devices.known_file` of a profile text that already loaded cleanly."""
+    devices = yaml.safe_load(text).get("devices") or {}
+    known_file = devices.get("known_file")
+    return str(known_file) if known_file is not None else None
 
 
 def _same_file(a: Path, b: Path) -> bool:
