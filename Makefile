@@ -6,7 +6,7 @@ ARGS ?=
 # Demo length in seconds, e.g. `make demo DURATION=60`; the demo's own default otherwise.
 DURATION ?=
 
-.PHONY: venv test lint demo bench clean distclean
+.PHONY: venv test lint demo bench fuzz clean distclean
 
 venv:
 	bash scripts/bootstrap.sh
@@ -25,9 +25,16 @@ lint: venv
 demo: venv
 	$(PYTHON) scripts/demo.py $(if $(DURATION),--duration $(DURATION))
 
+# The in-process hot path, then the Speed issue's benchmark through real processes (a few
+# minutes; `make bench BENCH_ARGS=--quick` for a smoke run, `--runs 5` for more runs).
+BENCH_ARGS ?=
 bench: venv
 	$(PYTHON) -m benchmarks
-	$(PYTHON) -m benchmarks.drain
+	$(PYTHON) -m benchmarks.full $(BENCH_ARGS)
+
+# Not in CI: a million mutated payloads through decode, normalize and line protocol (fuzz/run.py).
+fuzz: venv
+	$(PYTHON) -m fuzz $(ARGS)
 
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis .demo build dist

@@ -1,0 +1,48 @@
+"""`python -m benchmarks.full --quick` still runs end to end and says nothing was lost.
+
+Only the shape of the summary and the loss counts are checked, never a timing: this box is
+shared, and the benchmark's numbers are for people to read, not for the suite to judge.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.harness import ROOT
+
+pytestmark = pytest.mark.integration
+
+CONTENDERS = ("gateway", "gateway_2_workers", "paho_count", "naive")
+
+
+def test_quick_benchmark_prints_a_complete_summary_with_nothing_lost() -> None:
+    finished = subprocess.run(
+        [sys.executable, "-m", "benchmarks.full", "--quick", "--messages", "600",
+         "--latency-s", "1", "--workers", "2"],
+        cwd=ROOT, capture_output=True, text=True, timeout=240, check=False,
+    )  # fmt: skip
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    summary = json.loads(finished.stdout.strip().splitlines()[-1])
+    for name in CONTENDERS:
+        assert set(summary[name]) >= {"messages_per_s", "cpu_us_per_message", "peak_rss_mb"}
+        assert set(summary[name]["messages_per_s"]) == {"median", "min", "max"}
+    assert set(summary["latency"]) == {"rate_messages_per_s", "p50_s", "p99_s"}
+    assert set(summary["ratios"]) >= {
+        "gateway_vs_naive_drain_rate",
+        "gateway_vs_naive_cpu_per_message",
+        "gateway_vs_paho_count_cpu_per_message",
+        "two_workers_vs_one_drain_rate",
+    }
+    assert set(summary["targets"]) == {
+        "cpu_us_per_message_max",
+        "drain_vs_naive_min",
+        "latency_p99_s_max",
+        "peak_rss_mb_max",
+    }
+    assert summary["messages"] == 600
+    assert (summary["lost"], summary["doubled"]) == (0, 0)
+    assert (summary["naive"]["lost"], summary["paho_count"]["lost"]) == (0, 0)
