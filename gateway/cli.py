@@ -26,7 +26,7 @@ from gateway.lineprotocol import encode_point
 from gateway.model import FieldValue, Point
 from gateway.normalize import Drop, normalize
 from gateway.profiles.compile import CompiledProfile
-from gateway.profiles.policy import OFFLINE_POLICY
+from gateway.profiles.policy import OFFLINE_POLICY, check_tenancy
 from gateway.profiles.registry import (
     PROFILE_SUFFIXES,
     ProfileRegistry,
@@ -34,6 +34,7 @@ from gateway.profiles.registry import (
     load_directory,
     load_file,
     load_files,
+    profile_destination,
     profile_files,
 )
 from gateway.profiles.schema import ProfileSpec
@@ -195,10 +196,20 @@ def config_reference(
 @profiles_app.command("validate")
 def profiles_validate(
     paths: Annotated[list[Path] | None, typer.Argument(help="Files or directories")] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", "-c", help="Also check tenants and their destinations as this gateway does"
+        ),
+    ] = None,
 ) -> None:
     """Check profile files; exit 1 with file:line and field for every problem."""
     files = profile_files(paths or [Path("device_profiles")])
-    compiled, problems = load_files(files)
+    # Without a configuration there are no tenants to check against: any destination is valid.
+    policy = profile_policy(load_settings(config)) if config is not None else OFFLINE_POLICY
+    compiled, problems = load_files(files, policy)
+    if config is not None:
+        problems.extend(check_tenancy([profile_destination(p) for p in compiled], policy))
     if not problems:
         try:
             ProfileRegistry(compiled)

@@ -351,3 +351,16 @@ def test_validate_warns_about_a_per_message_tag(gateway: Gateway, tmp_path: Path
 def test_validate_the_broken_folder_exits_1(gateway: Gateway) -> None:
     assert gateway("profiles", "validate", ROOT / "tests" / "broken_profiles") == 1
     assert len(gateway.err.splitlines()) >= 29
+
+
+def test_validate_with_a_config_checks_tenants(gateway: Gateway, tmp_path: Path) -> None:
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    (profiles / SOIL.name).write_text(
+        SOIL.read_text(encoding="utf-8") + "tenant: water\n", encoding="utf-8"
+    )
+    config = tmp_path / "gateway.toml"
+    config.write_text('[tenants.water]\ndatabases = ["water_db"]\n', encoding="utf-8")
+    assert gateway("profiles", "validate", profiles) == 0  # no configuration: no tenants
+    assert gateway("profiles", "validate", profiles, "--config", config) == 1
+    assert "is not a destination of tenant 'water' (allowed: water_db)" in gateway.err

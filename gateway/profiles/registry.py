@@ -170,7 +170,7 @@ def load_directory(directory: Path, policy: LoadPolicy | None = None) -> Profile
     if not directory.is_dir():
         raise ProfileError([f"{directory}: profiles directory does not exist ([profiles] dir)"])
     compiled, problems = load_files(profile_files([directory]), policy)
-    problems.extend(check_tenancy([_destination(p) for p in compiled], policy))
+    problems.extend(check_tenancy([profile_destination(p) for p in compiled], policy))
     if problems:
         raise ProfileError(problems)
     if not compiled:
@@ -178,7 +178,7 @@ def load_directory(directory: Path, policy: LoadPolicy | None = None) -> Profile
     return ProfileRegistry(compiled, policy)
 
 
-def _destination(profile: CompiledProfile) -> Destination:
+def profile_destination(profile: CompiledProfile) -> Destination:
     return Destination(profile.file, profile.tenant, profile.database, profile.retention_policy)
 
 
