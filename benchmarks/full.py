@@ -41,6 +41,7 @@ from benchmarks.backlog import Readings, backlog_end_ms, latency_end_ms, town_re
 from benchmarks.contenders import GatewayContender, PahoContender, Running
 from benchmarks.influx import lost_and_doubled, measurement_points, points_written, stored_series
 from benchmarks.naive import lines_for
+from benchmarks.outage import outage_phase
 from benchmarks.publish import Publisher
 from tests.servers import Influxd, Mosquitto
 
@@ -50,6 +51,8 @@ TARGETS = {
     "drain_vs_naive_min": 1.5,
     "latency_p99_s_max": 1.5,
     "peak_rss_mb_max": 64.0,
+    "outage_rss_growth_pct_max": 10.0,
+    "replay_points_per_s_min": 50_000.0,
 }
 _POLL_S = 0.02
 _BACKLOG_BEFORE_NS = (backlog_end_ms() + 3 * 86_400_000) * 1_000_000  # between the two phases
@@ -70,6 +73,7 @@ class Drain:
     lost: int = 0
     doubled: int = 0
     latency: dict[str, float] = field(default_factory=dict)
+    outage: dict[str, float] = field(default_factory=dict)
 
     @property
     def messages_per_s(self) -> float:
@@ -93,6 +97,7 @@ class Bench:
     latency_s: float
     workers: int
     timeout_s: float
+    outage_s: float = 0.0  # 0: no outage phase
 
     def gateway(self, workers: int) -> GatewayContender:
         name = GATEWAY if workers == 1 else WORKERS
@@ -129,7 +134,7 @@ class Bench:
         shift = number % len(contenders)  # rotate the order: no contender always goes first
         results = {}
         for contender in contenders[shift:] + contenders[:shift]:
-            results[contender.name] = self._drain(contender)
+            results[contender.name] = self._drain(contender, first_run=number == 1)
             _say(f"run {number}: {contender.name}: {_describe(results[contender.name])}")
         return results
 
@@ -143,7 +148,7 @@ class Bench:
         for contender in self.contenders():
             contender.create_session(self.broker, self.influxd)
 
-    def _drain(self, contender: GatewayContender | PahoContender) -> Drain:
+    def _drain(self, contender: GatewayContender | PahoContender, *, first_run: bool) -> Drain:
         self.broker.stop()  # SIGTERM: mosquitto saves every session's queue
         running = contender.start(self.broker, self.influxd)
         written_before = points_written(self.influxd)
@@ -161,6 +166,12 @@ class Bench:
             if contender.name == GATEWAY:
                 drain.latency = self._latency_phase(drain.messages_per_s / 2)
                 drain.peak_rss_mb = running.peak_rss_mb()
+                if self.outage_s > 0 and first_run:
+                    _say(f"outage phase: InfluxDB down for {self.outage_s:.0f} s ...")
+                    drain.outage = outage_phase(
+                        self.broker, self.influxd, running.pid, self.latency_pool,
+                        drain.messages_per_s / 2, self.outage_s, self.timeout_s,
+                    )  # fmt: skip
         finally:
             running.stop()
         return drain
@@ -276,6 +287,14 @@ def _describe(drain: Drain) -> str:
         text += f"; latency at {drain.latency['rate_messages_per_s']} msg/s: " + (
             f"p50 {drain.latency['p50_s']} s, p99 {drain.latency['p99_s']} s"
         )
+    if drain.outage:
+        outage = drain.outage
+        text += (
+            f"; {outage['outage_s']:.0f} s InfluxDB outage at {outage['rate_messages_per_s']} "
+            f"msg/s: RSS {outage['rss_mb_before']} -> max {outage['rss_mb_max']} MB "
+            f"({outage['rss_growth_pct']:+.1f}%), replay of {outage['points_waiting_at_restart']} "
+            f"points in {outage['replay_s']} s = {outage['replay_points_per_s']:,} points/s"
+        )
     return text
 
 
@@ -333,6 +352,7 @@ def summarise(runs: list[dict[str, Drain]], config: dict[str, Any]) -> dict[str,
             "p99_s": _spread([phase["p99_s"] for phase in latency], 3),
         },
         "ratios": {key: value for key, value in ratios.items() if value is not None},
+        "outage": next((run[GATEWAY].outage for run in runs if run[GATEWAY].outage), None),
         "lost": sum(d.lost for d in gateway_drains) + sum(p["lost"] for p in latency),
         "doubled": sum(d.doubled for d in gateway_drains) + sum(p["doubled"] for p in latency),
     }
@@ -347,6 +367,10 @@ def _targets(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "latency_p99_s_max": summary["latency"]["p99_s"]["median"],
         "peak_rss_mb_max": summary[GATEWAY]["peak_rss_mb"]["max"],
     }
+    outage = summary["outage"]
+    if outage:
+        measured["outage_rss_growth_pct_max"] = outage["rss_growth_pct"]
+        measured["replay_points_per_s_min"] = outage["replay_points_per_s"]
     return {
         name: {
             "target": target,
@@ -354,6 +378,7 @@ def _targets(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "met": measured[name] >= target if name.endswith("_min") else measured[name] <= target,
         }
         for name, target in TARGETS.items()
+        if name in measured  # the outage targets only with an outage phase
     }
 
 
@@ -367,12 +392,20 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--latency-s", type=float, default=10.0, help="latency phase length")
     parser.add_argument("--workers", type=int, default=2, help="the scale-out contender (1: none)")
     parser.add_argument(
+        "--outage-s",
+        type=float,
+        help="InfluxDB outage in the first run's gateway drain, at half its drain rate, for "
+        "RSS and spool replay (default 120, --quick 10; the Speed issue asks for 600; 0: none)",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="smoke run: 3000 messages, 500 devices, one run"
     )
     parser.add_argument("--workdir", type=Path, help="keep servers' data and logs here")
     args = parser.parse_args()
     if args.quick:
         args.messages, args.runs, args.latency_s = min(args.messages, 3000), 1, 3.0
+    if args.outage_s is None:
+        args.outage_s = 10.0 if args.quick else 120.0
     return args
 
 
@@ -396,6 +429,7 @@ def main() -> None:
         "devices": len({topic for topic, _ in backlog.messages}),
         "payload_bytes_mean": round(sum(len(p) for _, p in backlog.messages) / args.messages),
         "runs": args.runs,
+        "outage_s": args.outage_s,
         "cpus": os.cpu_count(),
         "load_before": _load(),
     }
@@ -406,7 +440,7 @@ def main() -> None:
         with broker, Influxd(root / "influxd") as influxd:
             bench = Bench(
                 broker, influxd, root, backlog, pool, naive_points, args.latency_s,
-                args.workers, timeout_s=max(120.0, args.messages / 500),
+                args.workers, timeout_s=max(120.0, args.messages / 500), outage_s=args.outage_s,
             )  # fmt: skip
             runs = [bench.run(number) for number in range(1, args.runs + 1)]
     config["load_after"] = _load()

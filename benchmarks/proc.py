@@ -27,6 +27,14 @@ def peak_rss_mb(pid: int) -> float:
     raise ValueError(f"no VmHWM in /proc/{pid}/status")
 
 
+def rss_mb(pid: int) -> float:
+    """VmRSS: the process's resident set size now, in MB (10^6 bytes)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024 / 1e6
+    raise ValueError(f"no VmRSS in /proc/{pid}/status")
+
+
 def tree(pid: int) -> list[int]:
     """The process and all its descendants (a `gateway run --workers N` supervisor and workers)."""
     children: dict[int, list[int]] = {}

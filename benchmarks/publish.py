@@ -69,6 +69,29 @@ class Publisher:
         self._wait()
         return stamps
 
+    def publish_forever(
+        self,
+        messages: list[tuple[str, bytes]],
+        points: list[int],
+        rate: float,
+        stop: threading.Event,
+        published: list[tuple[float, int]],
+    ) -> None:
+        """Publish `messages` round and round at `rate` until `stop`; appends (time, points
+        published so far) to `published` about every 100 messages."""
+        started, number, total = time.monotonic(), 0, 0
+        while not stop.is_set():
+            index = number % len(messages)
+            ahead = started + number / rate - time.monotonic()
+            if ahead > 0.001:
+                time.sleep(ahead)
+            topic, payload = messages[index]
+            self._publish(topic, payload)
+            total += points[index]
+            number += 1
+            if number % 100 == 0:
+                published.append((time.monotonic(), total))
+
     def _publish(self, topic: str, payload: bytes) -> None:
         if not self._slots.acquire(timeout=_TIMEOUT_S):
             raise RuntimeError("the broker stopped acknowledging")

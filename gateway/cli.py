@@ -65,6 +65,20 @@ def main() -> None:
         sys.exit(2)
 
 
+def _keep_numpy_out() -> None:
+    """Hide numpy from pint in the long-running gateway process.
+
+    pint imports numpy whenever it is installed (for array quantities), and the gateway uses
+    pint only to compute each unit's factor once, from plain floats, at profile load. numpy
+    is no production dependency (`pip install .` does not bring it; the dev extra's
+    matplotlib does), yet where it is installed it added 10.8 MB to the gateway's RSS
+    (measured: 70.3 -> 59.5 MB after loading the shipped profiles, Speed issue). A None entry
+    in sys.modules makes `import numpy` raise ImportError, pint's own test for its absence.
+    Only `gateway run` does this: other commands and the tests keep numpy."""
+    if "numpy" not in sys.modules:
+        sys.modules["numpy"] = None  # type: ignore[assignment]  # see above
+
+
 @app.command()
 def run(
     config: ConfigOption = None,
@@ -80,6 +94,7 @@ def run(
     worker: Annotated[int | None, typer.Option(hidden=True, help="Run as worker I")] = None,
 ) -> None:
     """Run the gateway until SIGTERM or Ctrl-C."""
+    _keep_numpy_out()
     from gateway import logs  # noqa: PLC0415  # keep `gateway --help` fast
     from gateway.doctor import state_dir_problem  # noqa: PLC0415
     from gateway.pipeline import Gateway  # noqa: PLC0415

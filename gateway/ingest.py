@@ -25,6 +25,7 @@ import logging
 import os
 import random
 import ssl
+import struct
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -113,37 +114,46 @@ class _MqttProtocol(asyncio.Protocol):
         buffer = self._buffer
         buffer += data
         consumed = 0
+        # PUBLISHes, nearly every packet, are turned into Messages here rather than through
+        # _dispatch, with the names they need bound locally: one call less per message and no
+        # global lookups in the loop (the receive path was ~12% of the gateway's profile).
+        read, publish_type, clock = mqtt5.read, mqtt5.PublishPacket, time.time_ns
+        on_message, session = self._on_message, self.session
+        published = 0
         try:
             with memoryview(buffer) as view:
                 while consumed < len(view):
                     try:
-                        packet, size = mqtt5.read(view[consumed:])
+                        packet, size = read(view[consumed:])
                     except IndexError:  # mqtt5 signals "not enough bytes yet" this way
                         break
                     consumed += size
-                    self._dispatch(packet)
+                    if type(packet) is not publish_type:
+                        self._dispatch(packet)
+                        continue
+                    published += 1
+                    packet_id = packet.packet_id or 0
+                    on_message(
+                        Message(
+                            packet.topic,
+                            packet.payload,
+                            clock(),
+                            packet.retain,
+                            (session, packet_id) if packet.qos else None,
+                            packet.duplicate,
+                            packet_id,
+                        )
+                    )
         except ValueError as exc:
             self.abort(f"malformed packet from broker: {exc}")
             return
+        finally:
+            self._stats.messages += published
         del buffer[:consumed]
 
     def _dispatch(self, packet: object) -> None:
-        if type(packet) is mqtt5.PublishPacket:
-            self._stats.messages += 1
-            packet_id = packet.packet_id or 0
-            token = (self.session, packet_id) if packet.qos else None
-            self._on_message(
-                Message(
-                    packet.topic,
-                    packet.payload,
-                    time.time_ns(),
-                    packet.retain,
-                    token,
-                    packet.duplicate,
-                    packet_id,
-                )
-            )
-        elif isinstance(packet, mqtt5.ConnAckPacket):
+        """Every packet but PUBLISH (see data_received)."""
+        if isinstance(packet, mqtt5.ConnAckPacket):
             if not self.connack.done():
                 self.connack.set_result(packet)
         elif isinstance(packet, mqtt5.SubAckPacket):
@@ -391,18 +401,19 @@ class MqttIngest:
         if protocol is None:
             return
         session = protocol.session
-        chunks = []
-        for token in tokens:
+        packet_ids = []
+        stale = 0
+        for token in cast(Iterable[tuple[int, int] | None], tokens):  # made in data_received
             if token is None:
                 continue
-            token_session, packet_id = cast(tuple[int, int], token)  # made in _dispatch
-            if token_session == session:
-                chunks.append(mqtt5.PubAckPacket(packet_id).write())
+            if token[0] == session:
+                packet_ids.append(token[1])
             else:
-                self.stats.stale_acks += 1
-        if chunks:
-            protocol.send(b"".join(chunks))
-            self.stats.acks_sent += len(chunks)
+                stale += 1
+        self.stats.stale_acks += stale
+        if packet_ids:
+            protocol.send(_pubacks(packet_ids))
+            self.stats.acks_sent += len(packet_ids)
 
     def pause(self) -> None:
         """Stop reading from the socket: the broker keeps the rest (backpressure)."""
@@ -422,6 +433,19 @@ class MqttIngest:
         if protocol is not None and not protocol.closed.done():
             protocol.send(mqtt5.DisconnectPacket().write())
             protocol.abort("stopped")
+
+
+def _pubacks(packet_ids: list[int]) -> bytes:
+    """PUBACKs (success, no properties) for `packet_ids`, back to back.
+
+    Such a PUBACK is 4 bytes, 0x40 0x02 and the packet id (MQTT v5 3.4.2.1: the reason code
+    may be left out when it is 0), the same bytes as mqtt5's PubAckPacket(id).write(). One
+    struct.pack of big-endian words instead of a codec object per message: ~0.3 µs less per
+    message, and acknowledging runs for every message."""
+    return struct.pack(f">{len(packet_ids)}I", *(_PUBACK_WORD | pid for pid in packet_ids))
+
+
+_PUBACK_WORD = 0x4002 << 16
 
 
 def _announced_receive_maximum(configured: int) -> int:

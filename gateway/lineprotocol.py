@@ -47,10 +47,21 @@ def _series_key(measurement: str, tags: tuple[tuple[str, str], ...]) -> str:
     return ",".join(parts)
 
 
-@lru_cache(maxsize=4096)
-def _field_prefix(name: str) -> str:
-    """`name=`, escaped: field names come from the profiles, so there are few of them."""
-    return escape_key(name) + "="
+class _FieldPrefixes(dict[str, str]):
+    """name -> `name=`, escaped. Field names come from the profiles, so there are few of them.
+
+    A dict with __missing__ rather than lru_cache: a hit is a plain subscript, about a third
+    of the cost of calling the lru_cache wrapper, once per field of every point."""
+
+    def __missing__(self, name: str) -> str:
+        if len(self) >= _MAX_FIELD_PREFIXES:  # bounded like the lru_cache it replaced
+            self.clear()
+        prefix = self[name] = escape_key(name) + "="
+        return prefix
+
+
+_MAX_FIELD_PREFIXES = 4096
+_field_prefix = _FieldPrefixes()
 
 
 _float_text = float.__repr__
@@ -65,11 +76,11 @@ def encode_point(point: Point) -> str:
     for name, value in point.fields.items():
         kind = type(value)
         if kind is float:
-            append(_field_prefix(name) + _float_text(value))
+            append(_field_prefix[name] + _float_text(value))
         elif kind is int:
-            append(f"{_field_prefix(name)}{value}i")
+            append(f"{_field_prefix[name]}{value}i")
         elif kind is bool:
-            append(_field_prefix(name) + ("true" if value else "false"))
+            append(_field_prefix[name] + ("true" if value else "false"))
         else:
-            append(_field_prefix(name) + '"' + str(value).translate(_STRING_ESCAPES) + '"')
+            append(_field_prefix[name] + '"' + str(value).translate(_STRING_ESCAPES) + '"')
     return f"{_series_key(point.measurement, point.tags)} {','.join(parts)} {point.time_ns}"

@@ -52,6 +52,12 @@ def normalize(
         readings = profile.readings(document, document)
         if type(readings) is not list:
             raise DecodeError("missing_readings", "the readings array is absent or not an array")
+    # Tags taken from the topic and constants are the same for every reading of a message:
+    # computed once here. Their drops are still reported per kept reading, as before.
+    topic_tags: tuple[tuple[str, str], ...] | None = None
+    topic_tag_drops: list[Drop] = []
+    if profile.tags_from_topic_only:
+        topic_tags = _tags(profile, None, document, segments, topic_tag_drops)
     points = []
     # Each reading gets its own nanosecond of receive time: readings of one series in one
     # message that fall back to the receive time (a reset device clock, `time.source: receive`)
@@ -59,25 +65,37 @@ def normalize(
     # the reading's position, so a redelivery with the recorded receive time gives the same
     # points.
     for position, reading in enumerate(readings):
-        point = _reading_to_point(
-            profile, reading, document, segments, received_ns + position, drops
+        fields = _fields(profile, reading, document, drops)
+        if fields is None:
+            continue
+        try:
+            device_ns = profile.time_ns(reading, document, received_ns + position)
+            time_ns = _plausible_time(profile, device_ns, received_ns + position, fields, drops)
+        except BadTimestamp:
+            drops.append(("(reading)", "bad_timestamp"))
+            continue
+        if topic_tags is None:
+            tags = _tags(profile, reading, document, segments, drops)
+        else:
+            tags = topic_tags
+            if topic_tag_drops:
+                drops.extend(topic_tag_drops)
+        # Positional: a NamedTuple built with keywords costs a third more.
+        point = Point(
+            profile.measurement, tags, fields, time_ns, profile.database, profile.retention_policy
         )
-        if point is not None:
-            points.append(point)
+        points.append(point)
     if not points:
         reasons = sorted({reason for _, reason in drops}) or ["empty"]
         raise DecodeError("no_valid_reading", ", ".join(reasons))
     return points
 
 
-def _reading_to_point(  # noqa: PLR0917  # hot path: positional calls are cheaper
-    profile: CompiledProfile,
-    reading: Any,
-    root: Any,
-    segments: dict[str, str],
-    received_ns: int,
-    drops: list[Drop],
-) -> Point | None:
+def _fields(
+    profile: CompiledProfile, reading: Any, root: Any, drops: list[Drop]
+) -> dict[str, FieldValue] | None:
+    """The reading's valid fields; None (with the reason in `drops`) when it has none or lacks
+    a required one."""
     fields: dict[str, FieldValue] = {}
     for field in profile.fields:
         raw = field.get(reading, root)
@@ -96,20 +114,7 @@ def _reading_to_point(  # noqa: PLR0917  # hot path: positional calls are cheape
     if not fields:
         drops.append(("(reading)", "no_valid_field"))
         return None
-    try:
-        device_ns = profile.time_ns(reading, root, received_ns)
-        time_ns = _plausible_time(profile, device_ns, received_ns, fields, drops)
-    except BadTimestamp:
-        drops.append(("(reading)", "bad_timestamp"))
-        return None
-    return Point(
-        measurement=profile.measurement,
-        tags=_tags(profile, reading, root, segments, drops),
-        fields=fields,
-        time_ns=time_ns,
-        database=profile.database,
-        retention_policy=profile.retention_policy,
-    )
+    return fields
 
 
 def _plausible_time(

@@ -22,7 +22,7 @@ CONTENDERS = ("gateway", "gateway_2_workers", "paho_count", "naive")
 def test_quick_benchmark_prints_a_complete_summary_with_nothing_lost() -> None:
     finished = subprocess.run(
         [sys.executable, "-m", "benchmarks.full", "--quick", "--messages", "600",
-         "--latency-s", "1", "--workers", "2"],
+         "--latency-s", "1", "--workers", "2", "--outage-s", "3"],
         cwd=ROOT, capture_output=True, text=True, timeout=240, check=False,
     )  # fmt: skip
     assert finished.returncode == 0, finished.stderr[-3000:]
@@ -42,7 +42,11 @@ def test_quick_benchmark_prints_a_complete_summary_with_nothing_lost() -> None:
         "drain_vs_naive_min",
         "latency_p99_s_max",
         "peak_rss_mb_max",
+        "outage_rss_growth_pct_max",
+        "replay_points_per_s_min",
     }
+    assert set(summary["outage"]) >= {"rss_growth_pct", "replay_points_per_s", "replay_s"}
+    assert summary["outage"]["points_waiting_at_restart"] > 0  # the outage held points back
     assert summary["messages"] == 600
     assert (summary["lost"], summary["doubled"]) == (0, 0)
     assert (summary["naive"]["lost"], summary["paho_count"]["lost"]) == (0, 0)

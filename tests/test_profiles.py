@@ -561,3 +561,26 @@ def test_duplicate_ids_and_overlaps_are_all_reported(tmp_path: Path) -> None:
         f"'t/{{district}}/{{device_id}}/up' in {a}:5 (profile test-meter); make one of the "
         "literal levels differ",
     ]
+
+
+def test_topic_tags_are_checked_once_but_reported_per_reading(tmp_path: Path) -> None:
+    """Tags from the topic are computed once per message (the Speed issue); an invalid one is
+    still left out of every point and reported once per kept reading, as before."""
+    text = VALID.replace("time:\n", "readings:\n  path: r\ntime:\n")
+    profile = _profile(tmp_path, text)
+    assert profile.tags_from_topic_only
+    document = {"r": [{"ts": 1, "level": 100}, {"ts": 2}, {"ts": 3, "level": 200}]}
+    drops: list[tuple[str, str]] = []
+    points = normalize(profile, document, {"district": "bad\\", "device_id": "x"}, 0, drops)
+    assert [(p.tags, p.fields, p.time_ns) for p in points] == [
+        ((), {"level_m": 1.0}, 10**9),
+        ((), {"level_m": 2.0}, 3 * 10**9),
+    ]
+    assert drops == [
+        ("district", "invalid_tag"),
+        ("level_m", "missing"),
+        ("(reading)", "no_valid_field"),
+        ("district", "invalid_tag"),
+    ]
+    good = normalize(profile, document, {"district": "d", "device_id": "x"}, 0, [])
+    assert [p.tags for p in good] == [(("district", "d"),)] * 2

@@ -63,3 +63,14 @@ async def test_unacknowledged_messages_are_not_capped_at_the_brokers_default(
         with contextlib.suppress(asyncio.CancelledError):
             await task
     assert len(received) == MESSAGES
+
+
+def test_pubacks_are_the_codecs_bytes() -> None:
+    """ingest builds PUBACKs with struct instead of mqtt5 objects (the Speed issue): the
+    bytes must be exactly what the codec writes, for small, two-byte and the largest ids."""
+    import mqtt5  # noqa: PLC0415  # only this test needs the codec itself
+
+    from gateway.ingest import _pubacks  # noqa: PLC0415  # a private helper, tested alone
+
+    ids = [1, 2, 255, 256, 513, 65535]
+    assert _pubacks(ids) == b"".join(mqtt5.PubAckPacket(i).write() for i in ids)

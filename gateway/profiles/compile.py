@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from dataclasses import field as dataclass_field
 from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -109,6 +110,13 @@ class CompiledProfile:
     # Payload paths of `privacy: drop/hash` fields and tags: what dead letters must not keep.
     private_paths: tuple[str, ...] = ()
     hashes_private_data: bool = False  # some privacy: hash (needs a stable key)
+    # No tag reads the payload: the tags depend on the topic only, so normalize computes them
+    # once per message instead of once per reading.
+    tags_from_topic_only: bool = dataclass_field(init=False)
+
+    def __post_init__(self) -> None:
+        only_topic = all(tag.get is None for tag in self.tags)
+        object.__setattr__(self, "tags_from_topic_only", only_topic)  # frozen: set once here
 
 
 def compile_profile(
@@ -222,6 +230,8 @@ def make_getter(path: str, *, relative: bool) -> Getter:
     keys: tuple[str | int, ...] = tuple(
         int(key) if key.isdigit() else key for key in path.removeprefix("$.").split(".")
     )
+    if len(keys) == 1:
+        return _one_key_getter(keys[0], from_root=from_root)
 
     def get(reading: Any, root: Any) -> Any:
         node = root if from_root else reading
@@ -231,6 +241,28 @@ def make_getter(path: str, *, relative: bool) -> Getter:
         except (KeyError, IndexError, TypeError):
             return MISSING
         return node
+
+    return get
+
+
+def _one_key_getter(key: str | int, *, from_root: bool) -> Getter:
+    # Most paths are one key; a single subscript without the loop is ~35% cheaper per field,
+    # and getters run for every field of every reading.
+    if from_root:
+
+        def get_from_root(reading: Any, root: Any) -> Any:
+            try:
+                return root[key]
+            except (KeyError, IndexError, TypeError):
+                return MISSING
+
+        return get_from_root
+
+    def get(reading: Any, root: Any) -> Any:
+        try:
+            return reading[key]
+        except (KeyError, IndexError, TypeError):
+            return MISSING
 
     return get
 
@@ -249,13 +281,9 @@ def _compile_field(name: str, spec: FieldSpec, *, relative: bool) -> CompiledFie
     if spec.map is not None:
         steps.append(_value_map(spec.map))
     if spec.type in ("float", "int"):
-        steps.append(_number)
-        linear = _linear_for(name, spec)
-        if linear is not None:
-            steps.append(linear)
-        if spec.min is not None or spec.max is not None:
-            steps.append(_in_range(spec.min, spec.max))
-        steps.append(_to_int if spec.type == "int" else float)
+        steps.append(
+            _numeric(_linear_for(name, spec), spec.min, spec.max, to_int=spec.type == "int")
+        )
     else:
         steps.append(_to_bool if spec.type == "bool" else _to_string)
     return CompiledField(
@@ -386,14 +414,43 @@ def _value_map(table: dict[str, FieldValue]) -> Callable[[Any], Any]:
     return mapped
 
 
-def _number(raw: Any) -> float | int:
-    if type(raw) is float:
-        if not math.isfinite(raw):
-            raise FieldDropped("not_finite")
-        return raw
-    if type(raw) is int:
-        return raw
-    raise FieldDropped("wrong_type")
+def _numeric(
+    linear: Callable[[float], float] | None,
+    low: float | None,
+    high: float | None,
+    *,
+    to_int: bool,
+) -> Callable[[Any], FieldValue]:
+    """Type check, scale/unit, range and int/float conversion of a number field in one call.
+
+    One closure instead of a chain of three to four step functions: the chain's calls were
+    ~7% of the hot path (the Speed issue's profile). The order of the checks, and so the drop
+    reason, is that of the steps it replaced: not_finite/wrong_type, then the conversion's
+    not_finite, out_of_range, and wrong_type for a non-integral value of an int field."""
+    ranged = low is not None or high is not None
+    lo = -math.inf if low is None else low
+    hi = math.inf if high is None else high
+    isfinite = math.isfinite
+
+    def convert(raw: Any) -> FieldValue:
+        kind = type(raw)
+        if kind is float:
+            if not isfinite(raw):
+                raise FieldDropped("not_finite")
+        elif kind is not int:  # bool too: True is no reading of a number field
+            raise FieldDropped("wrong_type")
+        value = raw if linear is None else linear(raw)
+        if ranged and not lo <= value <= hi:
+            raise FieldDropped("out_of_range")
+        if to_int:
+            if type(value) is int:
+                return value
+            if not value.is_integer():
+                raise FieldDropped("wrong_type")
+            return int(value)
+        return value if type(value) is float else float(value)
+
+    return convert
 
 
 def _linear(
@@ -416,26 +473,6 @@ def _linear(
         return float(format(result, fmt))
 
     return convert
-
-
-def _in_range(low: float | None, high: float | None) -> Callable[[float], float]:
-    lo = -math.inf if low is None else low
-    hi = math.inf if high is None else high
-
-    def check(value: float) -> float:
-        if not lo <= value <= hi:
-            raise FieldDropped("out_of_range")
-        return value
-
-    return check
-
-
-def _to_int(value: float | int) -> int:
-    if type(value) is int:
-        return value
-    if not float(value).is_integer():
-        raise FieldDropped("wrong_type")
-    return int(value)
 
 
 def _to_bool(raw: Any) -> bool:
