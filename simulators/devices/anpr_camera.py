@@ -28,7 +28,7 @@ import orjson
 
 from simulators.clock import MS_PER_S, NS_PER_MS, local_hour, local_weekday
 from simulators.devices.base import Device, DeviceKind, DeviceSpec, Telemetry, gauss_factor
-from simulators.devices.radar import CLASSES, LANE_CHOICES, MIN_SPEED_KMH
+from simulators.devices.radar import CLASSES, LANE_CHOICES, MIN_SPEED_KMH, vehicle_tags
 from simulators.devices.traffic import demand_factor
 from simulators.gateway_spec import private_hash
 from simulators.surface import FieldEdit, JsonPath, PayloadSurface, TimeSlot
@@ -155,13 +155,7 @@ class AnprCamera:
         return TruthReading(
             measurement=MEASUREMENT,
             device_id=self.device_id,
-            tags={
-                "district": self._district,
-                "device_id": self.device_id,
-                "lane": str(payload["lane"]),
-                "direction": payload["dir"],
-                "vehicle_class": payload["cls"],
-            },
+            tags=vehicle_tags(self._district, self.device_id, payload),
             time_ns=payload["t"] * NS_PER_MS,
             fields={
                 "plate_hash": private_hash(self._key, payload["plate"]),

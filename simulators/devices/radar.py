@@ -98,13 +98,7 @@ class TrafficRadar:
         return TruthReading(
             measurement=MEASUREMENT,
             device_id=self.device_id,
-            tags={
-                "district": self._district,
-                "device_id": self.device_id,
-                "lane": str(vehicle["lane"]),
-                "direction": vehicle["dir"],
-                "vehicle_class": vehicle["cls"],
-            },
+            tags=vehicle_tags(self._district, self.device_id, vehicle),
             time_ns=vehicle["t"] * NS_PER_MS,
             fields={
                 "speed_kmh": round(vehicle["v_ms"] * 100) * 36 / 1000,  # cm/s x 0.036
@@ -136,3 +130,14 @@ KIND = DeviceKind(
     build=_build,
     surface=SURFACE,
 )
+
+
+def vehicle_tags(district: str, device_id: str, vehicle: dict[str, Any]) -> dict[str, str]:
+    """The tags of one vehicle record, as the radar and ANPR camera profiles declare them."""
+    return {
+        "district": district,
+        "device_id": device_id,
+        "lane": str(vehicle["lane"]),
+        "direction": vehicle["dir"],
+        "vehicle_class": vehicle["cls"],
+    }
