@@ -38,6 +38,17 @@ Drop = tuple[str, str]
 CLOCK_SET_NS = 1_735_689_600 * 10**9  # 2025-01-01T00:00:00Z
 
 
+# The k-th reading of a message that falls back to the receive time is stamped receive time
+# + k ns (see normalize). A payload under the size cap cannot hold a million readings, so a
+# time less than 1 ms after the receive time is a receive-time stamp.
+RECEIVE_TIME_SPREAD_NS = 1_000_000
+
+
+def at_receive_time(time_ns: int, received_ns: int) -> bool:
+    """True when a point's time is its message's receive time (plus its reading's offset)."""
+    return 0 <= time_ns - received_ns < RECEIVE_TIME_SPREAD_NS
+
+
 def normalize(
     profile: CompiledProfile,
     document: Any,

@@ -35,7 +35,7 @@ from gateway.liveness import LivenessTracker
 from gateway.logs import LogThrottle
 from gateway.metrics import Metrics
 from gateway.model import Message, Point
-from gateway.normalize import Drop, normalize
+from gateway.normalize import RECEIVE_TIME_SPREAD_NS, Drop, at_receive_time, normalize
 from gateway.privacy import SAFE_DETAIL_REASONS, WITHHELD_DETAIL, redactors_for
 from gateway.profiles.registry import (
     KNOWN_DEVICES_SUFFIX,
@@ -170,7 +170,10 @@ class Gateway:
                 self._acknowledge_only(message)
                 return
         receipt = None
-        if message.packet_id and (drops or points[0].time_ns == received_ns):
+        # at_receive_time inlined: this line runs for every message.
+        if message.packet_id and (
+            drops or 0 <= points[0].time_ns - received_ns < RECEIVE_TIME_SPREAD_NS
+        ):
             receipt = self._receipt(message, points)
         sealed = self.batcher.add_points(
             (profile.database, profile.retention_policy),
@@ -220,7 +223,8 @@ class Gateway:
         if it was never written. Points stamped with the receive time (`time.source: receive`,
         or a device clock out of tolerance) would claim the device reported just now, so they
         are skipped and counted. Neither kind counts as a sign of life (LivenessTracker.seen)."""
-        kept = [point for point in points if point.time_ns != message.received_ns]
+        received_ns = message.received_ns
+        kept = [point for point in points if not at_receive_time(point.time_ns, received_ns)]
         self.metrics.retained_readings_skipped += len(points) - len(kept)
         return kept
 
@@ -255,7 +259,7 @@ class Gateway:
         (a device clock out of tolerance is replaced by the receive time and reported as a
         drop), so device-stamped messages skip the scan."""
         received_ns = message.received_ns
-        if not any(point.time_ns == received_ns for point in points):
+        if not any(at_receive_time(point.time_ns, received_ns) for point in points):
             return None
         key = _receipt_key(message)
         self._pending_receipts[key] = received_ns

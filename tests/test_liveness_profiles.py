@@ -228,3 +228,44 @@ async def test_a_retained_device_time_reading_is_stored_but_is_no_sign_of_life(
     assert sink.lines[0].endswith(" 1795482000000000000")
     assert gateway.liveness.tracked == 0  # the broker replaying it says nothing about the lamp
     assert gateway.metrics.retained_readings_skipped == 0
+
+
+RADAR = STREETLIGHT.parent.parent / "traffic" / "radar-vehicles-json.yaml"
+
+
+async def test_a_retained_batch_at_the_receive_time_is_skipped_whole(tmp_path: Path) -> None:
+    """Every reading of a batch whose clock reset falls back to the receive time (the k-th at
+    + k ns): none of them is written as fresh."""
+    directory = tmp_path / "profiles"
+    directory.mkdir()
+    shutil.copy(RADAR, directory / "radar.yaml")
+    gateway, sink, ingest = make_gateway(tmp_path, load_directory(directory))
+    vehicle = b'{"t": 1000, "lane": 1, "dir": "in", "cls": "car", "v_ms": 10.0, "len_cm": 400}'
+    batch = b'{"vehicles": [' + b", ".join([vehicle] * 3) + b"]}"
+    gateway.on_message(msg("city/traffic/di-su/rd-0001/vehicles", batch, 0, retained=True, token=1))
+    await run_briefly(gateway)
+
+    assert ingest.acked == [1]
+    assert sink.lines == []
+    assert gateway.metrics.retained_readings_skipped == 3
+
+
+async def test_a_redelivered_batch_gets_its_first_receive_time_when_reading_0_was_dropped(
+    tmp_path: Path,
+) -> None:
+    """The receive-time readings start at + 1 ns here (reading 0 has no valid field), and the
+    receipt must still be recorded so the redelivery writes the same points, not new ones."""
+    directory = tmp_path / "profiles"
+    directory.mkdir()
+    shutil.copy(RADAR, directory / "radar.yaml")
+    gateway, sink, _ = make_gateway(tmp_path, load_directory(directory))
+    broken = b'{"t": 1000, "lane": 1, "dir": "in", "cls": "car", "v_ms": -5, "len_cm": 0}'
+    vehicle = b'{"t": 1000, "lane": 1, "dir": "in", "cls": "car", "v_ms": 10.0, "len_cm": 400}'
+    batch = b'{"vehicles": [' + b", ".join([broken, vehicle, vehicle]) + b"]}"
+    topic = "city/traffic/di-su/rd-0001/vehicles"
+    gateway.on_message(Message(topic, batch, at(0), ack_token=1, packet_id=7))
+    gateway.on_message(Message(topic, batch, at(30), ack_token=2, redelivered=True, packet_id=7))
+    await run_briefly(gateway)
+
+    assert len(sink.lines) == 4
+    assert len(set(sink.lines)) == 2  # the redelivery wrote exactly the first delivery's points
