@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import orjson
 
 from gateway.errors import SinkError
 from gateway.sinks.recording import RecordingSink
+
+if TYPE_CHECKING:
+    from gateway.pipeline import Gateway
 
 LIGHT_TOPIC = "city/lighting/di-su/sl-0001/telemetry"
 
@@ -91,3 +95,12 @@ fields:
   level_m: {path: value, type: float}
 """
 """A tank level sensor that sends a bare number and no timestamp: stamped at receive time."""
+
+
+async def run_briefly(gateway: Gateway, seconds: float = 0.2) -> None:
+    """Run the pipeline for a moment, then stop it the way SIGTERM does (drain, ack)."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(gateway.run(stop))
+    await asyncio.sleep(seconds)
+    stop.set()
+    await asyncio.wait_for(task, 10)

@@ -25,7 +25,7 @@ from gateway.pipeline import Gateway
 from gateway.profiles.policy import OFFLINE_HASH_KEY, OFFLINE_POLICY
 from gateway.profiles.registry import ProfileRegistry, load_directory, load_text
 from gateway.sinks.recording import RecordingSink
-from tests.fakes import QueueIngest
+from tests.fakes import QueueIngest, run_briefly
 
 ROOT = Path(__file__).resolve().parent.parent
 ANPR = ROOT / "device_profiles" / "traffic" / "anpr-camera-json.yaml"
@@ -76,14 +76,6 @@ def settings(tmp_path: Path, profiles: Path, **sections: Any) -> GatewaySettings
 def gateway_for(config: GatewaySettings, registry: ProfileRegistry) -> Gateway:
     store = DeadLetterStore(config.spool.dir / "dl.sqlite3")
     return Gateway(config, registry, sink=RecordingSink(), dead_letters=store, ingest=QueueIngest())
-
-
-async def run_briefly(instance: Gateway, seconds: float = 0.2) -> None:
-    stop = asyncio.Event()
-    task = asyncio.create_task(instance.run(stop))
-    await asyncio.sleep(seconds)
-    stop.set()
-    await asyncio.wait_for(task, 5)
 
 
 def sink_of(instance: Gateway) -> RecordingSink:

@@ -7,7 +7,6 @@ end-to-end test (test_operations_end_to_end.py) runs the same against mosquitto 
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from gateway.model import Message
 from gateway.pipeline import Gateway
 from gateway.profiles.registry import ProfileRegistry, load_directory, load_text
 from gateway.sinks.recording import RecordingSink
-from tests.fakes import LEVEL_PROFILE, LEVEL_TOPIC, LIGHT_TOPIC, QueueIngest, light
+from tests.fakes import LEVEL_PROFILE, LEVEL_TOPIC, LIGHT_TOPIC, QueueIngest, light, run_briefly
 
 ROOT = Path(__file__).resolve().parent.parent
 STREETLIGHT = ROOT / "device_profiles" / "lighting" / "streetlight-json.yaml"
@@ -140,14 +139,6 @@ def make_gateway(
         ingest=ingest,
     )
     return gateway, sink, ingest
-
-
-async def run_briefly(gateway: Gateway) -> None:
-    stop = asyncio.Event()
-    task = asyncio.create_task(gateway.run(stop))
-    await asyncio.sleep(0.2)
-    stop.set()
-    await asyncio.wait_for(task, 10)
 
 
 # Two seconds after tests.fakes.light(0)'s device time: within every clock tolerance, and a

@@ -6,7 +6,6 @@ same code against the real servers.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ from gateway.model import Message
 from gateway.pipeline import Gateway
 from gateway.profiles.registry import load_directory
 from gateway.sinks.recording import RecordingSink
-from tests.fakes import LIGHT_TOPIC, QueueIngest, light
+from tests.fakes import LIGHT_TOPIC, QueueIngest, light, run_briefly
 
 PROFILES = Path(__file__).resolve().parent.parent / "device_profiles"
 
@@ -41,15 +40,6 @@ async def gateway(tmp_path: Path) -> tuple[Gateway, RecordingSink, QueueIngest]:
         ingest=ingest,
     )
     return instance, sink, ingest
-
-
-async def run_briefly(gateway: Gateway) -> None:
-    """Run the pipeline for a moment, then stop it the way SIGTERM does (drain, ack)."""
-    stop = asyncio.Event()
-    task = asyncio.create_task(gateway.run(stop))
-    await asyncio.sleep(0.2)
-    stop.set()
-    await asyncio.wait_for(task, 5)
 
 
 async def test_acks_follow_the_write_in_order(
