@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -98,6 +99,8 @@ class Bench:
     workers: int
     timeout_s: float
     outage_s: float = 0.0  # 0: no outage phase
+    only: frozenset[str] = frozenset()  # empty: every contender
+    py_spy: Path | None = None  # record the gateway's drain with py-spy into this file
 
     def gateway(self, workers: int) -> GatewayContender:
         name = GATEWAY if workers == 1 else WORKERS
@@ -115,7 +118,8 @@ class Bench:
         found: list[GatewayContender | PahoContender] = [self.gateway(1)]
         if self.workers > 1:
             found.append(self.gateway(self.workers))
-        return [*found, self.paho(), self.naive()]
+        found = [*found, self.paho(), self.naive()]
+        return [contender for contender in found if not self.only or contender.name in self.only]
 
     # ---- one run ---------------------------------------------------------------------------
 
@@ -152,10 +156,14 @@ class Bench:
         self.broker.stop()  # SIGTERM: mosquitto saves every session's queue
         running = contender.start(self.broker, self.influxd)
         written_before = points_written(self.influxd)
+        spy = _py_spy(self.py_spy, running.pid) if contender.name == GATEWAY else None
         self.broker.start()
         started = time.monotonic()
         try:
             finished = self._wait_drained(contender.name, running, written_before)
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)  # py-spy writes its file on Ctrl-C
+                spy.wait(30)
             drain = Drain(
                 len(self.backlog.messages),
                 finished - started,
@@ -234,6 +242,26 @@ class Bench:
             "lost": lost,
             "doubled": doubled,
         }
+
+
+def _py_spy(output: Path | None, pid: int) -> subprocess.Popen[bytes] | None:
+    """py-spy sampling the gateway from outside (not part of its CPU count), or None."""
+    if output is None:
+        return None
+    beside = Path(sys.executable).parent / "py-spy"  # installed in the venv, or on PATH
+    command = [
+        str(beside) if beside.exists() else "py-spy",
+        "record",
+        "--pid",
+        str(pid),
+        "--rate",
+        "250",
+        "--nonblocking",
+    ]
+    command += ["--format", "raw" if output.suffix == ".txt" else "flamegraph", "-o", str(output)]
+    spy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)  # attached before the broker starts
+    return spy
 
 
 def _wait_written(influxd: Influxd, target: int, timeout_s: float) -> float:
@@ -333,7 +361,7 @@ def _cpu(drain: Drain) -> float:
 
 def summarise(runs: list[dict[str, Drain]], config: dict[str, Any]) -> dict[str, Any]:
     names = [name for name in (GATEWAY, WORKERS, PAHO, NAIVE) if name in runs[0]]
-    latency = [run[GATEWAY].latency for run in runs]
+    latency = [run[GATEWAY].latency for run in runs if GATEWAY in run]
     gateway_drains = [run[name] for run in runs for name in (GATEWAY, WORKERS) if name in run]
     ratios = {
         "gateway_vs_naive_drain_rate": _ratio(runs, GATEWAY, NAIVE, _rate),
@@ -350,9 +378,13 @@ def summarise(runs: list[dict[str, Drain]], config: dict[str, Any]) -> dict[str,
             "rate_messages_per_s": _spread([phase["rate_messages_per_s"] for phase in latency], 0),
             "p50_s": _spread([phase["p50_s"] for phase in latency], 3),
             "p99_s": _spread([phase["p99_s"] for phase in latency], 3),
-        },
+        }
+        if latency
+        else None,
         "ratios": {key: value for key, value in ratios.items() if value is not None},
-        "outage": next((run[GATEWAY].outage for run in runs if run[GATEWAY].outage), None),
+        "outage": next(
+            (run[GATEWAY].outage for run in runs if GATEWAY in run and run[GATEWAY].outage), None
+        ),
         "lost": sum(d.lost for d in gateway_drains) + sum(p["lost"] for p in latency),
         "doubled": sum(d.doubled for d in gateway_drains) + sum(p["doubled"] for p in latency),
     }
@@ -361,12 +393,13 @@ def summarise(runs: list[dict[str, Drain]], config: dict[str, Any]) -> dict[str,
 
 
 def _targets(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    measured = {
-        "cpu_us_per_message_max": summary[GATEWAY]["cpu_us_per_message"]["median"],
-        "drain_vs_naive_min": summary["ratios"]["gateway_vs_naive_drain_rate"]["median"],
-        "latency_p99_s_max": summary["latency"]["p99_s"]["median"],
-        "peak_rss_mb_max": summary[GATEWAY]["peak_rss_mb"]["max"],
-    }
+    measured = {}
+    if GATEWAY in summary:  # --only may leave contenders out
+        measured["cpu_us_per_message_max"] = summary[GATEWAY]["cpu_us_per_message"]["median"]
+        measured["latency_p99_s_max"] = summary["latency"]["p99_s"]["median"]
+        measured["peak_rss_mb_max"] = summary[GATEWAY]["peak_rss_mb"]["max"]
+    if "gateway_vs_naive_drain_rate" in summary["ratios"]:
+        measured["drain_vs_naive_min"] = summary["ratios"]["gateway_vs_naive_drain_rate"]["median"]
     outage = summary["outage"]
     if outage:
         measured["outage_rss_growth_pct_max"] = outage["rss_growth_pct"]
@@ -401,6 +434,14 @@ def _arguments() -> argparse.Namespace:
         "--quick", action="store_true", help="smoke run: 3000 messages, 500 devices, one run"
     )
     parser.add_argument("--workdir", type=Path, help="keep servers' data and logs here")
+    parser.add_argument(
+        "--only",
+        default="",
+        help=f"comma-separated contenders ({GATEWAY},{WORKERS},{PAHO},{NAIVE})",
+    )
+    parser.add_argument(
+        "--py-spy", type=Path, help="record the gateway's drain with py-spy (.txt: raw, else svg)"
+    )
     args = parser.parse_args()
     if args.quick:
         args.messages, args.runs, args.latency_s = min(args.messages, 3000), 1, 3.0
@@ -441,6 +482,7 @@ def main() -> None:
             bench = Bench(
                 broker, influxd, root, backlog, pool, naive_points, args.latency_s,
                 args.workers, timeout_s=max(120.0, args.messages / 500), outage_s=args.outage_s,
+                only=frozenset(filter(None, args.only.split(","))), py_spy=args.py_spy,
             )  # fmt: skip
             runs = [bench.run(number) for number in range(1, args.runs + 1)]
     config["load_after"] = _load()
