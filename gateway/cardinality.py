@@ -5,7 +5,8 @@ for ever (1.x refuses writes past `max-series-per-database`, 1,000,000 by defaul
 carries a per-message value (a sequence number, a plate, a UUID) creates a series per message.
 Each profile therefore has a budget, `output.max_series`, of distinct series it may create.
 
-Semantics of `SeriesBudget.admit(profile_id, points, drops)`:
+Semantics of `SeriesBudget.admit(profile_id, points, drops)` (and of `admit_rows`, the same for
+the pipeline's Rows):
 
 - a point of a series the profile already has is always admitted;
 - a point of a new series is admitted while the profile has fewer than its budget, and the
@@ -24,17 +25,22 @@ the sum of the budgets: only admitted series are remembered. Pure and synchronou
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import TypeVar
 
 from gateway.errors import DecodeError
+from gateway.lineprotocol import series_key
 from gateway.model import Point
-from gateway.normalize import Drop
+from gateway.normalize import Drop, Row
 from gateway.profiles.compile import CompiledProfile
 from gateway.profiles.schema import DEFAULT_MAX_SERIES
 
 CARDINALITY_EXCEEDED = "cardinality_exceeded"
 
-SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
-"""(measurement, tags): Point.tags is already a sorted tuple, so the key is hashable as is."""
+SeriesKey = str
+"""`measurement,tag=value,...` as in line protocol (escaped): the series as InfluxDB sees it.
+A Row carries it; a str caches its hash, so the hot path's set lookup hashes nothing."""
+
+_Item = TypeVar("_Item", Point, Row)
 
 
 class ProfileSeries:
@@ -51,10 +57,21 @@ class ProfileSeries:
 
     def admit(self, points: list[Point], drops: list[Drop]) -> list[Point]:
         """`points` itself when all are admitted (the usual case, no copy), else the admitted."""
+        keys = [series_key(point.measurement, point.tags) for point in points]
+        return self._admit(points, keys, drops)
+
+    def admit_rows(self, rows: list[Row], drops: list[Drop]) -> list[Row]:
+        """As `admit`, for normalize's Rows (the pipeline's hot path)."""
+        known = self.known
+        for row in rows:  # the usual case: every series known, nothing else to do
+            if row[1] not in known:
+                return self._admit(rows, [row[1] for row in rows], drops)
+        return rows
+
+    def _admit(self, items: list[_Item], keys: list[SeriesKey], drops: list[Drop]) -> list[_Item]:
         known = self.known
         refused = 0
-        for point in points:
-            key = (point.measurement, point.tags)
+        for key in keys:
             if key in known:
                 continue
             if len(known) < self.limit:
@@ -62,9 +79,9 @@ class ProfileSeries:
                 continue
             refused += 1
         if not refused:
-            return points
+            return items
         drops.extend([("(series)", CARDINALITY_EXCEEDED)] * refused)
-        admitted = [point for point in points if (point.measurement, point.tags) in known]
+        admitted = [item for item, key in zip(items, keys, strict=True) if key in known]
         if not admitted:
             raise DecodeError(
                 CARDINALITY_EXCEEDED,
@@ -88,11 +105,17 @@ class SeriesBudget:
 
     def admit(self, profile_id: str, points: list[Point], drops: list[Drop]) -> list[Point]:
         """The points to write; see the module docstring. Raises DecodeError if none remain."""
+        return self._series(profile_id).admit(points, drops)
+
+    def admit_rows(self, profile_id: str, rows: list[Row], drops: list[Drop]) -> list[Row]:
+        return self._series(profile_id).admit_rows(rows, drops)
+
+    def _series(self, profile_id: str) -> ProfileSeries:
         try:
-            series = self._profiles[profile_id]
+            return self._profiles[profile_id]
         except KeyError:  # a profile added by a reload before set_limits: the default budget
             series = self._profiles[profile_id] = ProfileSeries(profile_id, self.default_limit)
-        return series.admit(points, drops)
+            return series
 
     def count(self, profile_id: str) -> int:
         """Distinct series the profile has created (for metrics)."""

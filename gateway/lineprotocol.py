@@ -14,7 +14,7 @@ from gateway.model import FieldValue, Point
 
 _KEY_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
 _MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ "})
-_STRING_ESCAPES = str.maketrans({'"': r"\"", "\\": "\\\\"})
+STRING_ESCAPES = str.maketrans({'"': r"\"", "\\": "\\\\"})
 
 
 @lru_cache(maxsize=65536)
@@ -36,15 +36,20 @@ def format_field(value: FieldValue) -> str:
         return f"{value}i"
     if kind is bool:
         return "true" if value else "false"
-    return '"' + str(value).translate(_STRING_ESCAPES) + '"'
+    return '"' + str(value).translate(STRING_ESCAPES) + '"'
 
 
 @lru_cache(maxsize=65536)
-def _series_key(measurement: str, tags: tuple[tuple[str, str], ...]) -> str:
+def series_key(measurement: str, tags: tuple[tuple[str, str], ...]) -> str:
     """`measurement,tag=value,...` — cached per series, of which a town has a bounded number."""
     parts = [escape_measurement(measurement)]
     parts.extend(f"{escape_key(key)}={escape_key(value)}" for key, value in tags)
     return ",".join(parts)
+
+
+def field_prefix(name: str) -> str:
+    """`name=`, escaped: what precedes a field's value in a line."""
+    return escape_key(name) + "="
 
 
 class _FieldPrefixes(dict[str, str]):
@@ -82,5 +87,5 @@ def encode_point(point: Point) -> str:
         elif kind is bool:
             append(_field_prefix[name] + ("true" if value else "false"))
         else:
-            append(_field_prefix[name] + '"' + str(value).translate(_STRING_ESCAPES) + '"')
-    return f"{_series_key(point.measurement, point.tags)} {','.join(parts)} {point.time_ns}"
+            append(_field_prefix[name] + '"' + str(value).translate(STRING_ESCAPES) + '"')
+    return f"{series_key(point.measurement, point.tags)} {','.join(parts)} {point.time_ns}"

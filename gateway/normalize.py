@@ -14,15 +14,19 @@ declared `tags`: payload keys never become tags by themselves.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import Any
 
 from gateway.errors import DecodeError
-from gateway.model import FieldValue, Point
+from gateway.lineprotocol import STRING_ESCAPES, field_prefix, series_key
+from gateway.model import Point
 from gateway.profiles.compile import (
     MAX_NS,
     MIN_NS,
     MISSING,
     BadTimestamp,
+    CompiledField,
     CompiledProfile,
     FieldDropped,
 )
@@ -49,6 +53,14 @@ def at_receive_time(time_ns: int, received_ns: int) -> bool:
     return 0 <= time_ns - received_ns < RECEIVE_TIME_SPREAD_NS
 
 
+Row = tuple[str, str, int, tuple[tuple[str, str], ...]]
+"""One reading as the pipeline writes it: (line, series key, time in ns, tags). The series key
+is the line's `measurement,tag=value,...` prefix, escaped: the series as InfluxDB sees it."""
+
+Normalizer = Callable[[Any, dict[str, str], int, list[Drop]], list[Any]]
+"""normalizer(document, segments, received_ns, drops) -> points or rows."""
+
+
 def normalize(
     profile: CompiledProfile,
     document: Any,
@@ -57,97 +69,341 @@ def normalize(
     drops: list[Drop],
 ) -> list[Point]:
     """Points for every valid reading in `document`; dropped items are appended to `drops`."""
-    if profile.readings is None:
-        readings: Any = (document,)
-    else:
-        readings = profile.readings(document, document)
-        if type(readings) is not list:
-            raise DecodeError("missing_readings", "the readings array is absent or not an array")
-    # Tags taken from the topic and constants are the same for every reading of a message:
-    # computed once here. Their drops are still reported per kept reading, as before.
-    topic_tags: tuple[tuple[str, str], ...] | None = None
-    topic_tag_drops: list[Drop] = []
-    if profile.tags_from_topic_only:
-        topic_tags = _tags(profile, None, document, segments, topic_tag_drops)
-    points = []
-    # Each reading gets its own nanosecond of receive time: readings of one series in one
-    # message that fall back to the receive time (a reset device clock, `time.source: receive`)
-    # would otherwise share a timestamp, and InfluxDB would keep only the last. The offset is
-    # the reading's position, so a redelivery with the recorded receive time gives the same
-    # points.
-    for position, reading in enumerate(readings):
-        fields = _fields(profile, reading, document, drops)
-        if fields is None:
-            continue
-        try:
-            device_ns = profile.time_ns(reading, document, received_ns + position)
-            time_ns = _plausible_time(profile, device_ns, received_ns + position, fields, drops)
-        except BadTimestamp:
-            drops.append(("(reading)", "bad_timestamp"))
-            continue
-        if topic_tags is None:
-            tags = _tags(profile, reading, document, segments, drops)
-        else:
-            tags = topic_tags
-            if topic_tag_drops:
-                drops.extend(topic_tag_drops)
-        # Positional: a NamedTuple built with keywords costs a third more.
-        point = Point(
-            profile.measurement, tags, fields, time_ns, profile.database, profile.retention_policy
-        )
-        points.append(point)
-    if not points:
-        reasons = sorted({reason for _, reason in drops}) or ["empty"]
-        raise DecodeError("no_valid_reading", ", ".join(reasons))
+    cached = _point_normalizers.get(id(profile))
+    if cached is None or cached[0] is not profile:  # an id can be reused once a profile is gone
+        if len(_point_normalizers) >= _MAX_CACHED:
+            _point_normalizers.clear()
+        cached = _point_normalizers[id(profile)] = (profile, _generate(profile, rows=False))
+    points: list[Point] = cached[1](document, segments, received_ns, drops)
     return points
 
 
-def _fields(
-    profile: CompiledProfile, reading: Any, root: Any, drops: list[Drop]
-) -> dict[str, FieldValue] | None:
-    """The reading's valid fields; None (with the reason in `drops`) when it has none or lacks
-    a required one."""
-    fields: dict[str, FieldValue] = {}
-    for field in profile.fields:
-        raw = field.get(reading, root)
-        if raw is MISSING or raw is None:
-            reason = "missing"
+_point_normalizers: dict[int, tuple[CompiledProfile, Normalizer]] = {}
+_MAX_CACHED = 1024
+
+
+def rows_normalizer(profile: CompiledProfile) -> Normalizer:
+    """The hot path's normalizer: the same readings, drops and errors as `normalize`, but as
+    Rows with their line protocol, without a Point or a fields dict in between."""
+    return _generate(profile, rows=True)
+
+
+def _generate(profile: CompiledProfile, *, rows: bool) -> Normalizer:
+    """Compile the profile into the source of one function and exec it.
+
+    Why generated code: normalizing and encoding were ~55% of the gateway's CPU per message
+    (py-spy over the full benchmark's drain), mostly calls and loops over the profile's fields
+    (getter, converter, dict, then a type dispatch per value in encode_point). Unrolled, each
+    field is an inline subscript, one converter call and a concatenation whose format is known
+    from the field's type. `normalize` (Points) and `rows_normalizer` (lines) come from this
+    same source, differing only in what they emit; tests/test_normalize_rows.py holds them to
+    the same output.
+    """
+    names: dict[str, object] = {
+        "MISSING": MISSING,
+        "FieldDropped": FieldDropped,
+        "BadTimestamp": BadTimestamp,
+        "DecodeError": DecodeError,
+        "Point": Point,
+        "LOOKUP_ERRORS": (KeyError, IndexError, TypeError),
+        "MIN_NS": MIN_NS,
+        "MAX_NS": MAX_NS,
+        "CLOCK_SET_NS": CLOCK_SET_NS,
+        "ESCAPES": STRING_ESCAPES,
+        "series_key": series_key,
+        "tags_of": _tags,
+        "float_text": float.__repr__,
+        "isfinite": math.isfinite,
+        "profile": profile,
+        "readings_of": profile.readings,
+        "time_of": profile.time_ns,
+        "measurement": profile.measurement,
+        "database": profile.database,
+        "retention_policy": profile.retention_policy,
+        "max_future_ns": profile.max_future_ns,
+        "max_past_ns": profile.max_past_ns,
+    }
+    source = "\n".join(_source(profile, names, rows=rows))
+    exec(compile(source, f"<normalize {profile.id}>", "exec"), names)  # noqa: S102  # our own source, from a validated profile
+    function: Normalizer = names["normalize"]  # type: ignore[assignment]  # defined by the source
+    return function
+
+
+def _source(profile: CompiledProfile, names: dict[str, object], *, rows: bool) -> list[str]:
+    topic_tags = profile.tags_from_topic_only
+    code = ["def normalize(document, segments, received_ns, drops):"]
+    if profile.readings is None:
+        code.append("    readings = (document,)")
+    else:
+        code += [
+            "    readings = readings_of(document, document)",
+            "    if type(readings) is not list:",
+            "        raise DecodeError('missing_readings', "
+            "'the readings array is absent or not an array')",
+        ]
+    if topic_tags:
+        # Tags taken from the topic and constants are the same for every reading of a message:
+        # computed once. Their drops are still reported per kept reading.
+        code += [
+            "    topic_tag_drops = []",
+            "    tags = tags_of(profile, None, document, segments, topic_tag_drops)",
+        ]
+        if rows:
+            code.append("    key = series_key(measurement, tags)")
+    else:
+        code += _static_tags_source(profile, names)
+    code += [
+        "    out = []",
+        "    position = -1",
+        "    for reading in readings:",
+        "        position += 1",
+    ]
+    code.append("        parts = []" if rows else "        fields = {}")
+    for number, field in enumerate(profile.fields):
+        code += _indent(_field_source(number, field, names, rows=rows), 2)
+    code += [
+        "        if not " + ("parts" if rows else "fields") + ":",
+        "            drops.append(('(reading)', 'no_valid_field'))",
+        "            continue",
+        # Each reading gets its own nanosecond of receive time: readings of one series in one
+        # message that fall back to the receive time would otherwise share a timestamp.
+        "        received = received_ns + position",
+        "        try:",
+        "            time_ns = time_of(reading, document, received)",
+        "        except BadTimestamp:",
+        "            drops.append(('(reading)', 'bad_timestamp'))",
+        "            continue",
+    ]
+    code += _indent(_time_source(profile, rows=rows), 2)
+    if topic_tags:
+        code += ["        if topic_tag_drops:", "            drops.extend(topic_tag_drops)"]
+    else:
+        code += _indent(_reading_tags_source(profile, names), 2)
+        if rows:
+            code.append("        key = series_key(measurement, tags)")
+    if rows:
+        code.append(
+            "        out.append((f\"{key} {','.join(parts)} {time_ns}\", key, time_ns, tags))"
+        )
+    else:
+        code.append(
+            "        out.append(Point(measurement, tags, fields, time_ns, database, "
+            "retention_policy))"
+        )
+    code += [
+        "    if not out:",
+        "        reasons = sorted({reason for _, reason in drops}) or ['empty']",
+        "        raise DecodeError('no_valid_reading', ', '.join(reasons))",
+        "    return out",
+    ]
+    return code
+
+
+def _indent(lines: list[str], levels: int) -> list[str]:
+    return ["    " * levels + line for line in lines]
+
+
+def _read_source(
+    target: str, path: tuple[bool, tuple[str | int, ...]], getter: str, names: dict[str, object]
+) -> list[str]:
+    """`target` = the value at `path`, None where it is absent (or null); without a path (a
+    hashed tag, a field built by hand) the getter named `getter` (in `names`) is called."""
+    from_root, keys = path
+    if not keys:
+        return [
+            f"{target} = {getter}(reading, document)",
+            f"if {target} is MISSING:",
+            f"    {target} = None",
+        ]
+    node = "document" if from_root else "reading"
+    lookup = node + "".join(f"[{key!r}]" for key in keys)
+    return ["try:", f"    {target} = {lookup}", "except LOOKUP_ERRORS:", f"    {target} = None"]
+
+
+def _field_source(
+    number: int, field: CompiledField, names: dict[str, object], *, rows: bool
+) -> list[str]:
+    """One field: read it, convert it, emit it or record why not.
+
+    A missing value (absent path or null) is "missing"; a converter's FieldDropped gives the
+    reason; a required field's drop drops the reading."""
+    names[f"get_{number}"] = field.get
+    names[f"convert_{number}"] = field.convert
+    code = _read_source("raw", field.path, f"get_{number}", names)
+    code += ["if raw is not None:"]
+    if field.plain_range is not None:
+        code += _indent(_plain_number_source(number, field, names, rows=rows), 1)
+    else:
+        code += [
+            "    try:",
+            f"        value = convert_{number}(raw)",
+            "    except FieldDropped as dropped:",
+            *_indent(_drop(field, "dropped.args[0]"), 2),
+            "    else:",
+            f"        {_emit(number, field, names, rows=rows)}",
+        ]
+    return [*code, "else:", *_indent(_drop(field, "'missing'"), 1)]
+
+
+def _drop(field: CompiledField, reason: str) -> list[str]:
+    """Record a field's drop; a required field's drop drops the whole reading."""
+    code = [f"drops.append(({field.name!r}, {reason}))"]
+    if field.required:
+        code += [
+            f"drops.append(('(reading)', {f'required_{field.name}_'!r} + {reason}))",
+            "continue",
+        ]
+    return code
+
+
+def _plain_number_source(
+    number: int, field: CompiledField, names: dict[str, object], *, rows: bool
+) -> list[str]:
+    """compile._numeric without scale or unit, inline: the same checks in the same order
+    (not_finite or wrong_type, out_of_range, then wrong_type for a fraction in an int field)."""
+    assert field.plain_range is not None  # the caller checked
+    low, high = field.plain_range
+    names[f"low_{number}"], names[f"high_{number}"] = low, high
+    bounds = []
+    if low != -math.inf:
+        bounds.append(f"low_{number} <= raw")
+    if high != math.inf:
+        bounds.append(f"raw <= high_{number}")
+    in_range = " and ".join(bounds) or "True"
+    emit = _emit(number, field, names, rows=rows)
+    if field.kind is int:
+        int_case = [f"    if {in_range}:", "        value = raw", f"        {emit}"]
+        float_case = [
+            f"    elif not ({in_range}):",
+            *_indent(_drop(field, "'out_of_range'"), 2),
+            "    elif raw.is_integer():",
+            "        value = int(raw)",
+            f"        {emit}",
+            "    else:",
+            *_indent(_drop(field, "'wrong_type'"), 2),
+        ]
+    else:
+        int_case = [f"    if {in_range}:", "        value = float(raw)", f"        {emit}"]
+        float_case = [
+            f"    elif {in_range}:",
+            "        value = raw",
+            f"        {emit}",
+            "    else:",
+            *_indent(_drop(field, "'out_of_range'"), 2),
+        ]
+    return [
+        "kind = type(raw)",
+        "if kind is int:",
+        *int_case,
+        "    else:",
+        *_indent(_drop(field, "'out_of_range'"), 2),
+        "elif kind is float:",
+        "    if not isfinite(raw):",
+        *_indent(_drop(field, "'not_finite'"), 2),
+        *float_case,
+        "else:",  # bool too: True is no reading of a number field
+        *_indent(_drop(field, "'wrong_type'"), 1),
+    ]
+
+
+def _emit(number: int, field: CompiledField, names: dict[str, object], *, rows: bool) -> str:
+    """The statement that adds a converted value: its line protocol text, or a fields entry."""
+    if not rows:
+        return f"fields[{field.name!r}] = value"
+    prefix = f"prefix_{number}"
+    names[prefix] = field_prefix(field.name)
+    if field.kind is float:
+        return f"parts.append({prefix} + float_text(value))"
+    if field.kind is int:
+        return f"parts.append(f'{{{prefix}}}{{value}}i')"
+    if field.kind is bool:
+        names[f"{prefix}_true"] = field_prefix(field.name) + "true"
+        names[f"{prefix}_false"] = field_prefix(field.name) + "false"
+        return f"parts.append({prefix}_true if value else {prefix}_false)"
+    return f"parts.append({prefix} + '\"' + value.translate(ESCAPES) + '\"')"
+
+
+def _time_source(profile: CompiledProfile, *, rows: bool) -> list[str]:
+    """The device time, or the receive time (flagged) when the device clock is implausible.
+
+    A clock outside the tolerance is only judged once the gateway's own clock is set
+    (CLOCK_SET_NS); a time InfluxDB cannot store is refused only when it was not replaced."""
+    flag = (
+        f"parts.append({field_prefix(TIME_REPLACED_FIELD) + 'true'!r})"
+        if rows
+        else f"fields[{TIME_REPLACED_FIELD!r}] = True"
+    )
+    checks = []
+    if profile.max_future_ns != math.inf:
+        checks.append(("time_ns > received + max_future_ns", "clock_future"))
+    if profile.max_past_ns != math.inf:
+        checks.append(("time_ns < received - max_past_ns", "clock_past"))
+    code = []
+    for index, (test, reason) in enumerate(checks):
+        keyword = "if" if index == 0 else "elif"
+        code += [
+            f"{keyword} received >= CLOCK_SET_NS and {test}:",
+            f"    drops.append(('(time)', {reason!r}))",
+            f"    {flag}",
+            "    time_ns = received",
+        ]
+    keyword = "elif" if checks else "if"
+    code += [
+        f"{keyword} not MIN_NS <= time_ns <= MAX_NS:",
+        "    drops.append(('(reading)', 'bad_timestamp'))",
+        "    continue",
+    ]
+    return code
+
+
+def _static_tags_source(profile: CompiledProfile, names: dict[str, object]) -> list[str]:
+    """Before the readings of a profile with payload tags: its topic and constant tags, each
+    checked once per message (`static_N`: the (name, value) pair, or None when invalid)."""
+    code = []
+    for number, tag in enumerate(profile.tags):
+        if tag.get is not None:
+            continue
+        if tag.topic_segment is not None:
+            code.append(f"    value = segments[{tag.topic_segment!r}]")
         else:
-            try:
-                fields[field.name] = field.convert(raw)
-                continue
-            except FieldDropped as dropped:
-                reason = dropped.args[0]
-        drops.append((field.name, reason))
-        if field.required:
-            drops.append(("(reading)", f"required_{field.name}_{reason}"))
-            return None
-    if not fields:
-        drops.append(("(reading)", "no_valid_field"))
-        return None
-    return fields
+            code.append(f"    value = {tag.constant or ''!r}")
+        code += [
+            f"    static_{number} = None if value_invalid(value) else ({tag.name!r}, value)",
+        ]
+    names["value_invalid"] = _invalid_tag_value
+    return code
 
 
-def _plausible_time(
-    profile: CompiledProfile,
-    time_ns: int,
-    received_ns: int,
-    fields: dict[str, FieldValue],
-    drops: list[Drop],
-) -> int:
-    """The device time, or the receive time (flagged) when the device clock is implausible."""
-    if received_ns >= CLOCK_SET_NS:
-        if time_ns > received_ns + profile.max_future_ns:
-            drops.append(("(time)", "clock_future"))
-            fields[TIME_REPLACED_FIELD] = True
-            return received_ns
-        if time_ns < received_ns - profile.max_past_ns:
-            drops.append(("(time)", "clock_past"))
-            fields[TIME_REPLACED_FIELD] = True
-            return received_ns
-    if not MIN_NS <= time_ns <= MAX_NS:  # only reachable without a tolerance on that side
-        raise BadTimestamp("bad_timestamp")
-    return time_ns
+def _reading_tags_source(profile: CompiledProfile, names: dict[str, object]) -> list[str]:
+    """`tags` of one reading, in name order, as _tags computes them (with the same drops)."""
+    code = ["pairs = []"]
+    for number, tag in enumerate(profile.tags):
+        if tag.get is None:
+            code += [
+                f"if static_{number} is not None:",
+                f"    pairs.append(static_{number})",
+                "else:",
+                f"    drops.append(({tag.name!r}, 'invalid_tag'))",
+            ]
+            continue
+        names[f"tag_get_{number}"] = tag.get
+        code += _read_source("raw", tag.path, f"tag_get_{number}", names)
+        code += [
+            "if raw is None or isinstance(raw, dict | list):",
+            f"    drops.append(({tag.name!r}, 'missing_tag'))",
+            "else:",
+            "    value = raw if type(raw) is str else str(raw)",
+            "    if not value or value[-1] == '\\\\' or '\\n' in value or '\\r' in value:",
+            f"        drops.append(({tag.name!r}, 'invalid_tag'))",
+            "    else:",
+            f"        pairs.append(({tag.name!r}, value))",
+        ]
+    return [*code, "tags = tuple(pairs)"]
+
+
+def _invalid_tag_value(value: str) -> bool:
+    """A tag value line protocol cannot carry (see _tags)."""
+    return not value or value[-1] == "\\" or "\n" in value or "\r" in value
 
 
 def _tags(

@@ -30,12 +30,11 @@ from gateway.errors import DecodeError, ProfileError
 from gateway.health import HealthServer, Readiness, assess_readiness
 from gateway.ingest import Ingest, MqttIngest
 from gateway.limits import DeviceRateLimit
-from gateway.lineprotocol import encode_point
 from gateway.liveness import LivenessTracker
 from gateway.logs import LogThrottle
 from gateway.metrics import Metrics
-from gateway.model import Message, Point
-from gateway.normalize import RECEIVE_TIME_SPREAD_NS, Drop, at_receive_time, normalize
+from gateway.model import Message
+from gateway.normalize import RECEIVE_TIME_SPREAD_NS, Drop, Row, at_receive_time, rows_normalizer
 from gateway.privacy import SAFE_DETAIL_REASONS, WITHHELD_DETAIL, redactors_for
 from gateway.profiles.registry import (
     KNOWN_DEVICES_SUFFIX,
@@ -79,6 +78,7 @@ class Gateway:
             settings.mqtt, settings.mqtt.topics or registry.subscriptions, self.on_message
         )
         self._decoders = {p.id: decoder_for(p.decode_spec) for p in registry.profiles}
+        self._normalizers = {p.id: rows_normalizer(p) for p in registry.profiles}
         self._redactors = redactors_for(registry.profiles)
         self.series = SeriesBudget.for_profiles(registry.profiles)
         self._sealed: collections.deque[Batch] = collections.deque()
@@ -147,10 +147,10 @@ class Gateway:
         drops: list[Drop] = []
         try:
             document = self._decoders[profile.id](message.payload)
-            points = normalize(profile, document, resolved.segments, received_ns, drops)
+            rows = self._normalizers[profile.id](document, resolved.segments, received_ns, drops)
             if profile.known_devices is not None:  # before the budget: strangers spend none
-                _check_known_device(profile.known_devices, resolved.segments, points)
-            points = self.series.admit(profile.id, points, drops)
+                _check_known_device(profile.known_devices, resolved.segments, rows[0][3])
+            rows = self.series.admit_rows(profile.id, rows, drops)
         except DecodeError as exc:
             self._count_drops(drops)
             self._dead_letter(message, exc.reason, self._shown_detail(exc, profile.id), profile.id)
@@ -158,31 +158,29 @@ class Gateway:
         if drops:
             self._count_drops(drops)
             log.debug("dropped %s from %s (profile %s)", drops, message.topic, profile.id)
-        if len(points) > self._max_readings:
-            detail = f"{len(points)} readings, limit {self._max_readings}"
+        if len(rows) > self._max_readings:
+            detail = f"{len(rows)} readings, limit {self._max_readings}"
             self._dead_letter(message, "too_many_readings", detail, profile.id)
             return
-        device_id = resolved.segments.get("device_id") or _tag(points[0], "device_id")
+        device_id = resolved.segments.get("device_id") or _tag(rows[0][3], "device_id")
         self.liveness.seen(profile.id, device_id, received_ns, message.retained)
         if message.retained:
-            points = self._retained_points(message, points)
-            if not points:
+            rows = self._retained_rows(message, rows)
+            if not rows:
                 self._acknowledge_only(message)
                 return
         receipt = None
         # at_receive_time inlined: this line runs for every message.
-        if message.packet_id and (
-            drops or 0 <= points[0].time_ns - received_ns < RECEIVE_TIME_SPREAD_NS
-        ):
-            receipt = self._receipt(message, points)
+        if message.packet_id and (drops or 0 <= rows[0][2] - received_ns < RECEIVE_TIME_SPREAD_NS):
+            receipt = self._receipt(message, rows)
         sealed = self.batcher.add_points(
             (profile.database, profile.retention_policy),
-            list(map(encode_point, points)),  # map: no per-point frame of a comprehension
+            [row[0] for row in rows],
             profile.domain,
             message.ack_token,
             receipt,
         )
-        metrics.points_produced[profile.domain] += len(points)
+        metrics.points_produced[profile.domain] += len(rows)
         if sealed is not None:
             self._enqueue(sealed)
 
@@ -214,8 +212,8 @@ class Gateway:
         self._acknowledge_only(message)
         return True
 
-    def _retained_points(self, message: Message, points: list[Point]) -> list[Point]:
-        """The points of a retained message that may be written.
+    def _retained_rows(self, message: Message, rows: list[Row]) -> list[Row]:
+        """The readings of a retained message that may be written.
 
         A retained message is the broker replaying a device's last reading on subscription,
         perhaps from a device dead for a week. Points carrying the device's own time are kept:
@@ -224,8 +222,8 @@ class Gateway:
         or a device clock out of tolerance) would claim the device reported just now, so they
         are skipped and counted. Neither kind counts as a sign of life (LivenessTracker.seen)."""
         received_ns = message.received_ns
-        kept = [point for point in points if not at_receive_time(point.time_ns, received_ns)]
-        self.metrics.retained_readings_skipped += len(points) - len(kept)
+        kept = [row for row in rows if not at_receive_time(row[2], received_ns)]
+        self.metrics.retained_readings_skipped += len(rows) - len(kept)
         return kept
 
     def _acknowledge_only(self, message: Message) -> None:
@@ -252,14 +250,14 @@ class Gateway:
         else:
             self._dead_letter(message, "rate_limited", "device over its rate limit", None)
 
-    def _receipt(self, message: Message, points: list[Point]) -> tuple[ReceiptKey, int] | None:
+    def _receipt(self, message: Message, rows: list[Row]) -> tuple[ReceiptKey, int] | None:
         """Remember the receive time of a message whose points are stamped with it.
 
         Called only when the first point carries the receive time or something was dropped
         (a device clock out of tolerance is replaced by the receive time and reported as a
         drop), so device-stamped messages skip the scan."""
         received_ns = message.received_ns
-        if not any(at_receive_time(point.time_ns, received_ns) for point in points):
+        if not any(at_receive_time(row[2], received_ns) for row in rows):
             return None
         key = _receipt_key(message)
         self._pending_receipts[key] = received_ns
@@ -418,7 +416,8 @@ class Gateway:
         old = {profile.id: profile for profile in self.registry.profiles}
         new = {profile.id: profile for profile in registry.profiles}
         decoders = {p.id: decoder_for(p.decode_spec) for p in registry.profiles}
-        self.registry, self._decoders = registry, decoders
+        normalizers = {p.id: rows_normalizer(p) for p in registry.profiles}
+        self.registry, self._decoders, self._normalizers = registry, decoders, normalizers
         self._redactors = redactors_for(registry.profiles)
         self.series.set_limits(limits_of(registry.profiles))
         self.liveness.set_intervals(
@@ -544,10 +543,11 @@ UNKNOWN_DEVICE = "unknown_device"
 
 
 def _check_known_device(
-    known: frozenset[str], segments: dict[str, str], points: list[Point]
+    known: frozenset[str], segments: dict[str, str], tags: tuple[tuple[str, str], ...]
 ) -> None:
-    """Raise DecodeError(unknown_device) unless the sender is one of the profile's devices."""
-    device_id = segments.get("device_id") or _tag(points[0], "device_id")
+    """Raise DecodeError(unknown_device) unless the sender is one of the profile's devices
+    (`tags`: those of the message's first reading)."""
+    device_id = segments.get("device_id") or _tag(tags, "device_id")
     if device_id not in known:
         raise DecodeError(
             UNKNOWN_DEVICE,
@@ -556,8 +556,8 @@ def _check_known_device(
         )
 
 
-def _tag(point: Point, name: str) -> str:
-    for key, value in point.tags:
+def _tag(tags: tuple[tuple[str, str], ...], name: str) -> str:
+    for key, value in tags:
         if key == name:
             return value
     return ""

@@ -53,6 +53,13 @@ class CompiledField:
     get: Getter
     convert: Callable[[Any], FieldValue]
     required: bool
+    # What `get` reads, for normalize's generated code: (from the message root?, keys); no
+    # keys: call `get`.
+    path: tuple[bool, tuple[str | int, ...]] = (False, ())
+    kind: type = float  # what `convert` returns: float, int, bool or str (line protocol's type)
+    # (min, max) of a number field that `convert` only type-checks and range-checks (no map,
+    # scale, unit or hash): normalize's generated code does that inline instead of calling it.
+    plain_range: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +68,7 @@ class CompiledTag:
     topic_segment: str | None
     get: Getter | None
     constant: str | None
+    path: tuple[bool, tuple[str | int, ...]] = (False, ())  # as CompiledField.path
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +210,8 @@ def _private_field(
     if privacy != "hash":
         return compiled
     convert = compiled.convert
-    return replace(compiled, convert=lambda raw: digest(str(convert(raw))))
+    hashed = replace(compiled, convert=lambda raw: digest(str(convert(raw))), kind=str)
+    return replace(hashed, plain_range=None)
 
 
 def _private_tag(compiled: CompiledTag, privacy: str, digest: Callable[[str], str]) -> CompiledTag:
@@ -217,19 +226,26 @@ def _private_tag(compiled: CompiledTag, privacy: str, digest: Callable[[str], st
             return raw  # normalize reports missing_tag, as without privacy
         return digest(raw if type(raw) is str else str(raw))
 
-    return replace(compiled, get=hashed)
+    return replace(compiled, get=hashed, path=(False, ()))  # no path: normalize calls `get`
 
 
 def _tolerance_ns(seconds: int | None) -> float:
     return math.inf if seconds is None else seconds * 10**9
 
 
-def make_getter(path: str, *, relative: bool) -> Getter:
-    """A getter for a dotted path; `$.` anchors it at the message root, digits index arrays."""
+def parse_path(path: str, *, relative: bool) -> tuple[bool, tuple[str | int, ...]]:
+    """(from the message root?, keys) of a dotted path; `$.` anchors it at the message root,
+    digits index arrays."""
     from_root = path.startswith("$.") or not relative
     keys: tuple[str | int, ...] = tuple(
         int(key) if key.isdigit() else key for key in path.removeprefix("$.").split(".")
     )
+    return from_root, keys
+
+
+def make_getter(path: str, *, relative: bool) -> Getter:
+    """A getter for a dotted path (see parse_path); MISSING where the path is absent."""
+    from_root, keys = parse_path(path, relative=relative)
     if len(keys) == 1:
         return _one_key_getter(keys[0], from_root=from_root)
 
@@ -273,6 +289,7 @@ def _compile_tag(name: str, tag: TagSpec, *, relative: bool) -> CompiledTag:
         topic_segment=tag.topic,
         get=make_getter(tag.path, relative=relative) if tag.path else None,
         constant=tag.value,
+        path=parse_path(tag.path, relative=relative) if tag.path else (False, ()),
     )
 
 
@@ -280,10 +297,13 @@ def _compile_field(name: str, spec: FieldSpec, *, relative: bool) -> CompiledFie
     steps: list[Callable[[Any], Any]] = []
     if spec.map is not None:
         steps.append(_value_map(spec.map))
+    plain_range = None
     if spec.type in ("float", "int"):
-        steps.append(
-            _numeric(_linear_for(name, spec), spec.min, spec.max, to_int=spec.type == "int")
-        )
+        linear = _linear_for(name, spec)
+        steps.append(_numeric(linear, spec.min, spec.max, to_int=spec.type == "int"))
+        if linear is None and spec.map is None:
+            low = -math.inf if spec.min is None else spec.min
+            plain_range = (low, math.inf if spec.max is None else spec.max)
     else:
         steps.append(_to_bool if spec.type == "bool" else _to_string)
     return CompiledField(
@@ -291,7 +311,13 @@ def _compile_field(name: str, spec: FieldSpec, *, relative: bool) -> CompiledFie
         get=make_getter(spec.path, relative=relative),
         convert=_chain(tuple(steps)),
         required=spec.required,
+        path=parse_path(spec.path, relative=relative),
+        kind=_FIELD_KINDS[spec.type],
+        plain_range=plain_range,
     )
+
+
+_FIELD_KINDS: dict[str, type] = {"float": float, "int": int, "bool": bool, "string": str}
 
 
 def _chain(steps: tuple[Callable[[Any], Any], ...]) -> Callable[[Any], FieldValue]:
