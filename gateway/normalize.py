@@ -168,12 +168,8 @@ def _source(profile: CompiledProfile, names: dict[str, object], *, rows: bool) -
         # Each reading gets its own nanosecond of receive time: readings of one series in one
         # message that fall back to the receive time would otherwise share a timestamp.
         "        received = received_ns + position",
-        "        try:",
-        "            time_ns = time_of(reading, document, received)",
-        "        except BadTimestamp:",
-        "            drops.append(('(reading)', 'bad_timestamp'))",
-        "            continue",
     ]
+    code += _indent(_device_time_source(profile, names), 2)
     code += _indent(_time_source(profile, rows=rows), 2)
     if topic_tags:
         code += ["        if topic_tag_drops:", "            drops.extend(topic_tag_drops)"]
@@ -231,8 +227,8 @@ def _field_source(
     names[f"convert_{number}"] = field.convert
     code = _read_source("raw", field.path, f"get_{number}", names)
     code += ["if raw is not None:"]
-    if field.plain_range is not None:
-        code += _indent(_plain_number_source(number, field, names, rows=rows), 1)
+    if field.number is not None:
+        code += _indent(_number_source(number, field, names, rows=rows), 1)
     else:
         code += [
             "    try:",
@@ -256,53 +252,67 @@ def _drop(field: CompiledField, reason: str) -> list[str]:
     return code
 
 
-def _plain_number_source(
+def _number_source(
     number: int, field: CompiledField, names: dict[str, object], *, rows: bool
 ) -> list[str]:
-    """compile._numeric without scale or unit, inline: the same checks in the same order
-    (not_finite or wrong_type, out_of_range, then wrong_type for a fraction in an int field)."""
-    assert field.plain_range is not None  # the caller checked
-    low, high = field.plain_range
-    names[f"low_{number}"], names[f"high_{number}"] = low, high
+    """compile._numeric (with compile._linear) inline: the same checks in the same order, so
+    the same drop reasons: not_finite or wrong_type, the conversion's not_finite, out_of_range,
+    then wrong_type for a fraction in an int field."""
+    rule = field.number
+    assert rule is not None  # the caller checked
     bounds = []
-    if low != -math.inf:
-        bounds.append(f"low_{number} <= raw")
-    if high != math.inf:
-        bounds.append(f"raw <= high_{number}")
-    in_range = " and ".join(bounds) or "True"
-    emit = _emit(number, field, names, rows=rows)
+    if rule.low != -math.inf:
+        names[f"low_{number}"] = rule.low
+        bounds.append(f"low_{number} <= value")
+    if rule.high != math.inf:
+        names[f"high_{number}"] = rule.high
+        bounds.append(f"value <= high_{number}")
+    emit = f"    {_emit(number, field, names, rows=rows)}"
     if field.kind is int:
-        int_case = [f"    if {in_range}:", "        value = raw", f"        {emit}"]
-        float_case = [
-            f"    elif not ({in_range}):",
-            *_indent(_drop(field, "'out_of_range'"), 2),
-            "    elif raw.is_integer():",
-            "        value = int(raw)",
-            f"        {emit}",
-            "    else:",
-            *_indent(_drop(field, "'wrong_type'"), 2),
+        typed = [
+            "if type(value) is int:",
+            emit,
+            "elif value.is_integer():",
+            "    value = int(value)",
+            emit,
+            "else:",
+            *_indent(_drop(field, "'wrong_type'"), 1),
+        ]
+    elif rule.linear is not None:  # the conversion made a float
+        typed = [emit.strip()]
+    else:  # a float field stores floats: an int reading becomes one
+        typed = ["if type(value) is not float:", "    value = float(value)", emit.strip()]
+    if bounds:
+        ranged = [
+            f"if not ({' and '.join(bounds)}):",
+            *_indent(_drop(field, "'out_of_range'"), 1),
+            "else:",
+            *_indent(typed, 1),
         ]
     else:
-        int_case = [f"    if {in_range}:", "        value = float(raw)", f"        {emit}"]
-        float_case = [
-            f"    elif {in_range}:",
-            "        value = raw",
-            f"        {emit}",
-            "    else:",
-            *_indent(_drop(field, "'out_of_range'"), 2),
+        ranged = typed
+    if rule.linear is not None:
+        scale, shift, factor, digits = rule.linear
+        names[f"scale_{number}"], names[f"shift_{number}"] = scale, shift
+        names[f"factor_{number}"], names[f"digits_{number}"] = factor, f".{digits}g"
+        converted = [
+            f"value = (raw * scale_{number} + shift_{number}) * factor_{number}",
+            "if not isfinite(value):",  # e.g. 1.7e308 L/s in m^3/h: line protocol has no inf
+            *_indent(_drop(field, "'not_finite'"), 1),
+            "else:",
+            f"    value = float(format(value, digits_{number}))",
+            *_indent(ranged, 1),
         ]
+    else:
+        converted = ["value = raw", *ranged]
     return [
         "kind = type(raw)",
-        "if kind is int:",
-        *int_case,
-        "    else:",
-        *_indent(_drop(field, "'out_of_range'"), 2),
-        "elif kind is float:",
-        "    if not isfinite(raw):",
-        *_indent(_drop(field, "'not_finite'"), 2),
-        *float_case,
-        "else:",  # bool too: True is no reading of a number field
+        "if kind is float and not isfinite(raw):",
+        *_indent(_drop(field, "'not_finite'"), 1),
+        "elif kind is not int and kind is not float:",  # bool too: True is no number reading
         *_indent(_drop(field, "'wrong_type'"), 1),
+        "else:",
+        *_indent(converted, 1),
     ]
 
 
@@ -321,6 +331,33 @@ def _emit(number: int, field: CompiledField, names: dict[str, object], *, rows: 
         names[f"{prefix}_false"] = field_prefix(field.name) + "false"
         return f"parts.append({prefix}_true if value else {prefix}_false)"
     return f"parts.append({prefix} + '\"' + value.translate(ESCAPES) + '\"')"
+
+
+def _device_time_source(profile: CompiledProfile, names: dict[str, object]) -> list[str]:
+    """`time_ns` as the profile's time says (compile._compile_time; epoch times inline), or
+    the reading is dropped as bad_timestamp."""
+    rule = profile.time_rule
+    if rule == "receive":
+        return ["time_ns = received"]
+    bad = ["drops.append(('(reading)', 'bad_timestamp'))", "continue"]
+    if rule is None:
+        return [
+            "try:",
+            "    time_ns = time_of(reading, document, received)",
+            "except BadTimestamp:",
+            *_indent(bad, 1),
+        ]
+    path, scale = rule
+    names["time_scale"] = scale
+    return [
+        *_read_source("raw", path, "time_of", names),  # a path always has keys
+        "if type(raw) is int:",
+        "    time_ns = raw * time_scale",
+        "elif type(raw) is float and isfinite(raw * time_scale):",
+        "    time_ns = round(raw * time_scale)",  # round(inf) would raise OverflowError
+        "else:",
+        *_indent(bad, 1),
+    ]
 
 
 def _time_source(profile: CompiledProfile, *, rows: bool) -> list[str]:

@@ -12,8 +12,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from dataclasses import field as dataclass_field
-from functools import cache
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from gateway.model import FieldValue
@@ -27,6 +26,8 @@ from gateway.profiles.schema import (
     TimeSpec,
 )
 from gateway.profiles.topics import TopicPattern, parse_pattern
+from gateway.profiles.units import known_unit, unit_conversion
+from gateway.profiles.units import round_12 as _round_12
 
 MISSING: Any = object()
 """Returned by a getter when the path is absent from the payload."""
@@ -57,9 +58,19 @@ class CompiledField:
     # keys: call `get`.
     path: tuple[bool, tuple[str | int, ...]] = (False, ())
     kind: type = float  # what `convert` returns: float, int, bool or str (line protocol's type)
-    # (min, max) of a number field that `convert` only type-checks and range-checks (no map,
-    # scale, unit or hash): normalize's generated code does that inline instead of calling it.
-    plain_range: tuple[float, float] | None = None
+    # A number field without map or hash: normalize's generated code does what `convert` does
+    # inline instead of calling it.
+    number: NumberRule | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NumberRule:
+    """What `_numeric` checks and computes, as data: the range, and the affine conversion
+    (value * scale + shift) * factor rounded to `digits` significant digits, if any."""
+
+    low: float
+    high: float
+    linear: tuple[float, float, float, int] | None  # (scale, shift, factor, digits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +109,9 @@ class CompiledProfile:
     decode_spec: DecodeSpec  # gateway.decode.decoder_for compiles it (decode imports us)
     readings: Getter | None
     time_ns: Callable[[Any, Any, int], int]  # (reading, root, received_ns) -> ns, unchecked
+    # What `time_ns` does, as data, for normalize's generated code: "receive", or the path and
+    # ns per unit of an epoch time; None (iso8601): call `time_ns`.
+    time_rule: Literal["receive"] | tuple[tuple[bool, tuple[str | int, ...]], int] | None
     # Clock tolerance in ns; math.inf when the profile says null (int vs inf compares exactly).
     max_future_ns: float
     max_past_ns: float
@@ -153,6 +167,7 @@ def compile_profile(
         decode_spec=spec.decode,
         readings=make_getter(spec.readings.path, relative=False) if spec.readings else None,
         time_ns=_compile_time(spec.time, relative=spec.readings is not None),
+        time_rule=_time_rule(spec.time, relative=spec.readings is not None),
         max_future_ns=_tolerance_ns(spec.time.max_future_s),
         max_past_ns=_tolerance_ns(spec.time.max_past_s),
         measurement=spec.output.measurement,
@@ -211,7 +226,7 @@ def _private_field(
         return compiled
     convert = compiled.convert
     hashed = replace(compiled, convert=lambda raw: digest(str(convert(raw))), kind=str)
-    return replace(hashed, plain_range=None)
+    return replace(hashed, number=None)
 
 
 def _private_tag(compiled: CompiledTag, privacy: str, digest: Callable[[str], str]) -> CompiledTag:
@@ -297,13 +312,14 @@ def _compile_field(name: str, spec: FieldSpec, *, relative: bool) -> CompiledFie
     steps: list[Callable[[Any], Any]] = []
     if spec.map is not None:
         steps.append(_value_map(spec.map))
-    plain_range = None
+    number = None
     if spec.type in ("float", "int"):
-        linear = _linear_for(name, spec)
+        params = _linear_params(name, spec)
+        linear = None if params is None else _linear(*params[:3], digits=params[3])
         steps.append(_numeric(linear, spec.min, spec.max, to_int=spec.type == "int"))
-        if linear is None and spec.map is None:
+        if spec.map is None:
             low = -math.inf if spec.min is None else spec.min
-            plain_range = (low, math.inf if spec.max is None else spec.max)
+            number = NumberRule(low, math.inf if spec.max is None else spec.max, params)
     else:
         steps.append(_to_bool if spec.type == "bool" else _to_string)
     return CompiledField(
@@ -313,7 +329,7 @@ def _compile_field(name: str, spec: FieldSpec, *, relative: bool) -> CompiledFie
         required=spec.required,
         path=parse_path(spec.path, relative=relative),
         kind=_FIELD_KINDS[spec.type],
-        plain_range=plain_range,
+        number=number,
     )
 
 
@@ -343,8 +359,9 @@ def _chain(steps: tuple[Callable[[Any], Any], ...]) -> Callable[[Any], FieldValu
     return convert
 
 
-def _linear_for(name: str, spec: FieldSpec) -> Callable[[float], float] | None:
-    """scale/offset, then the unit conversion; None when the value passes unchanged."""
+def _linear_params(name: str, spec: FieldSpec) -> tuple[float, float, float, int] | None:
+    """(scale, shift, factor, digits) of scale/offset then the unit conversion (see _linear);
+    None when the value passes unchanged."""
     if spec.unit:
         check_unit(("fields", name, "unit"), spec.unit)
     if spec.canonical_unit:
@@ -362,7 +379,7 @@ def _linear_for(name: str, spec: FieldSpec) -> Callable[[float], float] | None:
     if (spec.scale, shift, unit_factor) == (1.0, 0.0, 1.0):
         return None
     exact = all(_is_short_decimal(number) for number in (spec.scale, shift, unit_factor))
-    return _linear(spec.scale, shift, unit_factor, digits=15 if exact else 12)
+    return spec.scale, shift, unit_factor, 15 if exact else 12
 
 
 def _is_short_decimal(number: float) -> bool:
@@ -371,56 +388,11 @@ def _is_short_decimal(number: float) -> bool:
 
 
 def check_unit(loc: tuple[str, ...], unit: str) -> None:
-    """Raise LocatedError unless pint knows `unit` (units are case-sensitive: kWh, not kwh)."""
+    """Raise LocatedError unless pint knows `unit` (see gateway/profiles/units.py)."""
     try:
-        _known_unit(unit)
+        known_unit(unit)
     except ValueError as exc:
         raise LocatedError(loc, str(exc)) from None
-
-
-@cache
-def _known_unit(unit: str) -> None:
-    try:
-        _unit_registry().Unit(unit)
-    # Besides UndefinedUnitError, pint's expression parser lets through whatever its tokenizer
-    # hits on malformed text ('m/' AssertionError, '(' TokenError, '1/0' ZeroDivisionError).
-    # Load time only, and the message names the unit.
-    except Exception as exc:
-        detail = str(exc) or "not a unit expression"
-        raise ValueError(
-            f"unknown unit {unit!r} ({detail}); pint spells units like V, kWh, degC, m^3/h, "
-            "percent, dBm (case matters)"
-        ) from None
-
-
-@cache
-def unit_conversion(unit: str, canonical: str) -> tuple[float, float]:
-    """(factor, shift) such that canonical = value * factor + shift, computed by pint.
-
-    pint is imported here, at load time only: it costs ~0.3 s to import and nothing per message.
-    """
-    import pint  # noqa: PLC0415  # deferred: only profiles with units pay for the import
-
-    registry = _unit_registry()
-    try:
-        zero = registry.Quantity(0.0, unit).to(canonical).magnitude
-        one = registry.Quantity(1.0, unit).to(canonical).magnitude
-    except (pint.errors.UndefinedUnitError, pint.errors.DimensionalityError, AttributeError) as exc:
-        raise ValueError(f"cannot convert {unit!r} to {canonical!r}: {exc}") from exc
-    # pint goes through base units, so exact decimal factors arrive with float noise
-    # (L/s -> m^3/h = 3.6000000000000005); unit definitions have far fewer than 12 digits.
-    return _round_12(float(one - zero)), _round_12(float(zero))
-
-
-def _round_12(value: float) -> float:
-    return float(f"{value:.12g}")
-
-
-@cache
-def _unit_registry() -> Any:
-    import pint  # noqa: PLC0415  # see unit_conversion
-
-    return pint.UnitRegistry(autoconvert_offset_to_baseunit=True)
 
 
 def _value_map(table: dict[str, FieldValue]) -> Callable[[Any], Any]:
@@ -521,6 +493,17 @@ def _to_string(raw: Any) -> str:
 
 
 _EPOCH_SCALE = {"epoch_s": 10**9, "epoch_ms": 10**6, "epoch_us": 10**3, "epoch_ns": 1}
+
+
+def _time_rule(
+    spec: TimeSpec, *, relative: bool
+) -> Literal["receive"] | tuple[tuple[bool, tuple[str | int, ...]], int] | None:
+    """See CompiledProfile.time_rule; the same cases as _compile_time."""
+    if spec.source == "receive" or spec.path is None:
+        return "receive"
+    if spec.format == "iso8601":
+        return None
+    return parse_path(spec.path, relative=relative), _EPOCH_SCALE[spec.format]
 
 
 def _compile_time(spec: TimeSpec, *, relative: bool) -> Callable[[Any, Any, int], int]:
