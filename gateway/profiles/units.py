@@ -1,0 +1,64 @@
+"""Units of measurement: which spellings exist, and the affine factor between two units.
+
+pint answers both, at profile load only; the hot path sees plain floats. Its registry is
+large (~4 MB of Python objects for the default definitions, measured in the Speed issue's
+memory budget), so `forget_unit_registry()` lets it go after a load: the answers stay cached
+per unit text, and a later load builds the registry again only for a unit never seen before.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+
+@cache
+def known_unit(unit: str) -> None:
+    """Raise ValueError unless pint knows `unit` (units are case-sensitive: kWh, not kwh)."""
+    try:
+        _unit_registry().Unit(unit)
+    # Besides UndefinedUnitError, pint's expression parser lets through whatever its tokenizer
+    # hits on malformed text ('m/' AssertionError, '(' TokenError, '1/0' ZeroDivisionError).
+    # Load time only, and the message names the unit.
+    except Exception as exc:
+        detail = str(exc) or "not a unit expression"
+        raise ValueError(
+            f"unknown unit {unit!r} ({detail}); pint spells units like V, kWh, degC, m^3/h, "
+            "percent, dBm (case matters)"
+        ) from None
+
+
+@cache
+def unit_conversion(unit: str, canonical: str) -> tuple[float, float]:
+    """(factor, shift) such that canonical = value * factor + shift, computed by pint.
+
+    pint is imported here, at load time only: it costs ~0.3 s to import and nothing per message.
+    """
+    import pint  # noqa: PLC0415  # deferred: only profiles with units pay for the import
+
+    registry = _unit_registry()
+    try:
+        zero = registry.Quantity(0.0, unit).to(canonical).magnitude
+        one = registry.Quantity(1.0, unit).to(canonical).magnitude
+    except (pint.errors.UndefinedUnitError, pint.errors.DimensionalityError, AttributeError) as exc:
+        raise ValueError(f"cannot convert {unit!r} to {canonical!r}: {exc}") from exc
+    # pint goes through base units, so exact decimal factors arrive with float noise
+    # (L/s -> m^3/h = 3.6000000000000005); unit definitions have far fewer than 12 digits.
+    return round_12(float(one - zero)), round_12(float(zero))
+
+
+def round_12(value: float) -> float:
+    return float(f"{value:.12g}")
+
+
+def forget_unit_registry() -> None:
+    """Drop pint's registry once profiles are compiled. The answers above stay cached: a
+    reload of the same profiles never needs pint again."""
+    _unit_registry.cache_clear()
+
+
+@cache
+def _unit_registry() -> Any:
+    import pint  # noqa: PLC0415  # see unit_conversion
+
+    return pint.UnitRegistry(autoconvert_offset_to_baseunit=True)
