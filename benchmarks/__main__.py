@@ -1,10 +1,10 @@
 """`make bench`: the in-process hot path, message in -> line protocol in a sealed batch.
 
-Feeds simulator payloads (lighting, water, traffic) straight into `Gateway.on_message` with a
-recording sink, so it measures the gateway's own per-message CPU cost: profile resolution,
-JSON decode, normalization (types, units, ranges, time), line protocol and batching. The MQTT
-receive path and the HTTP write are not included: the full broker-to-InfluxDB drain benchmark
-is the Speed issue's work.
+Feeds the full benchmark's backlog (benchmarks/backlog.py: 10,000 simulated devices of nine
+kinds in the four domains) straight into `Gateway.on_message` with a recording sink, so it
+measures the gateway's own per-message CPU cost: profile resolution, decoding, normalization
+(types, units, ranges, time), line protocol and batching. The MQTT receive path and the HTTP
+write are not included: `python -m benchmarks.full` measures the whole drain.
 
 Prints one JSON line: median and spread over several runs, per message and per reading.
 """
@@ -20,13 +20,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.backlog import backlog_end_ms, town_readings
 from gateway.config import GatewaySettings
 from gateway.deadletter import DeadLetterStore
 from gateway.model import Message
 from gateway.pipeline import Gateway
 from gateway.profiles.registry import load_directory
 from gateway.sinks.recording import RecordingSink
-from simulators.fleet import build_fleet
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,18 +56,14 @@ class _NullIngest:
 
 
 def _messages(count: int) -> tuple[list[Message], int]:
-    fleet = build_fleet(
-        {"lighting": 400, "water": 300, "traffic": 300},
-        seed=1,
-        total_messages=count,
-        start_ms=1_795_000_000_000,
-        now_ms=1_795_000_000_000,
-    )
-    messages, readings = [], 0
-    for number, outgoing in enumerate(fleet.messages()):
-        messages.append(Message(outgoing.topic, outgoing.payload, 0, False, (1, number % 65535)))
-        readings += len(outgoing.readings)
-    return messages, readings
+    """The same backlog as `python -m benchmarks.full`: the cost measured here is the share of
+    that drain spent in the gateway's own code."""
+    backlog = town_readings(count, seed=1, end_ms=backlog_end_ms())
+    messages = [
+        Message(topic, payload, 0, False, (1, number % 65535))
+        for number, (topic, payload) in enumerate(backlog.messages)
+    ]
+    return messages, backlog.points
 
 
 async def _one_run(messages: list[Message], state: Path) -> float:

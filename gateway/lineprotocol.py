@@ -39,12 +39,16 @@ def format_field(value: FieldValue) -> str:
     return '"' + str(value).translate(STRING_ESCAPES) + '"'
 
 
-@lru_cache(maxsize=65536)
-def series_key(measurement: str, tags: tuple[tuple[str, str], ...]) -> str:
-    """`measurement,tag=value,...` — cached per series, of which a town has a bounded number."""
+def series_key_uncached(measurement: str, tags: tuple[tuple[str, str], ...]) -> str:
+    """`measurement,tag=value,...`, escaped: the series as line protocol names it."""
     parts = [escape_measurement(measurement)]
     parts.extend(f"{escape_key(key)}={escape_key(value)}" for key, value in tags)
     return ",".join(parts)
+
+
+# Cached per series, of which a town has a bounded number. The pipeline's normalizers keep
+# their own cache by raw tag values (gateway/normalize.py) and call the uncached one.
+series_key = lru_cache(maxsize=65536)(series_key_uncached)
 
 
 def field_prefix(name: str) -> str:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway.errors import DecodeError
-from gateway.lineprotocol import STRING_ESCAPES, field_prefix, series_key
+from gateway.lineprotocol import STRING_ESCAPES, field_prefix, series_key_uncached
 from gateway.model import Point
 from gateway.profiles.compile import (
     MAX_NS,
@@ -110,8 +110,7 @@ def _generate(profile: CompiledProfile, *, rows: bool) -> Normalizer:
         "MAX_NS": MAX_NS,
         "CLOCK_SET_NS": CLOCK_SET_NS,
         "ESCAPES": STRING_ESCAPES,
-        "series_key": series_key,
-        "tags_of": _tags,
+        "STRUCTURES": (dict, list),
         "float_text": float.__repr__,
         "isfinite": math.isfinite,
         "profile": profile,
@@ -141,17 +140,11 @@ def _source(profile: CompiledProfile, names: dict[str, object], *, rows: bool) -
             "        raise DecodeError('missing_readings', "
             "'the readings array is absent or not an array')",
         ]
+    code += _indent(_static_tags_source(profile), 1)
     if topic_tags:
         # Tags taken from the topic and constants are the same for every reading of a message:
-        # computed once. Their drops are still reported per kept reading.
-        code += [
-            "    topic_tag_drops = []",
-            "    tags = tags_of(profile, None, document, segments, topic_tag_drops)",
-        ]
-        if rows:
-            code.append("    key = series_key(measurement, tags)")
-    else:
-        code += _static_tags_source(profile, names)
+        # looked up once. Their drops are still reported per kept reading.
+        code += _indent(_tags_lookup_source(profile, names, "static", "()"), 1)
     code += [
         "    out = []",
         "    position = -1",
@@ -171,12 +164,9 @@ def _source(profile: CompiledProfile, names: dict[str, object], *, rows: bool) -
     ]
     code += _indent(_device_time_source(profile, names), 2)
     code += _indent(_time_source(profile, rows=rows), 2)
-    if topic_tags:
-        code += ["        if topic_tag_drops:", "            drops.extend(topic_tag_drops)"]
-    else:
-        code += _indent(_reading_tags_source(profile, names), 2)
-        if rows:
-            code.append("        key = series_key(measurement, tags)")
+    if not topic_tags:
+        code += _indent(_payload_tags_source(profile, names), 2)
+    code += ["        if tag_drops:", "            drops.extend(tag_drops)"]
     if rows:
         code.append(
             "        out.append((f\"{key} {','.join(parts)} {time_ns}\", key, time_ns, tags))"
@@ -393,81 +383,106 @@ def _time_source(profile: CompiledProfile, *, rows: bool) -> list[str]:
     return code
 
 
-def _static_tags_source(profile: CompiledProfile, names: dict[str, object]) -> list[str]:
-    """Before the readings of a profile with payload tags: its topic and constant tags, each
-    checked once per message (`static_N`: the (name, value) pair, or None when invalid)."""
+def _static_tags_source(profile: CompiledProfile) -> list[str]:
+    """`static`: the values of the profile's topic tags, the same for every reading of a
+    message (with the payload tags' values, the key of the tag cache)."""
+    segments = [f"segments[{tag.topic_segment!r}]" for tag in profile.tags if tag.topic_segment]
+    return [f"static = ({', '.join(segments)}{',' if len(segments) == 1 else ''})"]
+
+
+def _payload_tags_source(profile: CompiledProfile, names: dict[str, object]) -> list[str]:
+    """One reading's payload tag values as text (`text_N`, None when absent, null or a
+    structure), then its tags from the cache."""
     code = []
-    for number, tag in enumerate(profile.tags):
-        if tag.get is not None:
-            continue
-        if tag.topic_segment is not None:
-            code.append(f"    value = segments[{tag.topic_segment!r}]")
-        else:
-            code.append(f"    value = {tag.constant or ''!r}")
-        code += [
-            f"    static_{number} = None if value_invalid(value) else ({tag.name!r}, value)",
-        ]
-    names["value_invalid"] = _invalid_tag_value
-    return code
-
-
-def _reading_tags_source(profile: CompiledProfile, names: dict[str, object]) -> list[str]:
-    """`tags` of one reading, in name order, as _tags computes them (with the same drops)."""
-    code = ["pairs = []"]
+    texts = []
     for number, tag in enumerate(profile.tags):
         if tag.get is None:
-            code += [
-                f"if static_{number} is not None:",
-                f"    pairs.append(static_{number})",
-                "else:",
-                f"    drops.append(({tag.name!r}, 'invalid_tag'))",
-            ]
             continue
         names[f"tag_get_{number}"] = tag.get
         code += _read_source("raw", tag.path, f"tag_get_{number}", names)
         code += [
-            "if raw is None or isinstance(raw, dict | list):",
-            f"    drops.append(({tag.name!r}, 'missing_tag'))",
+            "if type(raw) is str:",
+            f"    text_{number} = raw",
+            "elif raw is None or isinstance(raw, STRUCTURES):",
+            f"    text_{number} = None",
             "else:",
-            "    value = raw if type(raw) is str else str(raw)",
-            "    if not value or value[-1] == '\\\\' or '\\n' in value or '\\r' in value:",
-            f"        drops.append(({tag.name!r}, 'invalid_tag'))",
-            "    else:",
-            f"        pairs.append(({tag.name!r}, value))",
+            f"    text_{number} = str(raw)",
         ]
-    return [*code, "tags = tuple(pairs)"]
+        texts.append(f"text_{number}")
+    payload = f"({', '.join(texts)}{',' if len(texts) == 1 else ''})"
+    return code + _tags_lookup_source(profile, names, f"(static, *{payload})", payload)
+
+
+def _tags_lookup_source(
+    profile: CompiledProfile, names: dict[str, object], combo: str, payload: str
+) -> list[str]:
+    """`tags`, `key` and `tag_drops` for the tag values `combo`, from the profile's tag cache.
+
+    Tags repeat: a device's topic values on every message, a radar's few lanes, directions and
+    vehicle classes on every vehicle. Checking the values, building the pairs and the series
+    key once per distinct combination instead of once per reading saved ~1 us per radar
+    vehicle. The cache is bounded (_MAX_TAG_COMBINATIONS, then it starts over) and replaces
+    lineprotocol.series_key's own cache for these series (the key is built uncached here)."""
+    names["tag_cache"] = {}
+    names["tags_for"] = _tags_builder(profile)
+    return [
+        f"combo = {combo}",
+        "found = tag_cache.get(combo)",
+        "if found is None:",
+        f"    found = tags_for(static, {payload})",
+        f"    if len(tag_cache) >= {_MAX_TAG_COMBINATIONS}:",
+        "        tag_cache.clear()",
+        "    tag_cache[combo] = found",
+        "tags, key, tag_drops = found",
+    ]
+
+
+_MAX_TAG_COMBINATIONS = 16_384  # per profile; a combination costs ~0.4 kB
+
+
+TagsFound = tuple[tuple[tuple[str, str], ...], str, list[Drop]]
+
+
+def _tags_builder(
+    profile: CompiledProfile,
+) -> Callable[[tuple[str, ...], tuple[str | None, ...]], TagsFound]:
+    """(topic tag values, payload tag texts) -> (tags, series key, drops): the tags in name
+    order, each value checked as line protocol needs (see _invalid_tag_value), as _tags does."""
+    kinds: list[tuple[str, str, int | str]] = []  # (name, where from, index or constant)
+    topics = payloads = 0
+    for tag in profile.tags:
+        if tag.topic_segment is not None:
+            kinds.append((tag.name, "topic", topics))
+            topics += 1
+        elif tag.get is not None:
+            kinds.append((tag.name, "payload", payloads))
+            payloads += 1
+        else:
+            kinds.append((tag.name, "constant", tag.constant or ""))
+    measurement = profile.measurement
+
+    def build(static: tuple[str, ...], texts: tuple[str | None, ...]) -> TagsFound:
+        pairs: list[tuple[str, str]] = []
+        drops: list[Drop] = []
+        for name, kind, where in kinds:
+            if kind == "constant":
+                value: str | None = str(where)
+            else:
+                value = (static if kind == "topic" else texts)[int(where)]
+            if value is None:  # only a payload value can be absent
+                drops.append((name, "missing_tag"))
+            elif _invalid_tag_value(value):
+                drops.append((name, "invalid_tag"))
+            else:
+                pairs.append((name, value))
+        tags = tuple(pairs)
+        return tags, series_key_uncached(measurement, tags), drops
+
+    return build
 
 
 def _invalid_tag_value(value: str) -> bool:
-    """A tag value line protocol cannot carry (see _tags)."""
+    """A tag value line protocol cannot carry: empty, with a line break (a tag cannot escape
+    one), or ending in a backslash, which InfluxDB 1.x reads as escaping the separator after it
+    and then refuses the whole line ("invalid tag format")."""
     return not value or value[-1] == "\\" or "\n" in value or "\r" in value
-
-
-def _tags(
-    profile: CompiledProfile,
-    reading: Any,
-    root: Any,
-    segments: dict[str, str],
-    drops: list[Drop],
-) -> tuple[tuple[str, str], ...]:
-    tags = []
-    for tag in profile.tags:  # already sorted by name
-        if tag.topic_segment is not None:
-            value = segments[tag.topic_segment]
-        elif tag.get is not None:
-            raw = tag.get(reading, root)
-            if raw is MISSING or raw is None or isinstance(raw, dict | list):
-                drops.append((tag.name, "missing_tag"))
-                continue
-            value = raw if type(raw) is str else str(raw)
-        else:
-            value = tag.constant or ""
-        # InfluxDB 1.x reads a tag value's final backslash as escaping the separator after it
-        # and refuses the whole line ("invalid tag format"), so such values are refused here.
-        # Line protocol cannot escape a line break in a tag. Two `in` tests, not any() over a
-        # generator: this runs for every tag of every reading (measured 3% of the hot path).
-        if not value or value[-1] == "\\" or "\n" in value or "\r" in value:
-            drops.append((tag.name, "invalid_tag"))
-            continue
-        tags.append((tag.name, value))
-    return tuple(tags)

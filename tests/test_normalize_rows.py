@@ -22,7 +22,7 @@ from gateway.cli import read_golden
 from gateway.decode import decoder_for
 from gateway.errors import DecodeError
 from gateway.lineprotocol import encode_point, series_key
-from gateway.normalize import Drop, normalize, rows_normalizer
+from gateway.normalize import Drop, Normalizer, normalize, rows_normalizer
 from gateway.profiles.compile import CompiledProfile
 from gateway.profiles.policy import OFFLINE_POLICY
 from gateway.profiles.registry import load_directory, load_text
@@ -116,9 +116,16 @@ def assert_same_as_reference(
 
 
 def _generated(
-    variant: str, profile: CompiledProfile, document: Any, segments: dict[str, str], now: int
+    variant: str,
+    profile: CompiledProfile,
+    document: Any,
+    segments: dict[str, str],
+    now: int,
+    *,
+    normalizer: Normalizer | None = None,
 ) -> Any:
-    """The generated variant's outcome, in the shape of _outcome's."""
+    """The generated variant's outcome, in the shape of _outcome's (rows: from `normalizer`,
+    a new one by default)."""
     drops: list[Drop] = []
     try:
         if variant == "points":
@@ -128,7 +135,7 @@ def _generated(
                 for p in points
             ]
             return ("points", points, rows, drops)
-        rows = rows_normalizer(profile)(document, segments, now, drops)
+        rows = (normalizer or rows_normalizer(profile))(document, segments, now, drops)
     except DecodeError as exc:
         return ("error", exc.reason, exc.detail, drops)
     points = reference_normalize(profile, document, segments, now, [])  # rows have no Points
@@ -240,3 +247,20 @@ def test_topic_tags_good_and_bad_with_valid_readings(profile_id: str, district: 
     [profile] = [p for p in PROFILES if p.id == profile_id]
     segments = {**_segments(profile), "district": district}
     assert_same_as_reference(profile, VALID_DOCUMENTS[profile_id], segments)
+
+
+def test_one_normalizer_for_many_devices_and_values_keeps_them_apart() -> None:
+    """The generated code caches tags by their values: one normalizer fed messages of many
+    devices, districts and payload tag values in turn (good and bad, repeated) must give each
+    message exactly what the reference gives."""
+    for profile_id, document in VALID_DOCUMENTS.items():
+        [profile] = [p for p in PROFILES if p.id == profile_id]
+        rows = rows_normalizer(profile)
+        for round_ in range(3):
+            for device in ("a", "b", "a,b", "c"):
+                for district in ("d", "e", "bad\\", "d"):
+                    segments = {**_segments(profile), "device_id": device, "district": district}
+                    now = NOW_NS + round_
+                    expected = _outcome(profile, document, segments, now)
+                    got = _generated("rows", profile, document, segments, now, normalizer=rows)
+                    assert got == expected, (device, district)
