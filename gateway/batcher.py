@@ -49,7 +49,9 @@ class Batcher:
         receipt: tuple[ReceiptKey, int] | None = None,
     ) -> Batch | None:
         """Add one message's lines; returns the sealed batch when it reached max_points."""
-        batch = self._opened()
+        batch = self.open
+        if not batch.tokens and batch.empty:  # _opened, inline: this runs for every message
+            batch.opened_at = time.monotonic()
         if receipt is not None:
             batch.receipts.append(receipt)
         bucket = batch.lines.get(destination)
@@ -57,8 +59,11 @@ class Batcher:
             batch.lines[destination] = lines
         else:
             bucket.extend(lines)
-        batch.points += len(lines)
-        batch.points_by_domain[domain] += len(lines)
+        count = len(lines)
+        batch.points += count
+        by_domain = batch.points_by_domain
+        # A plain dict's get: Counter's += on a subclass costs twice as much per message.
+        by_domain[domain] = by_domain.get(domain, 0) + count
         batch.tokens.append(token)
         return self.seal() if batch.points >= self.max_points else None
 

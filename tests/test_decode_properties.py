@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -227,3 +228,29 @@ def test_normalize_of_any_structure(profile: CompiledProfile, data: st.DataObjec
         return
     for point in points:
         encode_point(point)
+
+
+def _parse_scalar_by_patterns(text: str) -> int | float | str | None:
+    """parse_scalar as it was before its fast paths: the regular expressions only."""
+    value = text.strip()
+    if not value:
+        return None
+    if re.fullmatch(r"[+-]?[0-9]+", value, re.ASCII) and len(value) <= 20:
+        number = int(value)
+        if -(2**63) <= number < 2**63:
+            return number
+    if re.fullmatch(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", value, re.ASCII):
+        return float(value)
+    return value
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    text=st.text(alphabet="0123456789.+-eE _²٣x ", max_size=24)
+    | st.from_regex(r"\s*[+-]?[0-9]{0,22}\.?[0-9]{0,5}\s*", fullmatch=True)
+)
+def test_scalar_fast_paths_agree_with_the_patterns(text: str) -> None:
+    expected = _parse_scalar_by_patterns(text)
+    parsed = parse_scalar(text)
+    assert parsed == expected
+    assert type(parsed) is type(expected)

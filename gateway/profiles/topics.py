@@ -7,7 +7,7 @@ literal. Pure functions: no I/O, no asyncio.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 _NAMED = re.compile(r"^\{([a-z_][a-z0-9_]*)\}$")
 _MQTT_WILDCARDS = ("+", "#")
@@ -19,6 +19,22 @@ class TopicPattern:
 
     text: str
     levels: tuple[tuple[bool, str], ...]  # (is_named, literal text or segment name)
+    # The literal levels before the first and after the last named segment, with their
+    # slashes: a topic without both cannot match, and most topics a profile is asked about
+    # are rejected on these two string tests instead of a split (resolving a new topic tries
+    # every profile).
+    prefix: str = field(init=False)
+    suffix: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        named = [index for index, (is_named, _) in enumerate(self.levels) if is_named]
+        literal = [value for _, value in self.levels]
+        prefix = suffix = ""
+        if named:
+            prefix = "".join(f"{value}/" for value in literal[: named[0]])
+            suffix = "".join(f"/{value}" for value in literal[named[-1] + 1 :])
+        object.__setattr__(self, "prefix", prefix)  # frozen: set once here
+        object.__setattr__(self, "suffix", suffix)
 
     @property
     def segment_names(self) -> tuple[str, ...]:
@@ -31,6 +47,8 @@ class TopicPattern:
 
     def match(self, topic: str) -> dict[str, str] | None:
         """The captured segments if `topic` matches, else None."""
+        if not (topic.startswith(self.prefix) and topic.endswith(self.suffix)):
+            return None
         parts = topic.split("/")
         if len(parts) != len(self.levels):
             return None
