@@ -11,8 +11,10 @@ value maps, scales, int fields fed fractions, bad topic tag values).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -23,7 +25,7 @@ from gateway.decode import decoder_for
 from gateway.errors import DecodeError
 from gateway.lineprotocol import encode_point, series_key
 from gateway.normalize import Drop, Normalizer, normalize, rows_normalizer
-from gateway.profiles.compile import CompiledProfile
+from gateway.profiles.compile import CompiledProfile, _iso8601_parser
 from gateway.profiles.policy import OFFLINE_POLICY
 from gateway.profiles.registry import load_directory, load_text
 from tests.reference_normalize import reference_normalize
@@ -264,3 +266,21 @@ def test_one_normalizer_for_many_devices_and_values_keeps_them_apart() -> None:
                     expected = _outcome(profile, document, segments, now)
                     got = _generated("rows", profile, document, segments, now, normalizer=rows)
                     assert got == expected, (device, district)
+
+
+@SETTINGS
+@given(
+    moment=st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1)),
+    zone=st.sampled_from(["Asia/Ho_Chi_Minh", "Europe/Berlin", "America/New_York", "UTC"]),
+    offset=st.sampled_from(["", "Z", "+07:00", "-03:30"]),
+)
+def test_iso8601_times_as_replace_and_subtract(moment: datetime, zone: str, offset: str) -> None:
+    """The parser subtracts the zone's offset itself (replace() was slow): the same instant as
+    moment.replace(tzinfo=zone) - epoch, across DST gaps and folds."""
+    text = moment.isoformat() + offset
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=ZoneInfo(zone))
+    delta = parsed - datetime(1970, 1, 1, tzinfo=UTC)
+    expected = (delta.days * 86400 + delta.seconds) * 10**9 + delta.microseconds * 1000
+    assert _iso8601_parser(zone)(text) == expected

@@ -545,10 +545,12 @@ def _epoch_parser(scale: int) -> Callable[[Any], int]:
 
 
 def _iso8601_parser(zone_name: str) -> Callable[[Any], int]:
-    from datetime import UTC, datetime  # noqa: PLC0415  # keeps the module's top light
+    from datetime import UTC, datetime, timedelta  # noqa: PLC0415  # keeps the module's top light
 
     zone = ZoneInfo(zone_name)  # the schema checked that it exists
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    local_epoch = datetime(1970, 1, 1)  # naive on purpose: see below
+    local_offset, no_offset = zone.utcoffset, timedelta(0)
 
     def parse(raw: Any) -> int:
         if type(raw) is not str:
@@ -557,9 +559,13 @@ def _iso8601_parser(zone_name: str) -> Callable[[Any], int]:
             moment = datetime.fromisoformat(raw)
         except ValueError:
             raise BadTimestamp("bad_timestamp") from None
+        # Exact integer arithmetic, unlike timestamp() floats. A time without an offset is the
+        # profile's local time: the zone's offset at that wall time is subtracted, as
+        # moment.replace(tzinfo=zone) - epoch would, but without replace(), which cost ~2 us.
         if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=zone)
-        delta = moment - epoch  # exact integer arithmetic, unlike timestamp() floats
+            delta = moment - local_epoch - (local_offset(moment) or no_offset)  # never None
+        else:
+            delta = moment - epoch
         return (delta.days * 86400 + delta.seconds) * 10**9 + delta.microseconds * 1000
 
     return parse
