@@ -423,7 +423,12 @@ def _static_tags_source(profile: CompiledProfile) -> list[str]:
     """`static`: the values of the profile's topic tags, the same for every reading of a
     message (with the payload tags' values, the key of the tag cache)."""
     segments = [f"segments[{tag.topic_segment!r}]" for tag in profile.tags if tag.topic_segment]
-    return [f"static = ({', '.join(segments)}{',' if len(segments) == 1 else ''})"]
+    code = [f"static = ({', '.join(segments)}{',' if len(segments) == 1 else ''})"]
+    if not profile.tags_from_topic_only:
+        # In the per-reading cache key as one string: its hash is computed once per message,
+        # a tuple's at every lookup. Topic levels never contain "/", so the join is unique.
+        code.append("static_key = '/'.join(static)")
+    return code
 
 
 def _payload_tags_source(profile: CompiledProfile, names: dict[str, object]) -> list[str]:
@@ -446,7 +451,8 @@ def _payload_tags_source(profile: CompiledProfile, names: dict[str, object]) -> 
         ]
         texts.append(f"text_{number}")
     payload = f"({', '.join(texts)}{',' if len(texts) == 1 else ''})"
-    return code + _tags_lookup_source(profile, names, f"(static, *{payload})", payload)
+    combo = f"(static_key, {', '.join(texts)})"
+    return code + _tags_lookup_source(profile, names, combo, payload)
 
 
 def _tags_lookup_source(
