@@ -440,7 +440,10 @@ def _arguments() -> argparse.Namespace:
         help=f"comma-separated contenders ({GATEWAY},{WORKERS},{PAHO},{NAIVE})",
     )
     parser.add_argument(
-        "--py-spy", type=Path, help="record the gateway's drain with py-spy (.txt: raw, else svg)"
+        "--py-spy",
+        type=Path,
+        help="record the gateway's drain with py-spy into this file (.txt: raw stacks, else an "
+        "SVG flame graph); needs `pip install py-spy`",
     )
     args = parser.parse_args()
     if args.quick:
