@@ -1,9 +1,19 @@
 """The gateway's HTTP endpoint: liveness, readiness, Prometheus metrics, stale devices.
 
-The only module that serves HTTP (aiohttp.web) and the only user of prometheus-client. The hot
-path never calls either: it bumps plain ints in gateway.metrics.Metrics, and `_StatsCollector`
-reads them when Prometheus scrapes, through the same `read_stats` list the InfluxDB
-self-metrics use (gateway/selfmetrics.py).
+The only module that serves HTTP. The hot path never calls it: it bumps plain ints in
+gateway.metrics.Metrics, and `_stats_families` reads them when Prometheus scrapes, through the
+same `read_stats` list the InfluxDB self-metrics use (gateway/selfmetrics.py).
+
+The server is asyncio's own (`asyncio.start_server`) with a small HTTP/1.1 reader: four GET
+endpoints, one answer per connection. aiohttp.web served them before, but aiohttp costs 11 MB
+of the gateway's 64 MB memory budget (Speed issue), and a scrape every few seconds needs none
+of it. `gateway status` still reads the endpoints with aiohttp's client (`fetch_endpoint`,
+imported only by that command).
+
+/metrics writes the Prometheus text format 0.0.4 itself, exactly as prometheus-client 0.26's
+`generate_latest` did with its process and platform collectors (tests/test_health.py compares
+the two): importing prometheus-client cost another 3.7 MB (its exposition module brings
+http.server, wsgiref and email). `gateway status` parses the text with prometheus-client.
 
     GET /healthz        200 "ok" while the event loop answers (a wedged loop times out)
     GET /readyz         200 or 503, JSON {"ready": bool, "reasons": [...]}
@@ -15,25 +25,18 @@ No authentication: listen on loopback or a management network only.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import logging
 import math
+import os
+import platform
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
-
-import aiohttp
-from aiohttp import web
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.metrics_core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-from prometheus_client.parser import text_string_to_metric_families
-from prometheus_client.platform_collector import PlatformCollector
-from prometheus_client.process_collector import ProcessCollector
+from urllib.parse import parse_qs, urlsplit
 
 from gateway.config import HttpSettings
 from gateway.errors import ConfigError
@@ -49,6 +52,11 @@ _TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
 _STALE_LIST_LIMIT = 1000
 # Scrapes take milliseconds; do not let a slow client hold up the gateway's own shutdown.
 _SHUTDOWN_TIMEOUT_S = 1.0
+# A client that sends its request this slowly, or this much of it, is no scraper.
+_REQUEST_TIMEOUT_S = 10.0
+_MAX_REQUEST_HEAD_BYTES = 16 * 1024
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
+_REASONS |= {503: "Service Unavailable"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,50 +87,176 @@ def assess_readiness(
     return Readiness(not reasons, tuple(reasons))
 
 
-class _StatsCollector:
-    """A prometheus_client custom collector: reads the gateway's figures at scrape time."""
+Sample = tuple[str, dict[str, str], float]
+"""(sample name, labels, value)."""
 
-    def __init__(
-        self, sources: Sources, readiness: Callable[[], Readiness], clock_ns: Callable[[], int]
-    ) -> None:
-        self._sources = sources
-        self._readiness = readiness
-        self._clock_ns = clock_ns
 
-    def collect(self) -> Iterable[Metric]:
-        stats = read_stats(self._sources, self._clock_ns())
-        split = {breakdown.name for breakdown in stats.breakdowns}
-        for scalar in stats.scalars:
-            if scalar.name in split:
-                continue  # exported below with its label; sum() over it gives this total
-            family = CounterMetricFamily if scalar.kind == "counter" else GaugeMetricFamily
-            yield family(PROMETHEUS_PREFIX + scalar.name, scalar.help, value=scalar.value)
-        for breakdown in stats.breakdowns:
-            counter = CounterMetricFamily(
-                PROMETHEUS_PREFIX + breakdown.name, breakdown.help, labels=[breakdown.label]
-            )
-            for key, count in sorted(breakdown.counts.items()):
-                counter.add_metric([key], count)
-            yield counter
-        yield HistogramMetricFamily(
-            PROMETHEUS_PREFIX + "write_latency_seconds",
-            "Duration of successful InfluxDB write requests.",
-            buckets=[
-                ("+Inf" if math.isinf(bound) else repr(bound), count)
-                for bound, count in stats.write_latency
-            ],
-            sum_value=stats.write_latency_sum_s,
+@dataclass(frozen=True, slots=True)
+class MetricFamily:
+    """One metric of the exposition: `# HELP`, `# TYPE` and its samples."""
+
+    name: str  # as exposed: counters end in `_total`
+    kind: str  # counter, gauge or histogram
+    help: str
+    samples: list[Sample]
+
+
+def _counter(name: str, help_text: str, value: float | None = None) -> MetricFamily:
+    name = name if name.endswith("_total") else name + "_total"
+    return MetricFamily(name, "counter", help_text, [] if value is None else [(name, {}, value)])
+
+
+def _gauge(
+    name: str, help_text: str, value: float, labels: dict[str, str] | None = None
+) -> MetricFamily:
+    return MetricFamily(name, "gauge", help_text, [(name, labels or {}, value)])
+
+
+def _stats_families(sources: Sources, ready: bool, now_ns: int) -> list[MetricFamily]:
+    """The gateway's figures at scrape time."""
+    stats = read_stats(sources, now_ns)
+    split = {breakdown.name for breakdown in stats.breakdowns}
+    families = [
+        _counter(PROMETHEUS_PREFIX + scalar.name, scalar.help, scalar.value)
+        if scalar.kind == "counter"
+        else _gauge(PROMETHEUS_PREFIX + scalar.name, scalar.help, scalar.value)
+        for scalar in stats.scalars
+        if scalar.name not in split  # exported below with its label; sum() gives this total
+    ]
+    for breakdown in stats.breakdowns:
+        counter = _counter(PROMETHEUS_PREFIX + breakdown.name, breakdown.help)
+        counter.samples.extend(
+            (counter.name, {breakdown.label: key}, count)
+            for key, count in sorted(breakdown.counts.items())
         )
-        ready = self._readiness().ok
-        yield GaugeMetricFamily(PROMETHEUS_PREFIX + "ready", "1 if /readyz says ready.", int(ready))
+        families.append(counter)
+    name = PROMETHEUS_PREFIX + "write_latency_seconds"
+    latency = MetricFamily(name, "histogram", "Duration of successful InfluxDB write requests.", [])
+    latency.samples.extend(
+        (name + "_bucket", {"le": "+Inf" if math.isinf(bound) else repr(bound)}, count)
+        for bound, count in stats.write_latency
+    )
+    if stats.write_latency:
+        latency.samples.append((name + "_count", {}, stats.write_latency[-1][1]))
+    latency.samples.append((name + "_sum", {}, stats.write_latency_sum_s))
+    families.append(latency)
+    families.append(_gauge(PROMETHEUS_PREFIX + "ready", "1 if /readyz says ready.", int(ready)))
+    return families
+
+
+_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+_PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+
+
+def _process_families() -> list[MetricFamily]:
+    """prometheus-client's process collector: memory, CPU, start time and file descriptors
+    from /proc (Linux); nothing where /proc cannot be read."""
+    families = []
+    try:
+        with open("/proc/self/stat", "rb") as file:
+            fields = file.read().rsplit(b")", 1)[-1].split()
+        start_s = float(fields[19]) / _TICKS_PER_S + _boot_time_s()
+        families += [
+            _gauge(
+                "process_virtual_memory_bytes", "Virtual memory size in bytes.", float(fields[20])
+            ),
+            _gauge(
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes.",
+                float(fields[21]) * _PAGE_BYTES,
+            ),
+            _gauge(
+                "process_start_time_seconds",
+                "Start time of the process since unix epoch in seconds.",
+                start_s,
+            ),
+            _counter(
+                "process_cpu_seconds_total",
+                "Total user and system CPU time spent in seconds.",
+                (float(fields[11]) + float(fields[12])) / _TICKS_PER_S,
+            ),
+        ]
+        open_fds = len(os.listdir("/proc/self/fd"))
+        with open("/proc/self/limits", "rb") as file:
+            max_fds = next(
+                float(line.split()[3]) for line in file if line.startswith(b"Max open file")
+            )
+        families += [
+            _gauge("process_open_fds", "Number of open file descriptors.", open_fds),
+            _gauge("process_max_fds", "Maximum number of open file descriptors.", max_fds),
+        ]
+    except (OSError, ValueError, IndexError, StopIteration):
+        pass
+    return families
+
+
+def _boot_time_s() -> float:
+    with open("/proc/stat", "rb") as file:
+        return next(float(line.split()[1]) for line in file if line.startswith(b"btime "))
+
+
+def _python_info() -> MetricFamily:
+    major, minor, patchlevel = platform.python_version_tuple()
+    labels = {
+        "version": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "major": major,
+        "minor": minor,
+        "patchlevel": patchlevel,
+    }
+    return _gauge("python_info", "Python platform information", 1, labels)
+
+
+def exposition(families: Iterable[MetricFamily]) -> bytes:
+    """Prometheus text format 0.0.4, as prometheus-client's generate_latest writes it."""
+    lines = []
+    for family in families:
+        help_text = family.help.replace("\\", r"\\").replace("\n", r"\n")
+        lines.append(f"# HELP {family.name} {help_text}\n# TYPE {family.name} {family.kind}\n")
+        for name, labels, value in family.samples:
+            pairs = ",".join(f'{key}="{_label_value(labels[key])}"' for key in sorted(labels))
+            series = f"{name}{{{pairs}}}" if pairs else name
+            lines.append(f"{series} {_go_float(value)}\n")
+    return "".join(lines).encode()
+
+
+def _label_value(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def _go_float(value: float) -> str:
+    """A sample value as Go's strconv writes it (prometheus-client's floatToGoString)."""
+    number = float(value)
+    if math.isinf(number):
+        return "+Inf" if number > 0 else "-Inf"
+    if math.isnan(number):
+        return "NaN"
+    text = repr(number)
+    dot = text.find(".")
+    if number > 0 and dot > 6:  # Go switches to an exponent sooner than Python
+        mantissa = f"{text[0]}.{text[1:dot]}{text[dot + 1 :]}".rstrip("0.")
+        return f"{mantissa}e+{dot - 1:02d}"
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class _Response:
+    status: int
+    body: bytes
+    content_type: str = "text/plain; charset=utf-8"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _text(text: str, status: int = 200) -> _Response:
+    return _Response(status, text.encode())
+
+
+def _json(body: object, status: int = 200) -> _Response:
+    return _Response(status, json.dumps(body).encode(), "application/json; charset=utf-8")
 
 
 class HealthServer:
-    """Serves the endpoints on `[http] listen:port` from `start()` until `stop()`.
-
-    One CollectorRegistry per server (never prometheus-client's global one), so tests and
-    several gateways in one process do not collide.
-    """
+    """Serves the endpoints on `[http] listen:port` from `start()` until `stop()`."""
 
     def __init__(
         self,
@@ -136,77 +270,108 @@ class HealthServer:
         self._sources = sources
         self._readiness = readiness
         self._clock_ns = clock_ns
-        self.registry = CollectorRegistry()
-        self.registry.register(_StatsCollector(sources, readiness, clock_ns))
-        ProcessCollector(registry=self.registry)  # memory, CPU, open files (Linux /proc)
-        PlatformCollector(registry=self.registry)
-        self._runner: web.AppRunner | None = None
+        self._python_info = _python_info()
+        self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+        self._routes: dict[str, Callable[[dict[str, list[str]]], Awaitable[_Response]]] = {
+            "/": self._index,
+            "/healthz": self._healthz,
+            "/readyz": self._readyz,
+            "/metrics": self._metrics,
+        }
+        if sources.liveness is not None:
+            self._routes["/devices/stale"] = self._stale_devices
 
     @property
     def port(self) -> int:
         """The bound port (useful with `port = 0`); 0 before start()."""
-        if self._runner is None or not self._runner.addresses:
+        if self._server is None or not self._server.sockets:
             return 0
-        port: int = self._runner.addresses[0][1]
+        port: int = self._server.sockets[0].getsockname()[1]
         return port
 
     async def start(self) -> None:
         """Bind and serve; raises ConfigError if the address cannot be used."""
-        app = web.Application()
-        app.router.add_get("/", self._index)
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/readyz", self._readyz)
-        app.router.add_get("/metrics", self._metrics)
-        if self._sources.liveness is not None:
-            app.router.add_get("/devices/stale", self._stale_devices)
-        # access_log=None: a scrape every few seconds would flood journald with INFO lines.
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT_S)
-        await runner.setup()
         host, port = self._settings.listen, self._settings.port
         try:
-            await web.TCPSite(runner, host, port).start()
+            self._server = await asyncio.start_server(self._serve, host, port)
         except OSError as exc:
-            await runner.cleanup()
             raise ConfigError(
                 f"http: cannot listen on {_host_port(host, port)} ({exc.strerror or exc}): "
                 "change [http] listen/port, or set [http] enabled = false"
             ) from exc
-        self._runner = runner
         log.info("health endpoint on http://%s/", _host_port(host, self.port))
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close()
+        if self._connections:  # a scrape in progress gets a moment, then is cut
+            _, pending = await asyncio.wait(self._connections, timeout=_SHUTDOWN_TIMEOUT_S)
+            for task in pending:
+                task.cancel()
+        await server.wait_closed()
+
+    # ---- HTTP/1.1, one request per connection ----------------------------------------------------
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None  # start_server runs each connection in a task
+        self._connections.add(task)
+        try:
+            with contextlib.suppress(OSError, EOFError, TimeoutError, asyncio.LimitOverrunError):
+                async with asyncio.timeout(_REQUEST_TIMEOUT_S):
+                    method, target = await _read_request(reader)
+                response = await self._answer(method, target)
+                writer.write(_response_bytes(response, head_only=method == "HEAD"))
+                await writer.drain()
+        finally:
+            self._connections.discard(task)
+            writer.close()
+
+    async def _answer(self, method: str, target: str) -> _Response:
+        if not method:
+            return _text("malformed request\n", 400)
+        url = urlsplit(target)
+        route = self._routes.get(url.path)
+        if route is None:
+            return _text("404: Not Found", 404)
+        if method not in ("GET", "HEAD"):
+            response = _text("405: Method Not Allowed", 405)
+            response.headers["Allow"] = "GET,HEAD"
+            return response
+        return await route(parse_qs(url.query))
 
     # ---- handlers ----------------------------------------------------------------------------
 
-    async def _index(self, _: web.Request) -> web.Response:
+    async def _index(self, _: dict[str, list[str]]) -> _Response:
         paths = ["/healthz", "/readyz", "/metrics"]
         if self._sources.liveness is not None:
             paths.append("/devices/stale")
-        return web.Response(text="mh-gateway\n" + "".join(f"  {path}\n" for path in paths))
+        return _text("mh-gateway\n" + "".join(f"  {path}\n" for path in paths))
 
-    async def _healthz(self, _: web.Request) -> web.Response:
-        return web.Response(text="ok\n")
+    async def _healthz(self, _: dict[str, list[str]]) -> _Response:
+        return _text("ok\n")
 
-    async def _readyz(self, _: web.Request) -> web.Response:
+    async def _readyz(self, _: dict[str, list[str]]) -> _Response:
         readiness = self._readiness()
         body = {"ready": readiness.ok, "reasons": list(readiness.reasons)}
-        return web.json_response(body, status=200 if readiness.ok else 503)
+        return _json(body, status=200 if readiness.ok else 503)
 
-    async def _metrics(self, _: web.Request) -> web.Response:
-        return web.Response(
-            body=generate_latest(self.registry), headers={"Content-Type": _TEXT_FORMAT}
-        )
+    async def _metrics(self, _: dict[str, list[str]]) -> _Response:
+        families = _stats_families(self._sources, self._readiness().ok, self._clock_ns())
+        families += _process_families()
+        families.append(self._python_info)
+        return _Response(200, exposition(families), _TEXT_FORMAT)
 
-    async def _stale_devices(self, request: web.Request) -> web.Response:
+    async def _stale_devices(self, query: dict[str, list[str]]) -> _Response:
         tracker = self._sources.liveness
         assert tracker is not None  # the route exists only with a tracker
         try:
-            limit = int(request.query.get("limit", _STALE_LIST_LIMIT))
+            limit = int(query.get("limit", [_STALE_LIST_LIMIT])[0])
         except ValueError:
-            raise web.HTTPBadRequest(text="limit must be an integer\n") from None
+            return _text("limit must be an integer\n", 400)
         now_ns = self._clock_ns()
         stale = tracker.stale(now_ns, limit=max(0, limit))
         body: dict[str, Any] = {
@@ -226,7 +391,35 @@ class HealthServer:
                 for device in stale
             ],
         }
-        return web.json_response(body)
+        return _json(body)
+
+
+async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str]:
+    """(method, target) of the request; ("", "") when it is not HTTP/1.x. The headers are read
+    and ignored: every answer closes the connection, and a GET has no body."""
+    request_line = await reader.readuntil(b"\r\n")
+    size = len(request_line)
+    while (line := await reader.readuntil(b"\r\n")) != b"\r\n":
+        size += len(line)
+        if size > _MAX_REQUEST_HEAD_BYTES:
+            return "", ""
+    parts = request_line.decode("latin-1").split()
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+        return "", ""
+    return parts[0], parts[1]
+
+
+def _response_bytes(response: _Response, *, head_only: bool) -> bytes:
+    headers = {
+        "Content-Type": response.content_type,
+        "Content-Length": str(len(response.body)),
+        "Connection": "close",
+        **response.headers,
+    }
+    head = f"HTTP/1.1 {response.status} {_REASONS.get(response.status, '')}\r\n" + "".join(
+        f"{name}: {value}\r\n" for name, value in headers.items()
+    )
+    return head.encode("latin-1") + b"\r\n" + (b"" if head_only else response.body)
 
 
 def _host_port(host: str, port: int) -> str:
@@ -242,6 +435,8 @@ Samples = dict[str, list[tuple[dict[str, str], float]]]
 async def fetch_endpoint(base_url: str, path: str, timeout_s: float) -> tuple[int, str]:
     """GET one endpoint of a running gateway: (HTTP status, body). Raises ConfigError naming
     the address when nothing answers there."""
+    import aiohttp  # noqa: PLC0415  # `gateway status` only: the server above does without it
+
     url = base_url.rstrip("/") + path
     try:
         async with (
@@ -258,6 +453,8 @@ async def fetch_endpoint(base_url: str, path: str, timeout_s: float) -> tuple[in
 
 def parse_metrics(text: str) -> Samples:
     """The samples of a /metrics answer; ConfigError if it is not Prometheus text."""
+    from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415  # status only
+
     samples: Samples = {}
     try:
         for family in text_string_to_metric_families(text):

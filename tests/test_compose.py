@@ -1,8 +1,8 @@
 """docker-compose.yml and its files agree with the repository (no Docker engine needed).
 
 Compose only finds out at `docker compose up` that a mounted file moved, a volume is misspelt or
-a GATEWAY_* variable names a setting that does not exist (pydantic-settings ignores unknown
-variables, so the last one would not even fail then). These tests read the files instead.
+a GATEWAY_* variable names a setting that does not exist (the gateway ignores variables that
+name no section, so the last one would not even fail then). These tests read the files instead.
 """
 
 from __future__ import annotations

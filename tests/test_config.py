@@ -77,7 +77,7 @@ def test_monitoring_intervals_from_file_and_environment(
     assert settings.monitoring.instance == "edge-01"
     assert settings.monitoring.expected_interval_s == {"mh-water-flow-json": 300.0}
     monkeypatch.setenv("GATEWAY_MONITORING__EXPECTED_INTERVAL_S", '{"mh-streetlight-json": 60}')
-    # pydantic-settings merges a table from the environment into the file's, key by key.
+    # A table from the environment is merged into the file's, key by key (as pydantic-settings did).
     assert load_settings(file).monitoring.expected_interval_s == {
         "mh-water-flow-json": 300.0,
         "mh-streetlight-json": 60.0,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import random
+from fractions import Fraction
 from pathlib import Path
 
 import orjson
@@ -29,6 +31,24 @@ def test_a_bucket_allows_its_burst_then_its_rate() -> None:
     assert limit.allow("a", S // 2)  # half a second refills one token at 2/s
     assert not limit.allow("a", S // 2)
     assert [limit.allow("a", 100 * S) for _ in range(4)] == [True, True, True, False]  # capped
+
+
+def test_the_buckets_decide_as_exact_arithmetic_does() -> None:
+    """One float per topic (the time its bucket would be empty) must decide like a bucket of
+    [tokens, last refill] computed exactly, at epoch-sized nanosecond times."""
+    rng = random.Random(3)
+    for rate, burst in [(0.5, 1), (2.0, 3), (20.0, 5), (100.0, 50)]:
+        limit = DeviceRateLimit(rate, burst)
+        exact: dict[str, list[Fraction]] = {}  # topic -> [tokens, last refill ns]
+        now = 1_795_000_000 * S + rng.randrange(S)
+        for _ in range(3000):
+            now += rng.choice([0, 1000, 10**6, 10**7, 10**8, S // 2, S]) + rng.randrange(1000)
+            topic = rng.choice("abc")
+            tokens, last = exact.get(topic, [Fraction(burst), Fraction(now)])
+            tokens = min(Fraction(burst), tokens + (now - last) * Fraction(rate) / S)
+            allowed = tokens >= 1
+            exact[topic] = [tokens - 1 if allowed else tokens, Fraction(now)]
+            assert limit.allow(topic, now) is allowed
 
 
 def test_the_log_throttle_reports_what_it_held_back() -> None:

@@ -32,6 +32,7 @@ from gateway.profiles.policy import (
     ephemeral_policy,
 )
 from gateway.profiles.schema import DevicesSpec, ProfileSpec, cardinality_warnings
+from gateway.profiles.units import forget_unit_registry
 
 PROFILE_SUFFIXES = (".yaml", ".yml")
 _CACHE_LIMIT = 200_000  # distinct topics remembered; a town has tens of thousands of devices
@@ -169,7 +170,10 @@ def load_directory(directory: Path, policy: LoadPolicy | None = None) -> Profile
     policy = policy or ephemeral_policy()
     if not directory.is_dir():
         raise ProfileError([f"{directory}: profiles directory does not exist ([profiles] dir)"])
-    compiled, problems = load_files(profile_files([directory]), policy)
+    try:
+        compiled, problems = load_files(profile_files([directory]), policy)
+    finally:
+        forget_unit_registry()  # ~4 MB the running gateway does not need (see units.py)
     problems.extend(check_tenancy([profile_destination(p) for p in compiled], policy))
     if problems:
         raise ProfileError(problems)
