@@ -33,21 +33,39 @@ def test_batches_come_back_oldest_first_and_survive_a_reopen(tmp_path: Path) -> 
     spool.close()
     spool = Spool(tmp_path / SPOOL_FILE, max_bytes=1024**2)
     assert (spool.depth.batches, spool.depth.points) == (2, 3)
-    first = spool.oldest()
-    assert first is not None
+    [first] = spool.oldest(max_points=100)  # the next one is bound elsewhere
     assert (first.database, first.retention_policy, first.lines) == (
         "db1",
         None,
         ["m v=1i 1", "m v=2i 2"],
     )
-    spool.remove(first)
-    second = spool.oldest()
-    assert second is not None
+    spool.remove([first])
+    [second] = spool.oldest()
     assert (second.database, second.retention_policy, second.lines) == (None, "rp", ["m v=3i 3"])
-    spool.remove(second)
-    assert spool.oldest() is None
+    spool.remove([second])
+    assert spool.oldest() == []
     assert (spool.depth.batches, spool.depth.points, spool.depth.bytes) == (0, 0, 0)
     assert spool.depth.oldest_ns == 0
+
+
+def test_batches_for_one_destination_come_back_together_up_to_a_size(tmp_path: Path) -> None:
+    """The replay sends several spooled batches in one request and removes them together."""
+    spool = Spool(tmp_path / SPOOL_FILE, max_bytes=1024**2)
+    for n in range(5):
+        assert spool.append(None, None, [f"m v={n}i {n}", f"m v={n}i {n + 100}"])
+    assert spool.append("other", None, ["m v=9i 9"])
+    run = spool.oldest(max_points=5)
+    assert [batch.lines[0] for batch in run] == ["m v=0i 0", "m v=1i 1"]  # 2 + 2 <= 5 < 6
+    later = spool.oldest(max_points=100, after_id=run[-1].id)
+    assert [batch.lines[0] for batch in later] == ["m v=2i 2", "m v=3i 3", "m v=4i 4"]
+    assert [b.lines for b in spool.oldest(max_points=1, after_id=later[-1].id)] == [["m v=9i 9"]]
+    assert len(spool.oldest(max_points=1)) == 1  # at least one, even when it is larger
+    spool.remove(later)
+    assert (spool.depth.batches, spool.depth.points) == (3, 5)
+    spool.remove(run)
+    assert spool.depth.oldest_ns == spool.oldest()[0].spooled_ns
+    assert [batch.database for batch in spool.oldest(max_points=100)] == ["other"]
+    spool.close()
 
 
 def test_a_full_spool_refuses_and_stores_nothing(tmp_path: Path) -> None:
@@ -71,8 +89,7 @@ def test_a_torn_write_ahead_log_record_is_skipped(tmp_path: Path) -> None:
     with wal.open("ab") as log:
         log.write(bytes(range(256)) * 2)  # a torn, checksum-less frame
     reader = Spool(path, max_bytes=1024**2)
-    batch = reader.oldest()
-    assert batch is not None
+    [batch] = reader.oldest()
     assert batch.lines == ["m v=1i 1"]
     assert reader.append(None, None, ["m v=2i 2"])  # and it is writable again
     reader.close()
