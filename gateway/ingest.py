@@ -204,6 +204,9 @@ class MqttIngest:
         self._topics = topics
         self._on_message = on_message
         self._protocol: _MqttProtocol | None = None
+        # The connection between CONNACK and SUBACK: mosquitto sends a resumed session's
+        # backlog before the SUBACK, so the pipeline's pause() must reach it too.
+        self._handshaking: _MqttProtocol | None = None
         self._session = 0
         self._stopping = asyncio.Event()
         self._paused = False
@@ -301,6 +304,16 @@ class MqttIngest:
             raise MqttConnectError(
                 f"broker refused the connection: {connack.reason_code.name}", fatal=fatal
             )
+        self._handshaking = protocol
+        try:
+            await self._subscribe(protocol, connack.session_present)
+        finally:
+            self._handshaking = None
+
+    async def _subscribe(self, protocol: _MqttProtocol, session_present: bool) -> None:
+        settings = self._settings
+        if self._paused:  # the pipeline is still writing what an earlier connection delivered
+            protocol.pause()
         # Subscribing again on a resumed session is harmless and repairs a session the broker lost;
         # retained messages are only sent for subscriptions that did not exist yet.
         filters = [
@@ -312,7 +325,7 @@ class MqttIngest:
             for topic in self._topics
         ]
         protocol.send(mqtt5.SubscribePacket(self._next_packet_id(), filters).write())
-        suback = await asyncio.wait_for(protocol.suback, _CONNECT_TIMEOUT_S)
+        suback = await _suback(protocol)
         refused = [
             f"{topic} ({code.name})"
             for topic, code in zip(self._topics, suback.reason_codes, strict=False)
@@ -328,7 +341,7 @@ class MqttIngest:
             settings.host,
             settings.port,
             settings.client_id,
-            "resumed" if connack.session_present else "new",
+            "resumed" if session_present else "new",
             ", ".join(self._topics),
         )
         self._protocol = protocol
@@ -418,13 +431,15 @@ class MqttIngest:
     def pause(self) -> None:
         """Stop reading from the socket: the broker keeps the rest (backpressure)."""
         self._paused = True
-        if self._protocol is not None:
-            self._protocol.pause()
+        for protocol in (self._protocol, self._handshaking):
+            if protocol is not None:
+                protocol.pause()
 
     def resume(self) -> None:
         self._paused = False
-        if self._protocol is not None:
-            self._protocol.resume()
+        for protocol in (self._protocol, self._handshaking):
+            if protocol is not None:
+                protocol.resume()
 
     async def stop(self) -> None:
         """Disconnect cleanly; the session (and unacknowledged messages) stays on the broker."""
@@ -433,6 +448,20 @@ class MqttIngest:
         if protocol is not None and not protocol.closed.done():
             protocol.send(mqtt5.DisconnectPacket().write())
             protocol.abort("stopped")
+
+
+async def _suback(protocol: _MqttProtocol) -> mqtt5.SubAckPacket:
+    """The SUBACK, waiting as long as the connection is busy: behind a resumed session's
+    backlog it only arrives once the pipeline has taken in what comes before it, and while
+    intake is paused (batches waiting for InfluxDB) nothing is read. Without a packet for
+    _CONNECT_TIMEOUT_S while reading, the broker is not answering."""
+    while True:
+        try:
+            return await asyncio.wait_for(asyncio.shield(protocol.suback), 1.0)
+        except TimeoutError:
+            silent_s = time.monotonic() - protocol.last_received
+            if not protocol.paused and silent_s > _CONNECT_TIMEOUT_S:
+                raise TimeoutError(f"no SUBACK within {_CONNECT_TIMEOUT_S:.0f}s") from None
 
 
 def _pubacks(packet_ids: list[int]) -> bytes:

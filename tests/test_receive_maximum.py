@@ -25,11 +25,11 @@ pytestmark = pytest.mark.integration
 MESSAGES = 500
 
 
-def _publish(broker: Mosquitto, count: int) -> None:
+def _publish(broker: Mosquitto, count: int, payload: bytes = b"x") -> None:
     client = Client(CallbackAPIVersion.VERSION2, client_id="inflight-publisher")
     client.connect(broker.host, broker.port)
     client.loop_start()
-    infos = [client.publish("city/test/inflight", b"x", qos=1) for _ in range(count)]
+    infos = [client.publish("city/test/inflight", payload, qos=1) for _ in range(count)]
     for info in infos:
         info.wait_for_publish(timeout=10)
     client.disconnect()
@@ -63,6 +63,54 @@ async def test_unacknowledged_messages_are_not_capped_at_the_brokers_default(
         with contextlib.suppress(asyncio.CancelledError):
             await task
     assert len(received) == MESSAGES
+
+
+BACKLOG = 3000
+PAUSE_AFTER = 100
+
+
+async def test_a_resumed_backlog_is_not_read_past_a_pause_before_the_suback(
+    mosquitto: Mosquitto,
+) -> None:
+    """mosquitto sends a resumed session's queue before the SUBACK. The pipeline pauses
+    intake when its batches wait for InfluxDB; that pause must hold then too, or the gateway
+    reads up to Receive Maximum messages into memory at once (the Speed issue's peak RSS)."""
+    settings = MqttSettings(host=mosquitto.host, port=mosquitto.port, client_id="backlog")
+    ingest = MqttIngest(settings, ["city/#"], lambda _message: None)
+    task = asyncio.create_task(ingest.run())
+    while not ingest.connected:  # noqa: ASYNC110 - the ingest interface has no event for it
+        await asyncio.sleep(0.01)
+    await ingest.stop()
+    await task  # the session (and its subscription) stays on the broker
+    await asyncio.to_thread(_publish, mosquitto, BACKLOG, b"x" * 1000)
+
+    received: list[Message] = []
+
+    def on_message(message: Message) -> None:  # the pipeline's backpressure, in small
+        received.append(message)
+        if len(received) == PAUSE_AFTER:
+            resumed.pause()
+
+    resumed = MqttIngest(settings, ["city/#"], on_message)
+    task = asyncio.create_task(resumed.run())
+    try:
+        await asyncio.sleep(1.5)
+        held = len(received)
+        resumed.resume()
+        for _ in range(500):
+            if len(received) >= BACKLOG and resumed.connected:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await resumed.stop()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    # What one socket read holds (asyncio reads up to 256 KiB: ~250 of these messages) may be
+    # handled after the pause, not the rest of the backlog.
+    assert PAUSE_AFTER <= held < 1000
+    assert len(received) == BACKLOG  # then everything, and the SUBACK, once resumed
+    assert resumed.stats.connects == 1
 
 
 def test_pubacks_are_the_codecs_bytes() -> None:
