@@ -162,7 +162,7 @@ class Gateway:
             detail = f"{len(rows)} readings, limit {self._max_readings}"
             self._dead_letter(message, "too_many_readings", detail, profile.id)
             return
-        device_id = resolved.segments.get("device_id") or _tag(rows[0][3], "device_id")
+        device_id = resolved.segments.get("device_id") or rows[0][3]
         self.liveness.seen(profile.id, device_id, received_ns, message.retained)
         if message.retained:
             rows = self._retained_rows(message, rows)
@@ -542,22 +542,13 @@ def _changed_files(before: DirectoryState, after: DirectoryState) -> set[str]:
 UNKNOWN_DEVICE = "unknown_device"
 
 
-def _check_known_device(
-    known: frozenset[str], segments: dict[str, str], tags: tuple[tuple[str, str], ...]
-) -> None:
+def _check_known_device(known: frozenset[str], segments: dict[str, str], tag: str) -> None:
     """Raise DecodeError(unknown_device) unless the sender is one of the profile's devices
-    (`tags`: those of the message's first reading)."""
-    device_id = segments.get("device_id") or _tag(tags, "device_id")
+    (`tag`: the device_id tag of the message's first reading, if the topic has none)."""
+    device_id = segments.get("device_id") or tag
     if device_id not in known:
         raise DecodeError(
             UNKNOWN_DEVICE,
             f"device {device_id!r} is not among the profile's known devices "
             "(devices.known / known_file); add it there to accept its readings",
         )
-
-
-def _tag(tags: tuple[tuple[str, str], ...], name: str) -> str:
-    for key, value in tags:
-        if key == name:
-            return value
-    return ""

@@ -24,7 +24,8 @@ from gateway.cli import read_golden
 from gateway.decode import decoder_for
 from gateway.errors import DecodeError
 from gateway.lineprotocol import encode_point, series_key
-from gateway.normalize import Drop, Normalizer, normalize, rows_normalizer
+from gateway.model import Point
+from gateway.normalize import Drop, Normalizer, Row, normalize, rows_normalizer
 from gateway.profiles.compile import CompiledProfile, _iso8601_parser
 from gateway.profiles.policy import OFFLINE_POLICY
 from gateway.profiles.registry import load_directory, load_text
@@ -97,6 +98,12 @@ def _hand_written(name: str, text: str) -> CompiledProfile:
 PROFILES = [*SHIPPED, *(_hand_written(name, text) for name, text in HAND_WRITTEN.items())]
 
 
+def _row(point: Point) -> Row:
+    """The Row the rows normalizer must give for `point`."""
+    device = dict(point.tags).get("device_id", "")
+    return (encode_point(point), series_key(point.measurement, point.tags), point.time_ns, device)
+
+
 def _outcome(profile: CompiledProfile, document: Any, segments: dict[str, str], now: int) -> Any:
     """What the reference gives: its points' lines, keys, times and tags, its drops, or its
     error."""
@@ -105,7 +112,7 @@ def _outcome(profile: CompiledProfile, document: Any, segments: dict[str, str], 
         points = reference_normalize(profile, document, segments, now, drops)
     except DecodeError as exc:
         return ("error", exc.reason, exc.detail, drops)
-    rows = [(encode_point(p), series_key(p.measurement, p.tags), p.time_ns, p.tags) for p in points]
+    rows = [_row(p) for p in points]
     return ("points", points, rows, drops)
 
 
@@ -132,10 +139,7 @@ def _generated(
     try:
         if variant == "points":
             points = normalize(profile, document, segments, now, drops)
-            rows = [
-                (encode_point(p), series_key(p.measurement, p.tags), p.time_ns, p.tags)
-                for p in points
-            ]
+            rows = [_row(p) for p in points]
             return ("points", points, rows, drops)
         rows = (normalizer or rows_normalizer(profile))(document, segments, now, drops)
     except DecodeError as exc:
