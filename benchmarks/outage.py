@@ -94,8 +94,9 @@ def outage_phase(  # noqa: PLR0917  # one phase, its inputs
         influxd.start()
         back_at = time.monotonic()
         waiting = live.points_before(back_at) - written_before_outage
+        # A longer outage leaves a longer backlog: allow the replay as long as the outage.
         caught_up = _wait_caught_up(influxd, live, written_before_outage, gateway_pid, samples,
-                                    timeout_s)  # fmt: skip
+                                    max(timeout_s, outage_s))  # fmt: skip
     finally:
         live.finish()
     replay_s = max(caught_up - back_at, 1e-3)
