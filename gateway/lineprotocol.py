@@ -66,7 +66,7 @@ class _FieldPrefixes(dict[str, str]):
     def __missing__(self, name: str) -> str:
         if len(self) >= _MAX_FIELD_PREFIXES:  # bounded like the lru_cache it replaced
             self.clear()
-        prefix = self[name] = escape_key(name) + "="
+        prefix = self[name] = field_prefix(name)
         return prefix
 
 

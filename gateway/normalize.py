@@ -115,7 +115,6 @@ def _generate(profile: CompiledProfile, *, rows: bool) -> Normalizer:
         "STRUCTURES": (dict, list),
         "float_text": float.__repr__,
         "isfinite": math.isfinite,
-        "profile": profile,
         "readings_of": profile.readings,
         "time_of": profile.time_ns,
         "measurement": profile.measurement,
@@ -494,28 +493,28 @@ def _tags_builder(
     profile: CompiledProfile, *, rows: bool
 ) -> Callable[[tuple[str, ...], tuple[str | None, ...]], TagsFound]:
     """(topic tag values, payload tag texts) -> (tags, series key, drops): the tags in name
-    order, each value checked as line protocol needs (see _invalid_tag_value), as _tags does."""
-    kinds: list[tuple[str, str, int | str]] = []  # (name, where from, index or constant)
-    topics = payloads = 0
+    order, each value checked as line protocol needs (see _invalid_tag_value)."""
+    # Per tag, in name order: where its value is in `static + texts`, or its constant.
+    places: list[tuple[str, int | None, str]] = []
+    topics = sum(1 for tag in profile.tags if tag.topic_segment is not None)
+    topic = payload = 0
     for tag in profile.tags:
         if tag.topic_segment is not None:
-            kinds.append((tag.name, "topic", topics))
-            topics += 1
+            places.append((tag.name, topic, ""))
+            topic += 1
         elif tag.get is not None:
-            kinds.append((tag.name, "payload", payloads))
-            payloads += 1
+            places.append((tag.name, topics + payload, ""))
+            payload += 1
         else:
-            kinds.append((tag.name, "constant", tag.constant or ""))
+            places.append((tag.name, None, tag.constant or ""))
     measurement = profile.measurement
 
     def build(static: tuple[str, ...], texts: tuple[str | None, ...]) -> TagsFound:
+        values = static + texts
         pairs: list[tuple[str, str]] = []
         drops: list[Drop] = []
-        for name, kind, where in kinds:
-            if kind == "constant":
-                value: str | None = str(where)
-            else:
-                value = (static if kind == "topic" else texts)[int(where)]
+        for name, index, constant in places:
+            value = constant if index is None else values[index]
             if value is None:  # only a payload value can be absent
                 drops.append((name, "missing_tag"))
             elif _invalid_tag_value(value):
