@@ -75,6 +75,9 @@ class IngestStats:
     reconnects: int = 0
     acks_sent: int = 0
     stale_acks: int = 0
+    # PUBACKs not sent because their packet id was outside 1..65535 (MQTT v5 2.2.1): a bug
+    # upstream of ingest, counted rather than sent, since the broker drops a client for it.
+    acks_refused: int = 0
     last_error: str = ""
     connected_since: float | None = None
     subscribed: list[str] = field(default_factory=list)
@@ -133,13 +136,15 @@ class _MqttProtocol(asyncio.Protocol):
                         continue
                     published += 1
                     packet_id = packet.packet_id or 0
+                    # QoS by value: mqtt5's QoS.AT_MOST_ONCE is an enum member, and truthy.
+                    # A QoS 0 delivery has no packet id and must never be acknowledged.
                     on_message(
                         Message(
                             packet.topic,
                             packet.payload,
                             clock(),
                             packet.retain,
-                            (session, packet_id) if packet.qos else None,
+                            (session, packet_id) if packet.qos.value else None,
                             packet.duplicate,
                             packet_id,
                         )
@@ -415,15 +420,20 @@ class MqttIngest:
             return
         session = protocol.session
         packet_ids = []
-        stale = 0
+        stale = refused = 0
         for token in cast(Iterable[tuple[int, int] | None], tokens):  # made in data_received
             if token is None:
                 continue
-            if token[0] == session:
+            if token[0] != session:
+                stale += 1
+            elif 0 < token[1] <= _MAX_PACKET_ID:
                 packet_ids.append(token[1])
             else:
-                stale += 1
+                refused += 1
         self.stats.stale_acks += stale
+        if refused:
+            self.stats.acks_refused += refused
+            log.error("%d acknowledgements with a packet id outside 1..65535 not sent", refused)
         if packet_ids:
             protocol.send(_pubacks(packet_ids))
             self.stats.acks_sent += len(packet_ids)
@@ -475,6 +485,7 @@ def _pubacks(packet_ids: list[int]) -> bytes:
 
 
 _PUBACK_WORD = 0x4002 << 16
+_MAX_PACKET_ID = 0xFFFF
 
 
 def _announced_receive_maximum(configured: int) -> int:

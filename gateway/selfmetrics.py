@@ -36,6 +36,12 @@ class IngestCounters(Protocol):
     @property
     def reconnects(self) -> int: ...
 
+    @property
+    def stale_acks(self) -> int: ...
+
+    @property
+    def acks_refused(self) -> int: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Sources:
@@ -181,6 +187,20 @@ def _optional_scalars(sources: Sources, now_ns: int) -> list[Scalar]:
         found.append(_counter("mqtt_connects", "MQTT connections made.", sources.ingest.connects))
         found.append(
             _counter("mqtt_reconnects", "MQTT connections lost.", sources.ingest.reconnects)
+        )
+        found.append(
+            _counter(
+                "mqtt_stale_acks",
+                "Acknowledgements for an earlier connection, not sent (the broker redelivers).",
+                sources.ingest.stale_acks,
+            )
+        )
+        found.append(
+            _counter(
+                "mqtt_acks_refused",
+                "Acknowledgements with a packet id outside 1..65535, not sent.",
+                sources.ingest.acks_refused,
+            )
         )
     if sources.liveness is not None:
         tracker = sources.liveness
