@@ -22,11 +22,11 @@ from pathlib import Path
 
 from benchmarks.backlog import backlog_end_ms, town_readings
 from gateway.config import GatewaySettings
-from gateway.deadletter import DeadLetterStore
 from gateway.model import Message
 from gateway.pipeline import Gateway
 from gateway.profiles.registry import load_directory
-from gateway.sinks.recording import RecordingSink
+from gateway.stages.deadletter import DeadLetterStore
+from gateway.stages.sinks.recording import RecordingSink
 
 ROOT = Path(__file__).resolve().parent.parent
 

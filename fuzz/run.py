@@ -32,13 +32,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from gateway.decode import Decoder, decoder_for
 from gateway.errors import DecodeError
-from gateway.lineprotocol import encode_point
-from gateway.normalize import Drop, normalize
 from gateway.profiles.compile import CompiledProfile
 from gateway.profiles.policy import OFFLINE_POLICY
 from gateway.profiles.registry import load_directory
+from gateway.stages.decode import Decoder, decoder_for
+from gateway.stages.lineprotocol import encode_point
+from gateway.stages.normalize import Drop, normalize
 
 ROOT = Path(__file__).resolve().parent.parent
 PROFILES = ROOT / "device_profiles"

@@ -17,15 +17,11 @@ from typing import Annotated, Any
 
 import typer
 
-from gateway.cardinality import SeriesBudget
 from gateway.config import GatewaySettings, load_settings
-from gateway.deadletter import DEAD_LETTER_FILE, DeadLetterStore
-from gateway.decode import decoder_for
 from gateway.errors import ConfigError, DecodeError, GatewayError, ProfileError, SinkError
-from gateway.isolation import profile_policy, warn_about_ephemeral_key
-from gateway.lineprotocol import encode_point
 from gateway.model import FieldValue, Point
-from gateway.normalize import Drop, normalize
+from gateway.policies.series_budget import SeriesBudget
+from gateway.policies.tenants import profile_policy, warn_about_ephemeral_key
 from gateway.profiles.compile import CompiledProfile
 from gateway.profiles.policy import OFFLINE_POLICY, check_tenancy
 from gateway.profiles.registry import (
@@ -39,6 +35,10 @@ from gateway.profiles.registry import (
     profile_files,
 )
 from gateway.profiles.schema import ProfileSpec
+from gateway.stages.deadletter import DEAD_LETTER_FILE, DeadLetterStore
+from gateway.stages.decode import decoder_for
+from gateway.stages.lineprotocol import encode_point
+from gateway.stages.normalize import Drop, normalize
 
 # Plain tracebacks: rich's boxed ones mangle journald output and our user errors never reach it.
 app = typer.Typer(
@@ -119,8 +119,8 @@ def run(
     """Run the gateway until SIGTERM or Ctrl-C."""
     _keep_numpy_out()
     _fixed_mmap_threshold()
-    from gateway import logs  # noqa: PLC0415  # keep `gateway --help` fast
-    from gateway.doctor import state_dir_problem  # noqa: PLC0415
+    from gateway.operations import logs  # noqa: PLC0415  # keep `gateway --help` fast
+    from gateway.operations.doctor import state_dir_problem  # noqa: PLC0415
     from gateway.pipeline import Gateway  # noqa: PLC0415
     from gateway.workers import Supervisor, worker_settings  # noqa: PLC0415
 
@@ -184,7 +184,7 @@ def doctor(config: ConfigOption = None) -> None:
     """Check the configuration, profiles, broker (a real login), InfluxDB (credentials, write
     permission, databases) and the state directory (writable, free disk): one verdict per check
     with the fix. Exit 1 if any check fails."""
-    from gateway.doctor import diagnose, format_verdict  # noqa: PLC0415  # keep `--help` fast
+    from gateway.operations.doctor import diagnose, format_verdict  # noqa: PLC0415  # keep `--help` fast
 
     failed = 0
     for verdict in diagnose(config):
@@ -210,7 +210,7 @@ def status(
 ) -> None:
     """A live summary of a running gateway: ready or not and why, MQTT, messages, points, dead
     letters, InfluxDB, spool, stale devices. Exit 1 when the gateway is not ready."""
-    from gateway.status import format_status, read_status, url_from_settings  # noqa: PLC0415
+    from gateway.operations.status import format_status, read_status, url_from_settings  # noqa: PLC0415
 
     summary = read_status(url or url_from_settings(load_settings(config).http), max(0, stale))
     for line in format_status(summary):
@@ -228,7 +228,7 @@ def config_reference(
 ) -> None:
     """Every configuration key with its type, limits, default, environment variable and
     meaning, generated from the settings model (docs/configuration.md)."""
-    from gateway.configref import render_reference, write_reference  # noqa: PLC0415
+    from gateway.operations.config_reference import render_reference, write_reference  # noqa: PLC0415
 
     if out is None:
         typer.echo(render_reference(), nl=False)
@@ -636,8 +636,8 @@ def deadletter_replay(
     """Run dead letters through today's profiles again and write what now decodes.
 
     Replayed letters leave the store; the rest stay, listed by the reason they fail with now."""
-    from gateway.reprocess import DeadLetterReplay, ReplayReport  # noqa: PLC0415  # keep `--help` fast
-    from gateway.sinks.influx import InfluxSink  # noqa: PLC0415
+    from gateway.operations.replay import DeadLetterReplay, ReplayReport  # noqa: PLC0415  # keep `--help` fast
+    from gateway.stages.sinks.influx import InfluxSink  # noqa: PLC0415
 
     settings = load_settings(config)
     registry = _load_for(settings)
@@ -694,11 +694,11 @@ def dashboards_build(
         ),
     ] = Path("dashboards"),
 ) -> None:
-    """Regenerate the Grafana dashboards and alert rules from gateway/dashboards/."""
+    """Regenerate the Grafana dashboards and alert rules from dashboards/."""
     try:
         # Imported here: the SDK is the optional `dashboards` extra, and `gateway run` never
         # needs it.
-        from gateway.dashboards.build import write  # noqa: PLC0415
+        from dashboards.build import write  # noqa: PLC0415
     except ModuleNotFoundError as exc:
         if exc.name is None or not exc.name.startswith("grafana_foundation_sdk"):
             raise
@@ -746,7 +746,7 @@ def dashboards_push(
 ) -> None:
     """Create or update the data source, folder, dashboards and alert rules in a Grafana."""
     try:
-        from gateway.dashboards import push  # noqa: PLC0415  # optional extra, like `build`
+        from dashboards import push  # noqa: PLC0415  # optional extra, like `build`
     except ModuleNotFoundError as exc:
         raise _dashboards_extra_missing(exc, ("grafana_client", "grafana_foundation_sdk")) from exc
     login = push.credentials(token, token_file, user, password, password_file)
@@ -768,7 +768,7 @@ def dashboards_render(
     """Draw each dashboard's panels from its InfluxQL to one PNG (not a Grafana screenshot)."""
     try:
         # matplotlib and the SDK are the optional `pictures` extra
-        from gateway.dashboards import build, influxread, render  # noqa: PLC0415
+        from dashboards import build, influxread, render  # noqa: PLC0415
     except ModuleNotFoundError as exc:
         missing = ("matplotlib", "PIL", "grafana_foundation_sdk")
         raise _dashboards_extra_missing(exc, missing, "pictures") from exc

@@ -20,32 +20,38 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from gateway.batcher import Batch, Batcher
-from gateway.cardinality import SeriesBudget, limits_of
 from gateway.config import GatewaySettings
-from gateway.deadletter import DEAD_LETTER_FILE, DeadLetter, DeadLetterStore
-from gateway.decode import decoder_for
-from gateway.delivery import Delivery
 from gateway.errors import DecodeError, ProfileError
-from gateway.health import HealthServer, Readiness, assess_readiness
-from gateway.ingest import Ingest, MqttIngest
-from gateway.limits import DeviceRateLimit
-from gateway.liveness import LivenessTracker
-from gateway.logs import LogThrottle
-from gateway.metrics import Metrics
 from gateway.model import Message
-from gateway.normalize import RECEIVE_TIME_SPREAD_NS, Drop, Row, at_receive_time, rows_normalizer
-from gateway.privacy import SAFE_DETAIL_REASONS, WITHHELD_DETAIL, redactors_for
+from gateway.operations.counters import Metrics
+from gateway.operations.endpoint import HealthServer, Readiness, assess_readiness
+from gateway.operations.figures import CounterOrigins, Sources, read_stats, stats_lines
+from gateway.operations.logs import LogThrottle
+from gateway.policies.liveness import LivenessTracker
+from gateway.policies.privacy import SAFE_DETAIL_REASONS, WITHHELD_DETAIL, redactors_for
+from gateway.policies.rate_limit import DeviceRateLimit
+from gateway.policies.series_budget import SeriesBudget, limits_of
 from gateway.profiles.registry import (
     KNOWN_DEVICES_SUFFIX,
     ProfileRegistry,
     load_directory,
     profile_files,
 )
-from gateway.selfmetrics import CounterOrigins, Sources, read_stats, stats_lines
-from gateway.sinks import Sink
-from gateway.sinks.influx import InfluxSink
-from gateway.spool import SPOOL_FILE, ReceiptKey, Spool
+from gateway.stages.batch import Batch, Batcher
+from gateway.stages.deadletter import DEAD_LETTER_FILE, DeadLetter, DeadLetterStore
+from gateway.stages.decode import decoder_for
+from gateway.stages.deliver import Delivery
+from gateway.stages.ingest import Ingest, MqttIngest
+from gateway.stages.normalize import (
+    RECEIVE_TIME_SPREAD_NS,
+    Drop,
+    Row,
+    at_receive_time,
+    rows_normalizer,
+)
+from gateway.stages.sinks import Sink
+from gateway.stages.sinks.influx import InfluxSink
+from gateway.stages.spool import SPOOL_FILE, ReceiptKey, Spool
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +91,7 @@ class Gateway:
         self._sealed_event = asyncio.Event()
         self._all_written = asyncio.Event()
         self._stopping = False
-        # First receive times of messages in batches not yet committed (see gateway/spool.py).
+        # First receive times of messages in batches not yet committed (gateway/stages/spool.py).
         self._pending_receipts: dict[ReceiptKey, int] = {}
         self._first_message_at: float | None = None
         limits = settings.limits
@@ -312,7 +318,7 @@ class Gateway:
         return error.detail
 
     def _without_private_values(self, message: Message, profile_id: str | None) -> Message:
-        """The message as a dead letter may keep it: see gateway/privacy.py."""
+        """The message as a dead letter may keep it: see gateway/policies/privacy.py."""
         if profile_id is None:  # refused before resolving (size, rate): resolve now
             resolved = self.registry.resolve(message.topic)
             profile_id = resolved.profile.id if resolved is not None else None

@@ -2,7 +2,7 @@
 
     private mosquitto + influxd (in a temporary directory) -> `python -m gateway run`
         <- `python -m simulators run`, one run per reporting interval: a day in --minutes
-    -> every reading stored -> `gateway.dashboards.render` -> one PNG per dashboard
+    -> every reading stored -> `dashboards.render` -> one PNG per dashboard
 
 Each device kind reports at its own interval and the simulators share --messages equally
 between devices, so one run per interval gives every kind exactly one day. The runs start a
@@ -35,9 +35,9 @@ if str(ROOT) not in sys.path:  # `python scripts/x.py` puts scripts/, not the re
     sys.path.insert(0, str(ROOT))
 
 # Needs ROOT on sys.path: the test harness starts the servers and the gateway for the demo too.
-from gateway.dashboards import build  # noqa: E402
-from gateway.dashboards.influxread import InfluxReader  # noqa: E402
-from gateway.dashboards.render import render_all  # noqa: E402
+from dashboards import build  # noqa: E402
+from dashboards.influxread import InfluxReader  # noqa: E402
+from dashboards.render import render_all  # noqa: E402
 from simulators.devices import KINDS  # noqa: E402
 from tests.harness import (  # noqa: E402
     GatewayProcess,

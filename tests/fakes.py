@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from gateway.errors import SinkError
-from gateway.sinks.recording import RecordingSink
+from gateway.stages.sinks.recording import RecordingSink
 
 if TYPE_CHECKING:
     from gateway.pipeline import Gateway

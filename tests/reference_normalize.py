@@ -11,7 +11,6 @@ from typing import Any
 
 from gateway.errors import DecodeError
 from gateway.model import FieldValue, Point
-from gateway.normalize import CLOCK_SET_NS, Drop
 from gateway.profiles.compile import (
     MAX_NS,
     MIN_NS,
@@ -21,6 +20,7 @@ from gateway.profiles.compile import (
     FieldDropped,
 )
 from gateway.profiles.schema import TIME_REPLACED_FIELD
+from gateway.stages.normalize import CLOCK_SET_NS, Drop
 
 
 def reference_normalize(

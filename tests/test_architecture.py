@@ -9,12 +9,22 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-PURE = ["gateway/decode.py", "gateway/normalize.py", "gateway/lineprotocol.py", "gateway/model.py"]
-PURE += ["gateway/liveness.py", "gateway/selfmetrics.py", "gateway/limits.py"]
-PURE += ["gateway/cardinality.py"]
+PURE = [
+    "gateway/stages/decode.py",
+    "gateway/stages/normalize.py",
+    "gateway/stages/lineprotocol.py",
+    "gateway/model.py",
+]
+PURE += [
+    "gateway/policies/liveness.py",
+    "gateway/operations/figures.py",
+    "gateway/policies/rate_limit.py",
+]
+PURE += ["gateway/policies/series_budget.py"]
 PURE += [str(p.relative_to(ROOT)) for p in (ROOT / "gateway/profiles").glob("*.py")]
-IO_MODULES = {"asyncio", "aiohttp", "mqtt5", "socket", "sqlite3", "gateway.ingest",
-              "gateway.pipeline", "gateway.sinks", "gateway.sinks.influx", "gateway.health",
+IO_MODULES = {"asyncio", "aiohttp", "mqtt5", "socket", "sqlite3", "gateway.stages.ingest",
+              "gateway.pipeline", "gateway.stages.sinks", "gateway.stages.sinks.influx",
+              "gateway.operations.endpoint",
               "aiohttp.web", "prometheus_client"}  # fmt: skip
 
 
@@ -39,7 +49,7 @@ def test_only_ingest_imports_the_mqtt_client() -> None:
         for path in (ROOT / "gateway").rglob("*.py")
         if {"mqtt5", "paho", "paho.mqtt.client", "aiomqtt"} & imported_modules(path)
     }
-    assert users == {"gateway/ingest.py"}
+    assert users == {"gateway/stages/ingest.py"}
 
 
 def test_http_lives_in_two_modules() -> None:
@@ -52,7 +62,7 @@ def test_http_lives_in_two_modules() -> None:
         if {"aiohttp", "aiohttp.web"} & imported_modules(path)
         or "HTTP/1.1" in path.read_text(encoding="utf-8")
     }
-    assert users == {"gateway/sinks/influx.py", "gateway/health.py"}
+    assert users == {"gateway/stages/sinks/influx.py", "gateway/operations/endpoint.py"}
 
 
 def test_simulators_never_import_the_gateway() -> None:

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cardinality import CARDINALITY_EXCEEDED, SeriesBudget, limits_of
 from gateway.errors import DecodeError
 from gateway.model import Point
-from gateway.normalize import Drop
+from gateway.policies.series_budget import CARDINALITY_EXCEEDED, SeriesBudget, limits_of
 from gateway.profiles.registry import load_directory
+from gateway.stages.normalize import Drop
 
 REFUSED = ("(series)", CARDINALITY_EXCEEDED)
 

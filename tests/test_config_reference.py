@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gateway.config import GatewaySettings
-from gateway.configref import render_reference, section_model
+from gateway.operations.config_reference import render_reference, section_model
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "configuration.md"

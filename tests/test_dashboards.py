@@ -1,4 +1,4 @@
-"""Grafana dashboards and alert rules (gateway/dashboards/, dashboards/).
+"""Grafana dashboards and alert rules (dashboards/, dashboards/).
 
 Grafana itself is not needed: the committed files are compared with the generator, every panel
 is checked for what an operator needs (unit, Vietnamese title, English description), every
@@ -26,17 +26,17 @@ import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
+from dashboards import build
+from dashboards.influxql import DATASOURCE_UID
+from dashboards.influxread import InfluxReader
+from dashboards.panels import FOLDER
+from dashboards.queries import Query, alert_queries, dashboard_queries, panels
+from dashboards.queries import substitute as substitute_like_grafana
 from gateway.cli import app
-from gateway.dashboards import build
-from gateway.dashboards.influxql import DATASOURCE_UID
-from gateway.dashboards.influxread import InfluxReader
-from gateway.dashboards.panels import FOLDER
-from gateway.dashboards.queries import Query, alert_queries, dashboard_queries, panels
-from gateway.dashboards.queries import substitute as substitute_like_grafana
-from gateway.liveness import LivenessTracker
-from gateway.metrics import Metrics
-from gateway.selfmetrics import COUNTERS_MEASUREMENT, HEALTH_MEASUREMENT, Sources, read_stats
-from gateway.selfmetrics import stats_lines as self_metrics_lines
+from gateway.operations.counters import Metrics
+from gateway.operations.figures import COUNTERS_MEASUREMENT, HEALTH_MEASUREMENT, Sources, read_stats
+from gateway.operations.figures import stats_lines as self_metrics_lines
+from gateway.policies.liveness import LivenessTracker
 from tests.harness import (
     GatewayProcess,
     gateway_config,
@@ -92,7 +92,7 @@ def test_committed_files_are_what_the_generator_builds() -> None:
         path = DASHBOARDS / relative
         assert path.is_file(), f"{path} missing: run `gateway dashboards build`"
         assert path.read_text(encoding="utf-8") == text, (
-            f"{path} differs from gateway/dashboards/: run `gateway dashboards build`"
+            f"{path} differs from dashboards/: run `gateway dashboards build`"
         )
     committed = {p.relative_to(DASHBOARDS) for p in (DASHBOARDS / build.JSON_DIR).glob("*.json")}
     assert committed == {p for p in rendered if p.parent == build.JSON_DIR}, "stale dashboard"
@@ -203,6 +203,8 @@ def canonical_schema() -> dict[str, set[str]]:
 class _Ingest:
     connects: int = 0
     reconnects: int = 0
+    stale_acks: int = 0
+    acks_refused: int = 0
 
 
 def self_metrics_schema() -> dict[str, set[str]]:
@@ -269,7 +271,7 @@ def test_alert_rules_are_grafana_file_provisioning() -> None:
 def test_the_pipeline_never_imports_the_dashboards() -> None:
     probe = (
         "import sys, gateway.pipeline, gateway.cli; "
-        "print([m for m in sys.modules if m.startswith(('gateway.dashboards', 'grafana_'))])"
+        "print([m for m in sys.modules if m.startswith(('dashboards', 'grafana_'))])"
     )
     answer = subprocess.run(
         [sys.executable, "-c", probe], check=True, capture_output=True, text=True, cwd=ROOT
@@ -301,7 +303,7 @@ def write_earlier_run(influxd: Influxd, database: str, now_ns: int) -> None:
 
     The rate panels differentiate counters per 1-minute bucket, so they need samples in two
     different minutes; the gateway of this test runs for seconds. The samples are what
-    gateway/selfmetrics.py writes, from real Metrics, and the restart between them and this
+    gateway/operations/figures.py writes, from real Metrics, and the restart between them and this
     run is what non_negative_derivative exists for."""
     metrics = Metrics(messages_received=120, messages_acked=120, batches_written=4)
     metrics.messages_by_profile.update({"mh-streetlight-json": 100, "mh-water-flow-json": 20})
@@ -441,7 +443,7 @@ def test_pictures_draw_every_panel_of_every_dashboard(
 ) -> None:
     """`gateway dashboards render`: one PNG per dashboard, no panel without data, each
     dashboard on its own default time range, as the README's pictures are drawn."""
-    from gateway.dashboards import render  # noqa: PLC0415  # matplotlib: the pictures extra
+    from dashboards import render  # noqa: PLC0415  # matplotlib: the pictures extra
 
     reader = InfluxReader(filled.influxd.url, filled.name)
     dashboards = rendered_dashboards()

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import yaml
 
-from gateway.dashboards import build, push
-from gateway.dashboards.alerts import RULES
-from gateway.dashboards.influxql import DATASOURCE_UID
-from gateway.dashboards.panels import FOLDER, FOLDER_UID
+from dashboards import build, push
+from dashboards.alerts import RULES
+from dashboards.influxql import DATASOURCE_UID
+from dashboards.panels import FOLDER, FOLDER_UID
 from tests.fakegrafana import FakeGrafana
 from tests.servers import free_port
 

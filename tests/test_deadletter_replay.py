@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.deadletter import DEAD_LETTER_FILE, DeadLetter, DeadLetterStore
+from gateway.operations.replay import DeadLetterReplay
 from gateway.profiles.registry import load_directory
-from gateway.reprocess import DeadLetterReplay
-from gateway.sinks.recording import RecordingSink
+from gateway.stages.deadletter import DEAD_LETTER_FILE, DeadLetter, DeadLetterStore
+from gateway.stages.sinks.recording import RecordingSink
 from tests.harness import PROFILES, gateway_config
 from tests.servers import Influxd, Mosquitto
 

@@ -12,12 +12,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from gateway.config import SpoolSettings
-from gateway.deadletter import DEAD_LETTER_FILE, DeadLetterStore
-from gateway.delivery import Delivery
 from gateway.errors import SinkError
-from gateway.metrics import Metrics
-from gateway.sinks.recording import RecordingSink
-from gateway.spool import SPOOL_FILE, Spool
+from gateway.operations.counters import Metrics
+from gateway.stages.deadletter import DEAD_LETTER_FILE, DeadLetterStore
+from gateway.stages.deliver import Delivery
+from gateway.stages.sinks.recording import RecordingSink
+from gateway.stages.spool import SPOOL_FILE, Spool
 
 
 class RejectingSink(RecordingSink):

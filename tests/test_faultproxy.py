@@ -9,7 +9,7 @@ import pytest
 
 from gateway.config import InfluxSettings
 from gateway.errors import SinkError
-from gateway.sinks.influx import InfluxSink
+from gateway.stages.sinks.influx import InfluxSink
 from tests.faultproxy import FaultProxy, Mode
 from tests.servers import Influxd
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.spool import SPOOL_FILE, Spool
+from gateway.stages.spool import SPOOL_FILE, Spool
 from tests.faultproxy import FaultProxy, Mode
 from tests.harness import (
     GatewayProcess,

@@ -13,11 +13,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.config import HttpSettings
 from gateway.errors import ConfigError
-from gateway.health import HealthServer, Readiness, assess_readiness
-from gateway.ingest import IngestStats
-from gateway.liveness import NS_PER_S, LivenessTracker
-from gateway.metrics import Metrics
-from gateway.selfmetrics import Sources
+from gateway.operations.counters import Metrics
+from gateway.operations.endpoint import HealthServer, Readiness, assess_readiness
+from gateway.operations.figures import Sources
+from gateway.policies.liveness import NS_PER_S, LivenessTracker
+from gateway.stages.ingest import IngestStats
 
 NOW_NS = 1_800_000_000 * NS_PER_S
 
@@ -142,14 +142,14 @@ def test_the_exposition_is_what_prometheus_client_wrote() -> None:
     from prometheus_client.platform_collector import PlatformCollector  # noqa: PLC0415
     from prometheus_client.process_collector import ProcessCollector  # noqa: PLC0415
 
-    from gateway.health import (  # noqa: PLC0415  # the parts under test
+    from gateway.operations.endpoint import (  # noqa: PLC0415  # the parts under test
         PROMETHEUS_PREFIX,
         _process_families,
         _python_info,
         _stats_families,
         exposition,
     )
-    from gateway.selfmetrics import read_stats  # noqa: PLC0415
+    from gateway.operations.figures import read_stats  # noqa: PLC0415
 
     metrics = Metrics()
     metrics.messages_received, metrics.spool_bytes = 7, 1_500_000_000  # 1.5e+09 in Go's style

@@ -97,7 +97,9 @@ def test_wrong_password_alarms_keeps_the_data_and_the_right_one_delivers_it(
     config = config_for(tmp_path, mosquitto, secured_influxd, {})
     with gateway_running(config) as gateway:
         publish(mosquitto, tmp_path / "truth-1.jsonl", "21", hours_ago(36))
-        gateway.wait_for_log("ERROR gateway.delivery: InfluxDB refused our credentials (HTTP 401)")
+        gateway.wait_for_log(
+            "ERROR gateway.stages.deliver: InfluxDB refused our credentials (HTTP 401)"
+        )
         gateway.wait_for_log("spooling batches to disk")
         assert gateway.stop() == 0
     log = gateway.log()

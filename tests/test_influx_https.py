@@ -15,7 +15,7 @@ import pytest
 
 from gateway.config import InfluxSettings
 from gateway.errors import ConfigError
-from gateway.sinks.influx import InfluxSink
+from gateway.stages.sinks.influx import InfluxSink
 from tests.harness import GatewayProcess, gateway_config
 from tests.servers import Influxd, Mosquitto
 from tests.tls import Pki, make_pki

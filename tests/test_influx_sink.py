@@ -11,7 +11,7 @@ from aiohttp import web
 
 from gateway.config import InfluxSettings
 from gateway.errors import SinkError
-from gateway.sinks.influx import InfluxSink, classify
+from gateway.stages.sinks.influx import InfluxSink, classify
 from tests.servers import Influxd
 
 

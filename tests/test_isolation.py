@@ -17,14 +17,14 @@ import orjson
 import pytest
 
 from gateway.config import GatewaySettings, load_settings
-from gateway.deadletter import DeadLetterStore
 from gateway.errors import ConfigError, ProfileError
-from gateway.isolation import profile_policy
 from gateway.model import Message
 from gateway.pipeline import Gateway
+from gateway.policies.tenants import profile_policy
 from gateway.profiles.policy import OFFLINE_HASH_KEY, OFFLINE_POLICY
 from gateway.profiles.registry import ProfileRegistry, load_directory, load_text
-from gateway.sinks.recording import RecordingSink
+from gateway.stages.deadletter import DeadLetterStore
+from gateway.stages.sinks.recording import RecordingSink
 from tests.fakes import QueueIngest, run_briefly
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.deadletter import DEAD_LETTER_FILE, DeadLetterStore
+from gateway.stages.deadletter import DEAD_LETTER_FILE, DeadLetterStore
 from tests.harness import ROOT, GatewayProcess, gateway_config
 from tests.servers import Influxd, Mosquitto
 

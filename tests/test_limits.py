@@ -10,12 +10,12 @@ from pathlib import Path
 import orjson
 
 from gateway.config import GatewaySettings
-from gateway.deadletter import DeadLetterStore
-from gateway.limits import DeviceRateLimit
-from gateway.logs import LogThrottle
 from gateway.model import Message
+from gateway.operations.logs import LogThrottle
 from gateway.pipeline import Gateway
+from gateway.policies.rate_limit import DeviceRateLimit
 from gateway.profiles.registry import load_directory
+from gateway.stages.deadletter import DeadLetterStore
 from tests.fakes import LEVEL_PROFILE, LIGHT_TOPIC, QueueIngest, SwitchableSink, light
 
 PROFILES = Path(__file__).resolve().parent.parent / "device_profiles"

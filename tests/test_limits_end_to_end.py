@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.deadletter import DEAD_LETTER_FILE, DeadLetterStore
+from gateway.stages.deadletter import DEAD_LETTER_FILE, DeadLetterStore
 from tests.harness import (
     GatewayProcess,
     compare_with_truth,

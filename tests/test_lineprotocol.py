@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.lineprotocol import encode_point
 from gateway.model import Point
+from gateway.stages.lineprotocol import encode_point
 
 
 def test_types_and_tag_order() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.liveness import NS_PER_S, LivenessTracker, StaleDevice
+from gateway.policies.liveness import NS_PER_S, LivenessTracker, StaleDevice
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = 1_800_000_000 * NS_PER_S
@@ -116,7 +116,7 @@ def test_the_multiplier_must_be_positive() -> None:
 
 
 def test_the_module_is_pure() -> None:
-    tree = ast.parse((ROOT / "gateway" / "liveness.py").read_text(encoding="utf-8"))
+    tree = ast.parse((ROOT / "gateway" / "policies" / "liveness.py").read_text(encoding="utf-8"))
     imported = {
         alias.name
         for node in ast.walk(tree)

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 
 from gateway.config import GatewaySettings
-from gateway.deadletter import DeadLetterStore
 from gateway.errors import ProfileError
-from gateway.liveness import NS_PER_S
 from gateway.model import Message
 from gateway.pipeline import Gateway
+from gateway.policies.liveness import NS_PER_S
 from gateway.profiles.registry import ProfileRegistry, load_directory, load_text
-from gateway.sinks.recording import RecordingSink
+from gateway.stages.deadletter import DeadLetterStore
+from gateway.stages.sinks.recording import RecordingSink
 from tests.fakes import LEVEL_PROFILE, LEVEL_TOPIC, LIGHT_TOPIC, QueueIngest, light, run_briefly
 
 ROOT = Path(__file__).resolve().parent.parent

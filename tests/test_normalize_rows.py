@@ -1,10 +1,10 @@
 """The generated normalizers against the interpreter they replaced (tests/reference_normalize.py).
 
 `normalize` (Points) and `rows_normalizer` (the pipeline's lines) are code generated per profile
-(gateway/normalize.py). For the same document both must give what the plain interpreter gives:
-the same points (or the lines, series keys, times and tags of those points), the same drops in
-the same order, and the same DecodeError. Checked on every golden payload, on random documents
-at each shipped profile's paths, and on hand-written profiles that reach the branches the
+(gateway/stages/normalize.py). For the same document both must give what the plain interpreter
+gives: the same points (or the lines, series keys, times and tags of those points), the same
+drops in the same order, and the same DecodeError. Checked on every golden payload, on random
+documents at each shipped profile's paths, and on hand-written profiles that reach the branches the
 shipped ones do not (required fields, clock tolerances on both sides, hashed and constant tags,
 value maps, scales, int fields fed fractions, bad topic tag values).
 """
@@ -21,14 +21,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.cli import read_golden
-from gateway.decode import decoder_for
 from gateway.errors import DecodeError
-from gateway.lineprotocol import encode_point, series_key
 from gateway.model import Point
-from gateway.normalize import Drop, Normalizer, Row, normalize, rows_normalizer
 from gateway.profiles.compile import CompiledProfile, _iso8601_parser
 from gateway.profiles.policy import OFFLINE_POLICY
 from gateway.profiles.registry import load_directory, load_text
+from gateway.stages.decode import decoder_for
+from gateway.stages.lineprotocol import encode_point, series_key
+from gateway.stages.normalize import Drop, Normalizer, Row, normalize, rows_normalizer
 from tests.reference_normalize import reference_normalize
 from tests.test_decode_properties import _paths, _place, json_values, leaves
 

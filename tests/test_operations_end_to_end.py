@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.health import parse_metrics
+from gateway.operations.endpoint import parse_metrics
 from tests.harness import ROOT, GatewayProcess, gateway_config, wait_for_counts
 from tests.servers import Influxd, Mosquitto, find_binary
 

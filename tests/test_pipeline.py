@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from gateway.config import GatewaySettings
-from gateway.deadletter import DeadLetterStore
 from gateway.errors import SinkError
 from gateway.model import Message
 from gateway.pipeline import Gateway
 from gateway.profiles.registry import load_directory
-from gateway.sinks.recording import RecordingSink
+from gateway.stages.deadletter import DeadLetterStore
+from gateway.stages.sinks.recording import RecordingSink
 from tests.fakes import LIGHT_TOPIC, QueueIngest, light, run_briefly
 
 PROFILES = Path(__file__).resolve().parent.parent / "device_profiles"

@@ -16,8 +16,8 @@ from paho.mqtt.client import Client
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.config import MqttSettings
-from gateway.ingest import MqttIngest
 from gateway.model import Message
+from gateway.stages.ingest import MqttIngest
 from tests.servers import Mosquitto
 
 pytestmark = pytest.mark.integration
@@ -118,7 +118,7 @@ def test_pubacks_are_the_codecs_bytes() -> None:
     bytes must be exactly what the codec writes, for small, two-byte and the largest ids."""
     import mqtt5  # noqa: PLC0415  # only this test needs the codec itself
 
-    from gateway.ingest import _pubacks  # noqa: PLC0415  # a private helper, tested alone
+    from gateway.stages.ingest import _pubacks  # noqa: PLC0415  # a private helper, tested alone
 
     ids = [1, 2, 255, 256, 513, 65535]
     assert _pubacks(ids) == b"".join(mqtt5.PubAckPacket(i).write() for i in ids)

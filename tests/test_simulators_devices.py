@@ -22,11 +22,11 @@ from typing import Any
 import orjson
 import pytest
 
-from gateway.decode import decoder_for
-from gateway.lineprotocol import encode_point
-from gateway.normalize import Drop, normalize
 from gateway.profiles.policy import OFFLINE_HASH_KEY, OFFLINE_POLICY, LoadPolicy, keyed_hash
 from gateway.profiles.registry import ProfileRegistry, load_directory
+from gateway.stages.decode import decoder_for
+from gateway.stages.lineprotocol import encode_point
+from gateway.stages.normalize import Drop, normalize
 from simulators.clock import parse_start
 from simulators.devices import KINDS
 from simulators.fleet import OutgoingMessage, build_fleet

@@ -18,11 +18,11 @@ from typing import Any
 import orjson
 import pytest
 
-from gateway.decode import decoder_for
 from gateway.errors import DecodeError
-from gateway.normalize import Drop, normalize
 from gateway.profiles.policy import OFFLINE_POLICY
 from gateway.profiles.registry import ProfileRegistry, load_directory
+from gateway.stages.decode import decoder_for
+from gateway.stages.normalize import Drop, normalize
 from simulators.cli import main
 from simulators.clock import parse_start
 from simulators.devices import KINDS

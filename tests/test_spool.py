@@ -16,8 +16,8 @@ from gateway.config import GatewaySettings
 from gateway.model import Message
 from gateway.pipeline import Gateway
 from gateway.profiles.registry import load_directory
-from gateway.sinks.recording import RecordingSink
-from gateway.spool import SPOOL_FILE, Spool
+from gateway.stages.sinks.recording import RecordingSink
+from gateway.stages.spool import SPOOL_FILE, Spool
 from tests.fakes import LEVEL_PROFILE, LEVEL_TOPIC, LIGHT_TOPIC, QueueIngest, SwitchableSink, light
 
 PROFILES = Path(__file__).resolve().parent.parent / "device_profiles"

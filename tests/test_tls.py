@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import MqttSettings, TlsSettings
-from gateway.ingest import MqttConnectError, _tls_context
+from gateway.stages.ingest import MqttConnectError, _tls_context
 from tests.harness import GatewayProcess, gateway_config, wait_for_counts
 from tests.servers import Influxd
 from tests.tls import KeyPair, Pki, make_pki
@@ -76,7 +76,7 @@ def client_files(pair: KeyPair) -> dict[str, str]:
 def assert_retries_with_error(gateway: GatewayProcess, port: int, *reasons: str) -> str:
     """The gateway logs FAILED_ATTEMPTS ERROR lines naming the broker and matching the regular
     expressions `reasons`, and is still running; returns the first such line."""
-    prefix = f"ERROR gateway.ingest: MQTT connect to 127.0.0.1:{port} failed ("
+    prefix = f"ERROR gateway.stages.ingest: MQTT connect to 127.0.0.1:{port} failed ("
     assert gateway.logged_within(prefix, 20.0, occurrences=FAILED_ATTEMPTS), gateway.log()
     line = next(line for line in gateway.log().splitlines() if prefix in line)
     for reason in reasons:

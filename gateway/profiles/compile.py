@@ -106,7 +106,7 @@ class CompiledProfile:
     domain: str
     file: str
     pattern: TopicPattern
-    decode_spec: DecodeSpec  # gateway.decode.decoder_for compiles it (decode imports us)
+    decode_spec: DecodeSpec  # gateway.stages.decode.decoder_for compiles it (decode imports us)
     readings: Getter | None
     time_ns: Callable[[Any, Any, int], int]  # (reading, root, received_ns) -> ns, unchecked
     # What `time_ns` does, as data, for normalize's generated code: "receive", or the path and

@@ -11,7 +11,7 @@ configuration is the operator's. Two rules cross that line and are checked when 
   choose it (see `output.database` in schema.py).
 - **The keyed hash** of `privacy: hash` fields (HMAC-SHA256 with `[privacy] hash_key`).
 
-Pure: the caller builds a LoadPolicy from the settings (gateway/isolation.py).
+Pure: the caller builds a LoadPolicy from the settings (gateway/policies/tenants.py).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ HASH_HEX_CHARS = 16
 
 OFFLINE_HASH_KEY = b"mh-gateway offline tools: golden vectors only, not secret"
 """The public key of `gateway profiles test/validate` and the golden vectors, so their hashed
-values are reproducible. A running gateway never uses it (see gateway/isolation.py)."""
+values are reproducible. A running gateway never uses it (see gateway/policies/tenants.py)."""
 
 
 @dataclass(frozen=True, slots=True)

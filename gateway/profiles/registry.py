@@ -165,8 +165,8 @@ def profile_files(paths: Iterable[Path]) -> list[Path]:
 def load_directory(directory: Path, policy: LoadPolicy | None = None) -> ProfileRegistry:
     """Load every profile under `directory`; all problems of all files are reported at once.
 
-    `policy` carries the configuration's tenants and hash key (gateway/isolation.py builds it);
-    without one, tenants are not checked and hashes use a random key of this process."""
+    `policy` carries the configuration's tenants and hash key (gateway/policies/tenants.py builds
+    it); without one, tenants are not checked and hashes use a random key of this process."""
     policy = policy or ephemeral_policy()
     if not directory.is_dir():
         raise ProfileError([f"{directory}: profiles directory does not exist ([profiles] dir)"])

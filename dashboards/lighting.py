@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.models.dashboard import Dashboard, DataTransformerConfig
 
-from gateway.dashboards import limits
-from gateway.dashboards.alarms import lamps_in_fault
-from gateway.dashboards.influxql import DEVICE, DEVICE_FILTER, InfluxQL, nonzero
-from gateway.dashboards.panels import (
+from dashboards import limits
+from dashboards.alarms import lamps_in_fault
+from dashboards.influxql import DEVICE, DEVICE_FILTER, InfluxQL, nonzero
+from dashboards.panels import (
     COUNT,
     PERCENT,
     QUARTER,

@@ -37,9 +37,9 @@ from grafana_client.client import (
     GrafanaUnauthorizedError,
 )
 
-from gateway.dashboards import alerts, build
-from gateway.dashboards.influxql import DATASOURCE_UID
-from gateway.dashboards.panels import FOLDER, FOLDER_UID
+from dashboards import alerts, build
+from dashboards.influxql import DATASOURCE_UID
+from dashboards.panels import FOLDER, FOLDER_UID
 from gateway.errors import GatewayError
 
 Outcome = Literal["created", "updated", "unchanged"]

@@ -18,9 +18,9 @@ from grafana_foundation_sdk.builders import alerting, expr
 from grafana_foundation_sdk.models import alerting as alerting_model
 from grafana_foundation_sdk.models import dashboard as dashboard_model
 
-from gateway.dashboards import limits
-from gateway.dashboards.influxql import DATASOURCE_UID, InfluxQL, nonzero
-from gateway.dashboards.panels import FOLDER
+from dashboards import limits
+from dashboards.influxql import DATASOURCE_UID, InfluxQL, nonzero
+from dashboards.panels import FOLDER
 
 EXPRESSIONS_UID = "__expr__"  # Grafana's server-side expressions
 Evaluator = Literal["gt", "lt", "outside_range"]

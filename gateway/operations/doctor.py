@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Literal
 
 from gateway.config import GatewaySettings, load_settings
-from gateway.deadletter import DEAD_LETTER_FILE
 from gateway.errors import ConfigError, ProfileError, SinkError
-from gateway.ingest import probe_broker
 from gateway.profiles.registry import ProfileRegistry, load_directory
-from gateway.sinks.influx import InfluxSink
-from gateway.spool import SPOOL_FILE
+from gateway.stages.deadletter import DEAD_LETTER_FILE
+from gateway.stages.ingest import probe_broker
+from gateway.stages.sinks.influx import InfluxSink
+from gateway.stages.spool import SPOOL_FILE
 
 Status = Literal["OK", "WARN", "FAIL"]
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.dashboards.influxql import DATASOURCE_UID
+from dashboards.influxql import DATASOURCE_UID
 
 # The dashboards' default selection: "All", which Grafana sends as the variables' allValue.
 ALL = ".*"

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
-from gateway.dashboards import limits
-from gateway.dashboards.alarms import low_pressure_points, quality_exceedances
-from gateway.dashboards.influxql import DEVICE, DEVICE_FILTER, InfluxQL
-from gateway.dashboards.panels import (
+from dashboards import limits
+from dashboards.alarms import low_pressure_points, quality_exceedances
+from dashboards.influxql import DEVICE, DEVICE_FILTER, InfluxQL
+from dashboards.panels import (
     THIRD,
     PanelBuilder,
     Steps,

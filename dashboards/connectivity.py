@@ -8,10 +8,10 @@ from collections.abc import Sequence
 
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
-from gateway.dashboards import limits
-from gateway.dashboards.alarms import sites_on_battery
-from gateway.dashboards.influxql import DEVICE, DEVICE_FILTER, InfluxQL, at_least
-from gateway.dashboards.panels import (
+from dashboards import limits
+from dashboards.alarms import sites_on_battery
+from dashboards.influxql import DEVICE, DEVICE_FILTER, InfluxQL, at_least
+from dashboards.panels import (
     PERCENT,
     QUARTER,
     PanelBuilder,

@@ -2,7 +2,8 @@
 
 `read_stats` is the single list of what the gateway reports about itself: `health_lines` turns
 it into points for InfluxDB (so Grafana sees the gateway next to the readings) and
-gateway/health.py turns the same list into Prometheus metrics, so the two cannot drift apart.
+gateway/operations/endpoint.py turns the same list into Prometheus metrics, so the two cannot
+drift apart.
 Pure: no I/O, no asyncio; the caller passes the time. The schema is in docs/operations.md.
 
 Counters are cumulative since the process started (Grafana: `non_negative_derivative`, which
@@ -18,17 +19,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from gateway.lineprotocol import encode_point
-from gateway.liveness import NS_PER_S, LivenessTracker
-from gateway.metrics import Metrics
 from gateway.model import FieldValue, Point
+from gateway.operations.counters import Metrics
+from gateway.policies.liveness import NS_PER_S, LivenessTracker
+from gateway.stages.lineprotocol import encode_point
 
 HEALTH_MEASUREMENT = "gateway_health"
 COUNTERS_MEASUREMENT = "gateway_counters"
 
 
 class IngestCounters(Protocol):
-    """What is read from gateway.ingest.IngestStats (structurally, so no import of ingest)."""
+    """What is read from gateway.stages.ingest.IngestStats (structurally: no import of ingest)."""
 
     @property
     def connects(self) -> int: ...

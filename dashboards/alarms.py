@@ -9,9 +9,9 @@ counter to its device variable.
 
 from __future__ import annotations
 
-from gateway.dashboards import limits
-from gateway.dashboards.influxql import DISTRICT, InfluxQL, at_least, below, nonzero
-from gateway.dashboards.panels import (
+from dashboards import limits
+from dashboards.influxql import DISTRICT, InfluxQL, at_least, below, nonzero
+from dashboards.panels import (
     COUNT,
     OK_UNLESS_ANY,
     WARN_UNLESS_ANY,

@@ -10,8 +10,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from gateway.deadletter import DeadLetter
-from gateway.spool import ReceiptKey
+from gateway.stages.deadletter import DeadLetter
+from gateway.stages.spool import ReceiptKey
 
 Destination = tuple[str | None, str | None]
 """(database or bucket, retention policy); None means the configured default."""

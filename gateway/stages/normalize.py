@@ -19,7 +19,6 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway.errors import DecodeError
-from gateway.lineprotocol import STRING_ESCAPES, field_prefix, series_key_uncached
 from gateway.model import Point
 from gateway.profiles.compile import (
     MAX_NS,
@@ -31,6 +30,7 @@ from gateway.profiles.compile import (
     FieldDropped,
 )
 from gateway.profiles.schema import TIME_REPLACED_FIELD
+from gateway.stages.lineprotocol import STRING_ESCAPES, field_prefix, series_key_uncached
 
 Drop = tuple[str, str]
 """(field or tag name, reason slug), e.g. ("dim_pct", "out_of_range")."""

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
-from gateway.dashboards import limits
-from gateway.dashboards.alarms import signal_faults
-from gateway.dashboards.influxql import DEVICE, DEVICE_FILTER, InfluxQL
-from gateway.dashboards.panels import (
+from dashboards import limits
+from dashboards.alarms import signal_faults
+from dashboards.influxql import DEVICE, DEVICE_FILTER, InfluxQL
+from dashboards.panels import (
     COUNT,
     PERCENT,
     QUARTER,

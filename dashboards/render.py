@@ -30,8 +30,8 @@ from matplotlib.font_manager import FontProperties
 from matplotlib.patches import Rectangle
 from PIL import Image
 
-from gateway.dashboards.influxread import Column, InfluxReader, Table
-from gateway.dashboards.queries import Query, substitute
+from dashboards.influxread import Column, InfluxReader, Table
+from dashboards.queries import Query, substitute
 
 Panel = Mapping[str, Any]
 

@@ -15,7 +15,7 @@ from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.models import common as common_model
 from grafana_foundation_sdk.models import dashboard as model
 
-from gateway.dashboards.influxql import DATASOURCE, DISTRICT, InfluxQL
+from dashboards.influxql import DATASOURCE, DISTRICT, InfluxQL
 
 PanelBuilder = cogbuilder.Builder[model.Panel]
 Steps = Sequence[tuple[float | None, str]]

@@ -1,8 +1,9 @@
 """The gateway's HTTP endpoint: liveness, readiness, Prometheus metrics, stale devices.
 
 The only module that serves HTTP. The hot path never calls it: it bumps plain ints in
-gateway.metrics.Metrics, and `_stats_families` reads them when Prometheus scrapes, through the
-same `read_stats` list the InfluxDB self-metrics use (gateway/selfmetrics.py).
+gateway.operations.counters.Metrics, and `_stats_families` reads them when Prometheus
+scrapes, through the same `read_stats` list the InfluxDB self-metrics use
+(gateway/operations/figures.py).
 
 The server is asyncio's own (`asyncio.start_server`) with a small HTTP/1.1 reader: four GET
 endpoints, one answer per connection. aiohttp.web served them before, but aiohttp costs 11 MB
@@ -40,8 +41,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from gateway.config import HttpSettings
 from gateway.errors import ConfigError
-from gateway.metrics import Metrics
-from gateway.selfmetrics import Sources, read_stats
+from gateway.operations.counters import Metrics
+from gateway.operations.figures import Sources, read_stats
 
 log = logging.getLogger(__name__)
 

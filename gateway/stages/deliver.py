@@ -25,13 +25,13 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar, TypeVarTuple
 
-from gateway.batcher import Batch
 from gateway.config import SpoolSettings
-from gateway.deadletter import DeadLetter, DeadLetterStore
 from gateway.errors import SinkError
-from gateway.metrics import Metrics
-from gateway.sinks import Sink
-from gateway.spool import Spool, SpooledBatch
+from gateway.operations.counters import Metrics
+from gateway.stages.batch import Batch
+from gateway.stages.deadletter import DeadLetter, DeadLetterStore
+from gateway.stages.sinks import Sink
+from gateway.stages.spool import Spool, SpooledBatch
 
 log = logging.getLogger(__name__)
 

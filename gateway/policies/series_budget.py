@@ -28,11 +28,11 @@ from collections.abc import Iterable, Mapping
 from typing import TypeVar
 
 from gateway.errors import DecodeError
-from gateway.lineprotocol import series_key
 from gateway.model import Point
-from gateway.normalize import Drop, Row
 from gateway.profiles.compile import CompiledProfile
 from gateway.profiles.schema import DEFAULT_MAX_SERIES
+from gateway.stages.lineprotocol import series_key
+from gateway.stages.normalize import Drop, Row
 
 CARDINALITY_EXCEEDED = "cardinality_exceeded"
 

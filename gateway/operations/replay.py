@@ -13,13 +13,13 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from gateway.deadletter import DeadLetter, DeadLetterStore
-from gateway.decode import Decoder, decoder_for
 from gateway.errors import DecodeError, SinkError
-from gateway.lineprotocol import encode_point
-from gateway.normalize import Drop, normalize
 from gateway.profiles.registry import ProfileRegistry
-from gateway.sinks import Sink
+from gateway.stages.deadletter import DeadLetter, DeadLetterStore
+from gateway.stages.decode import Decoder, decoder_for
+from gateway.stages.lineprotocol import encode_point
+from gateway.stages.normalize import Drop, normalize
+from gateway.stages.sinks import Sink
 
 _CHUNK = 500
 

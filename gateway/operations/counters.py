@@ -35,7 +35,7 @@ class Metrics:
     write_latency_s_sum: float = 0.0
     write_latency_s_max: float = 0.0
     messages_acked: int = 0
-    # store-and-forward (gateway/spool.py); depth figures are refreshed by the writer
+    # store-and-forward (gateway/stages/spool.py); depth figures are refreshed by the writer
     spool_batches: int = 0
     spool_points: int = 0
     spool_bytes: int = 0

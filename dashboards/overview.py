@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
-from gateway.dashboards.alarms import (
+from dashboards.alarms import (
     lamps_in_fault,
     low_pressure_points,
     quality_exceedances,
@@ -17,8 +17,8 @@ from gateway.dashboards.alarms import (
     sites_on_battery,
     stale_devices,
 )
-from gateway.dashboards.influxql import DISTRICT, InfluxQL
-from gateway.dashboards.panels import (
+from dashboards.influxql import DISTRICT, InfluxQL
+from dashboards.panels import (
     COUNT,
     FULL,
     PanelBuilder,

@@ -2,7 +2,7 @@
 
 Only for the pictures (`render.py`): a blocking GET on InfluxDB's /query API with the standard
 library, because the renderer is a one-shot command and the gateway's own InfluxDB code
-(gateway/sinks/influx.py) only writes.
+(gateway/stages/sinks/influx.py) only writes.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ STRING_ESCAPES = str.maketrans({'"': r"\"", "\\": "\\\\"})
 
 def escape_key(text: str) -> str:
     """Tag key, tag value or field key. Not cached: the pipeline's normalizers cache whole
-    series keys by tag values (gateway/normalize.py), so this runs once per new series; a
+    series keys by tag values (gateway/stages/normalize.py), so this runs once per new series; a
     cache here held ~1.5 MB of device ids in the 10,000-device benchmark."""
     return text.translate(_KEY_ESCAPES)
 
@@ -48,7 +48,7 @@ def series_key_uncached(measurement: str, tags: tuple[tuple[str, str], ...]) -> 
 
 
 # Cached per series, of which a town has a bounded number. The pipeline's normalizers keep
-# their own cache by raw tag values (gateway/normalize.py) and call the uncached one.
+# their own cache by raw tag values (gateway/stages/normalize.py) and call the uncached one.
 series_key = lru_cache(maxsize=65536)(series_key_uncached)
 
 

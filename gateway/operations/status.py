@@ -14,7 +14,7 @@ from typing import Any
 
 from gateway.config import HttpSettings
 from gateway.errors import ConfigError
-from gateway.health import PROMETHEUS_PREFIX, Samples, fetch_endpoint, parse_metrics
+from gateway.operations.endpoint import PROMETHEUS_PREFIX, Samples, fetch_endpoint, parse_metrics
 
 _TIMEOUT_S = 5.0
 _WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}  # noqa: S104  # mapped away

@@ -1,4 +1,4 @@
-"""Sức khỏe gateway: the gateway's own figures, as gateway/selfmetrics.py writes them.
+"""Sức khỏe gateway: the gateway's own figures, as gateway/operations/figures.py writes them.
 
 `gateway_health` holds one point per interval with every counter and gauge as a field;
 `gateway_counters` holds the counters split by profile, domain or reason (field `value`, tag
@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
-from gateway.dashboards import limits
-from gateway.dashboards.influxql import INSTANCE, InfluxQL
-from gateway.dashboards.panels import (
+from dashboards import limits
+from dashboards.influxql import INSTANCE, InfluxQL
+from dashboards.panels import (
     COUNT,
     FULL,
     HALF,

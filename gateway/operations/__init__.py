@@ -1,0 +1,1 @@
+"""Operations: the HTTP endpoint, counters and figures, status, doctor, logs, replay."""

@@ -1,0 +1,1 @@
+"""Per-message policies: rate limits, series budgets, liveness, privacy, tenants."""
