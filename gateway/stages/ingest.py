@@ -13,8 +13,13 @@ a batch is durable.
 The interface is narrow: `MqttIngest(settings, topics, on_message)`, `run()`, `ack(tokens)`,
 `pause()`, `resume()`, `stop()`, `connected`. A Message's `ack_token` is `(session, packet_id)`:
 packet ids are only meaningful on the connection that delivered them, so tokens of an older
-connection are ignored (the broker redelivers those messages, and the points they produce are
-identical, so InfluxDB overwrites rather than doubles them).
+connection are counted (`stale_acks`) and not sent (the broker redelivers those messages, and
+the points they produce are identical, so InfluxDB overwrites rather than doubles them).
+
+Waits never use `asyncio.wait_for`: on Python 3.11 it returns the result and swallows a
+cancellation that arrives while the awaited future completes (the hang of issue 18). Futures
+are waited for with `asyncio.wait` (never cancels them, always propagates CancelledError) and
+coroutines under `asyncio.timeout`.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import struct
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol, cast
+from typing import Protocol, TypeVar, cast
 
 import mqtt5
 
@@ -39,6 +44,7 @@ from gateway.model import Message
 log = logging.getLogger(__name__)
 
 _CONNECT_TIMEOUT_S = 10.0
+_T = TypeVar("_T")
 
 
 class Ingest(Protocol):
@@ -74,6 +80,8 @@ class IngestStats:
     connects: int = 0
     reconnects: int = 0
     acks_sent: int = 0
+    # Acknowledgements for a connection that is gone: its packet ids mean nothing on the next
+    # one, so the broker redelivers those messages (stored again, identically).
     stale_acks: int = 0
     # PUBACKs not sent because their packet id was outside 1..65535 (MQTT v5 2.2.1): a bug
     # upstream of ingest, counted rather than sent, since the broker drops a client for it.
@@ -174,6 +182,12 @@ class _MqttProtocol(asyncio.Protocol):
             # Only reachable if a QoS 2 delivery slipped past our max_qos=1 subscription.
             self.send(mqtt5.PubCompPacket(packet.packet_id).write())
 
+    @property
+    def closing(self) -> bool:
+        """Whether nothing more can be sent on this connection."""
+        transport = self.transport
+        return self.closed.done() or transport is None or transport.is_closing()
+
     def send(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
@@ -208,10 +222,12 @@ class MqttIngest:
         self._settings = settings
         self._topics = topics
         self._on_message = on_message
+        # The connection that finished subscribing (`connected`, set_topics, stop).
         self._protocol: _MqttProtocol | None = None
-        # The connection between CONNACK and SUBACK: mosquitto sends a resumed session's
-        # backlog before the SUBACK, so the pipeline's pause() must reach it too.
-        self._handshaking: _MqttProtocol | None = None
+        # The newest connection the broker accepted, from its CONNACK on: mosquitto sends a
+        # resumed session's backlog before the SUBACK, so its acknowledgements and the
+        # pipeline's pause() must reach that connection before it is subscribed.
+        self._delivering: _MqttProtocol | None = None
         self._session = 0
         self._stopping = asyncio.Event()
         self._paused = False
@@ -260,7 +276,8 @@ class MqttIngest:
 
     async def _sleep_unless_stopping(self, delay_s: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), timeout=delay_s)
+            async with asyncio.timeout(delay_s):
+                await self._stopping.wait()
 
     async def _connect(self) -> _MqttProtocol:
         settings = self._settings
@@ -268,16 +285,14 @@ class MqttIngest:
         self._session += 1
         session = self._session
         tls = _tls_context(settings)
-        _, protocol = await asyncio.wait_for(
-            loop.create_connection(
+        async with asyncio.timeout(_CONNECT_TIMEOUT_S):
+            _, protocol = await loop.create_connection(
                 lambda: _MqttProtocol(session, self._on_message, self.stats),
                 settings.host,
                 settings.port,
                 ssl=tls,
                 server_hostname=(settings.tls.server_name or settings.host) if tls else None,
-            ),
-            timeout=_CONNECT_TIMEOUT_S,
-        )
+            )
         try:
             await self._handshake(protocol)
         except BaseException:
@@ -300,7 +315,9 @@ class MqttIngest:
                 receive_max=_announced_receive_maximum(settings.receive_maximum),
             ).write()
         )
-        connack = await asyncio.wait_for(protocol.connack, _CONNECT_TIMEOUT_S)
+        if not await _until_done(protocol.connack, _CONNECT_TIMEOUT_S):
+            raise TimeoutError
+        connack = protocol.connack.result()
         if connack.reason_code != mqtt5.ConnAckReasonCode.SUCCESS:
             fatal = connack.reason_code in (
                 mqtt5.ConnAckReasonCode.BAD_USER_NAME_OR_PASSWORD,
@@ -309,11 +326,8 @@ class MqttIngest:
             raise MqttConnectError(
                 f"broker refused the connection: {connack.reason_code.name}", fatal=fatal
             )
-        self._handshaking = protocol
-        try:
-            await self._subscribe(protocol, connack.session_present)
-        finally:
-            self._handshaking = None
+        self._delivering = protocol
+        await self._subscribe(protocol, connack.session_present)
 
     async def _subscribe(self, protocol: _MqttProtocol, session_present: bool) -> None:
         settings = self._settings
@@ -401,11 +415,7 @@ class MqttIngest:
     async def _serve(self, protocol: _MqttProtocol) -> str:
         """Keep the connection alive until it closes; returns why it closed."""
         interval = max(1.0, self._settings.keepalive_s / 2)
-        while not protocol.closed.done():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(protocol.closed), timeout=interval)
-            if protocol.closed.done():
-                break
+        while not await _until_done(protocol.closed, interval):
             silent_s = time.monotonic() - protocol.last_received
             if not protocol.paused and silent_s > self._settings.keepalive_s * 1.5:
                 protocol.abort(f"no answer from the broker for {silent_s:.0f}s")
@@ -414,17 +424,20 @@ class MqttIngest:
         return protocol.closed.result()
 
     def ack(self, tokens: Iterable[object]) -> None:
-        """Send PUBACKs for durable messages, in receive order, in one socket write."""
-        protocol = self._protocol
-        if protocol is None:
-            return
-        session = protocol.session
+        """Send PUBACKs for durable messages, in receive order, in one socket write.
+
+        Sent on the newest connection from its CONNACK on, before its SUBACK too: a resumed
+        session's backlog arrives before the SUBACK, and its acknowledgements must not wait
+        for (or be lost before) it. Tokens of any other connection, or of this one once it is
+        closed, cannot be sent and are counted as stale."""
+        protocol = self._delivering
+        open_session = -1 if protocol is None or protocol.closing else protocol.session
         packet_ids = []
         stale = refused = 0
         for token in cast(Iterable[tuple[int, int] | None], tokens):  # made in data_received
             if token is None:
                 continue
-            if token[0] != session:
+            if token[0] != open_session:
                 stale += 1
             elif 0 < token[1] <= _MAX_PACKET_ID:
                 packet_ids.append(token[1])
@@ -435,26 +448,28 @@ class MqttIngest:
             self.stats.acks_refused += refused
             log.error("%d acknowledgements with a packet id outside 1..65535 not sent", refused)
         if packet_ids:
+            assert protocol is not None  # packet ids are only kept for an open connection
             protocol.send(_pubacks(packet_ids))
             self.stats.acks_sent += len(packet_ids)
 
     def pause(self) -> None:
         """Stop reading from the socket: the broker keeps the rest (backpressure)."""
         self._paused = True
-        for protocol in (self._protocol, self._handshaking):
-            if protocol is not None:
-                protocol.pause()
+        if self._delivering is not None:  # an older connection is closed: nothing to read
+            self._delivering.pause()
 
     def resume(self) -> None:
         self._paused = False
-        for protocol in (self._protocol, self._handshaking):
-            if protocol is not None:
-                protocol.resume()
+        if self._delivering is not None:
+            self._delivering.resume()
 
     async def stop(self) -> None:
-        """Disconnect cleanly; the session (and unacknowledged messages) stays on the broker."""
+        """Disconnect cleanly; the session (and unacknowledged messages) stays on the broker.
+
+        Also a connection still waiting for its SUBACK: its handshake then fails and run()
+        ends instead of subscribing after the stop."""
         self._stopping.set()
-        protocol = self._protocol
+        protocol = self._delivering
         if protocol is not None and not protocol.closed.done():
             protocol.send(mqtt5.DisconnectPacket().write())
             protocol.abort("stopped")
@@ -465,13 +480,22 @@ async def _suback(protocol: _MqttProtocol) -> mqtt5.SubAckPacket:
     backlog it only arrives once the pipeline has taken in what comes before it, and while
     intake is paused (batches waiting for InfluxDB) nothing is read. Without a packet for
     _CONNECT_TIMEOUT_S while reading, the broker is not answering."""
-    while True:
-        try:
-            return await asyncio.wait_for(asyncio.shield(protocol.suback), 1.0)
-        except TimeoutError:
-            silent_s = time.monotonic() - protocol.last_received
-            if not protocol.paused and silent_s > _CONNECT_TIMEOUT_S:
-                raise TimeoutError(f"no SUBACK within {_CONNECT_TIMEOUT_S:.0f}s") from None
+    while not await _until_done(protocol.suback, 1.0):
+        silent_s = time.monotonic() - protocol.last_received
+        if not protocol.paused and silent_s > _CONNECT_TIMEOUT_S:
+            raise TimeoutError(f"no SUBACK within {_CONNECT_TIMEOUT_S:.0f}s")
+    return protocol.suback.result()
+
+
+async def _until_done(future: asyncio.Future[_T], timeout_s: float) -> bool:
+    """Whether `future` is done within timeout_s; it is never cancelled by the wait.
+
+    Replaces `wait_for(shield(future), timeout_s)`, which on Python 3.11 returns normally
+    when the task is cancelled while `future` completes: the cancellation is lost and the
+    task runs on (issue 18: a gateway that ignored SIGTERM). asyncio.wait always raises the
+    task's CancelledError."""
+    done, _ = await asyncio.wait((future,), timeout=timeout_s)
+    return bool(done)
 
 
 def _pubacks(packet_ids: list[int]) -> bytes:
