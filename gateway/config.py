@@ -225,6 +225,12 @@ class SpoolSettings(_Section):
     deadletter_max_records: int = Field(
         1_000_000, ge=1000, description="Dead letters kept; the oldest go first beyond this."
     )
+    deadletter_max_bytes: int = Field(
+        256 * 1024**2,
+        ge=1024**2,
+        description="Dead-letter store size limit (topics, payloads, details); the oldest "
+        "letters go first beyond this, counted.",
+    )
 
 
 class HttpSettings(_Section):
@@ -237,6 +243,12 @@ class HttpSettings(_Section):
         "Keep it on loopback or a management network: the endpoints have no authentication.",
     )
     port: int = Field(9464, ge=0, le=65535, description="TCP port; 0 = any free port (tests).")
+    max_connections: int = Field(
+        16,
+        ge=1,
+        le=10_000,
+        description="Connections served at once; more are closed unanswered. A scraper needs one.",
+    )
 
     @field_validator("listen")
     @classmethod
@@ -315,6 +327,20 @@ class LimitsSettings(_Section):
         5000,
         ge=1,
         description="Messages a device topic may send at once, e.g. a backlog the broker held.",
+    )
+    max_topic_bytes: int = Field(
+        1024,
+        ge=64,
+        le=65535,
+        description="Longer MQTT topics become dead letters (topic_too_long), the topic cut "
+        "to this length: every cache keyed by topic stays bounded in bytes.",
+    )
+    max_tag_value_bytes: int = Field(
+        256,
+        ge=16,
+        le=65535,
+        description="A longer tag value (from a topic level or the payload) is dropped with a "
+        "reason, like a bad field: InfluxDB keeps every tag value in its index for ever.",
     )
 
 

@@ -40,6 +40,13 @@ class DecodeError(GatewayError):
         super().__init__(f"{reason}: {detail}" if detail else reason)
 
 
+class StorageFullError(GatewayError):
+    """The spool or dead-letter store could not write (disk full) and the gateway is stopping.
+
+    While the gateway runs, a full disk is a state (gateway/stages/storage.py), not this error:
+    the store waits for space. It is raised only when the wait is ended by `close()`."""
+
+
 class SinkError(GatewayError):
     """A write to the time-series database failed.
 

@@ -8,17 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from gateway.config import GatewaySettings
+from gateway.errors import StorageFullError
 from gateway.model import Message
 from gateway.pipeline import Gateway
 from gateway.profiles.registry import load_directory
+from gateway.stages.deadletter import DEAD_LETTER_FILE, DeadLetter, DeadLetterStore
 from gateway.stages.sinks.recording import RecordingSink
 from gateway.stages.spool import SPOOL_FILE, Spool
 from tests.fakes import LEVEL_PROFILE, LEVEL_TOPIC, LIGHT_TOPIC, QueueIngest, SwitchableSink, light
+from tests.small_disk import fill, free, small_disk
 
 PROFILES = Path(__file__).resolve().parent.parent / "device_profiles"
 
@@ -264,3 +270,87 @@ def test_receive_times_are_forgotten_after_their_window(tmp_path: Path) -> None:
     assert sqlite3.connect(tmp_path / SPOOL_FILE).execute("PRAGMA journal_mode").fetchone() == (
         "wal",
     )
+
+
+# ---- a full disk (gateway/stages/storage.py) ---------------------------------------------------
+
+
+def test_a_full_disk_refuses_the_batch_and_names_sqlites_error_then_recovers(
+    tmp_path: Path,
+) -> None:
+    with small_disk(tmp_path / "state", 2 * 1024**2) as state:
+        spool = Spool(state / SPOOL_FILE, max_bytes=1024**2)
+        assert spool.storage.disk_full is None
+        fill(state)
+        lines = [f"m v={i}i {i}" for i in range(2000)]
+        assert not spool.append(None, None, lines)  # refused: nothing stored, no exception
+        assert spool.storage.disk_full is not None
+        assert "database or disk is full" in spool.storage.disk_full  # not the ROLLBACK's text
+        assert spool.depth.batches == 0
+        free(state)
+        assert spool.append(None, None, lines)
+        assert spool.storage.disk_full is None
+        assert spool.depth.points == 2000
+        spool.close()
+
+
+def test_dead_letters_wait_for_space_and_close_ends_the_wait(tmp_path: Path) -> None:
+    with small_disk(tmp_path / "state", 2 * 1024**2) as state:
+        store = DeadLetterStore(state / DEAD_LETTER_FILE)
+        fill(state)
+        letters = [DeadLetter(i, "t/x", b"p" * 4096, "invalid_json") for i in range(100)]
+        adding = threading.Thread(target=store.add, args=(letters,))
+        adding.start()
+        wait_until(lambda: store.storage.disk_full is not None, "disk-full state")
+        assert adding.is_alive()  # not acknowledged, not lost: waiting
+        free(state)
+        adding.join(timeout=10)
+        assert not adding.is_alive()
+        assert store.count() == 100
+        assert store.storage.disk_full is None
+        fill(state)
+        failed: list[BaseException] = []
+        stuck = threading.Thread(target=_add_catching, args=(store, letters, failed))
+        stuck.start()
+        wait_until(lambda: store.storage.disk_full is not None, "disk-full state")
+        store.close()  # what the pipeline does on SIGTERM
+        stuck.join(timeout=10)
+        assert not stuck.is_alive()
+        assert [type(error) for error in failed] == [StorageFullError]
+
+
+def _add_catching(
+    store: DeadLetterStore, letters: list[DeadLetter], failed: list[BaseException]
+) -> None:
+    try:
+        store.add(letters)
+    except StorageFullError as exc:
+        failed.append(exc)
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"no {what} within {timeout_s}s"
+        time.sleep(0.01)
+
+
+def test_dead_letters_are_bounded_by_bytes_oldest_evicted_and_counted(tmp_path: Path) -> None:
+    store = DeadLetterStore(tmp_path / DEAD_LETTER_FILE, max_records=1000, max_bytes=1024**2)
+    for batch in range(40):
+        store.add(
+            [DeadLetter(batch * 10 + i, "t/x", b"p" * 8192, "rate_limited") for i in range(10)]
+        )
+    assert store.bytes <= 1024**2
+    assert store.count() == 1024**2 // (8192 + 3 + 0)
+    assert store.evicted == 400 - store.count()
+    assert store.select(None, None, 0, 1)[0][1].received_ns == store.evicted  # oldest went
+    reopened = DeadLetterStore(tmp_path / DEAD_LETTER_FILE, max_records=1000, max_bytes=1024**2)
+    assert reopened.bytes == store.bytes
+
+
+def test_state_files_are_private(tmp_path: Path) -> None:
+    Spool(tmp_path / SPOOL_FILE, max_bytes=1024**2).append(None, None, ["m v=1i 1"])
+    DeadLetterStore(tmp_path / DEAD_LETTER_FILE).add([DeadLetter(1, "t", b"secret", "x")])
+    for file in tmp_path.iterdir():
+        assert file.stat().st_mode & 0o777 == 0o600, file

@@ -4,13 +4,25 @@ SQLite in WAL mode in the state directory: one file, crash-safe, readable with a
 and easy to query by reason or profile for inspection and replay. Records are added in group
 commits (one transaction per batch) before the batch's messages are acknowledged, so a message
 is never acknowledged unless it is either in InfluxDB or in here.
+
+Bounded by rows and by bytes (topic, payload and detail; at 64 KiB payloads a million rows
+would be 64 GB): beyond either bound the oldest letters are deleted in the same transaction
+and counted in `evicted`. On a full disk `add` waits for space (gateway/stages/storage.py).
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
+import threading
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from gateway.stages.storage import StorageState, create_private, run_transaction
+
+log = logging.getLogger(__name__)
 
 DEAD_LETTER_FILE = "deadletter.sqlite3"
 """Its name inside the `[spool] dir`."""
@@ -29,6 +41,8 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 );
 CREATE INDEX IF NOT EXISTS dead_letters_reason ON dead_letters (reason);
 """
+
+_EVICTION_LOG_EVERY_S = 60.0
 
 _SELECT = (
     "SELECT id, received_ns, topic, payload, reason, detail, profile_id, database,"
@@ -55,18 +69,36 @@ class DeadLetter:
 
 
 class DeadLetterStore:
-    """Bounded by row count: the oldest records go first when `max_records` is exceeded."""
+    """Bounded by `max_records` rows and `max_bytes`: the oldest records go first."""
 
-    def __init__(self, path: Path, max_records: int = 1_000_000) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(
+        self, path: Path, max_records: int = 1_000_000, max_bytes: int = 256 * 1024**2
+    ) -> None:
+        create_private(path)
         self.path = path
         self._max_records = max_records
+        self._max_bytes = max_bytes
+        self.storage = StorageState("dead-letter store")
+        self.evicted = 0  # letters deleted to stay within the bounds, since start
+        self._evicted_logged_at = -_EVICTION_LOG_EVERY_S
+        # A commit waiting for space and close() on SIGTERM come from different threads.
+        self._lock = threading.Lock()
         # check_same_thread=False: the pipeline commits from one worker thread at a time.
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
         self._add_missing_columns()
+        rows, size = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(length(topic) + length(payload) + length(detail)), 0)"
+            " FROM dead_letters"
+        ).fetchone()
+        self._rows, self._bytes = int(rows), int(size)
+
+    @property
+    def bytes(self) -> int:
+        """Topic, payload and detail bytes of the stored letters (what max_bytes bounds)."""
+        return self._bytes
 
     def _add_missing_columns(self) -> None:
         """Stores written by an older version lack the destination columns."""
@@ -76,35 +108,84 @@ class DeadLetterStore:
                 self._db.execute(f"ALTER TABLE dead_letters ADD COLUMN {column} TEXT")
 
     def add(self, letters: list[DeadLetter]) -> None:
-        """Append and fsync in one transaction (blocking: call it from a worker thread)."""
+        """Append and fsync in one transaction (blocking: call it from a worker thread).
+
+        On a full disk this waits until the letters are stored (or close() is called)."""
         if not letters:
             return
-        with self._transaction():
-            self._db.executemany(
+        rows = [
+            (
+                d.received_ns,
+                d.topic,
+                d.payload,
+                d.reason,
+                d.detail,
+                d.profile_id,
+                d.database,
+                d.retention_policy,
+            )
+            for d in letters
+        ]
+        added = sum(_size(d) for d in letters)
+        self.storage.retry_until_written(self.path, lambda: self._insert(rows, added))
+
+    def _insert(self, rows: Sequence[tuple[object, ...]], added: int) -> None:
+        def insert(db: sqlite3.Connection) -> tuple[int, int]:
+            db.executemany(
                 "INSERT INTO dead_letters (received_ns, topic, payload, reason, detail,"
                 " profile_id, database, retention_policy) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        d.received_ns,
-                        d.topic,
-                        d.payload,
-                        d.reason,
-                        d.detail,
-                        d.profile_id,
-                        d.database,
-                        d.retention_policy,
-                    )
-                    for d in letters
-                ],
+                rows,
             )
-            self._db.execute(
-                "DELETE FROM dead_letters WHERE id <= (SELECT MAX(id) FROM dead_letters) - ?",
-                (self._max_records,),
+            return self._evict_oldest(
+                db,
+                self._rows + len(rows) - self._max_records,
+                self._bytes + added - self._max_bytes,
             )
 
-    def _transaction(self) -> sqlite3.Connection:
-        self._db.execute("BEGIN IMMEDIATE")
-        return self._db
+        with self._lock:
+            evicted, freed = run_transaction(self._db, insert)
+            self._rows += len(rows) - evicted
+            self._bytes += added - freed
+        if evicted:
+            self._note_evicted(evicted)
+
+    def _evict_oldest(
+        self, db: sqlite3.Connection, excess_rows: int, excess_bytes: int
+    ) -> tuple[int, int]:
+        """Delete the oldest letters until both excesses are covered: (letters, bytes)."""
+        if excess_rows <= 0 and excess_bytes <= 0:
+            return 0, 0
+        evicted = freed = 0
+        last_id = None
+        # Lazily stepped: reads only as many of the oldest sizes as it deletes.
+        oldest = db.execute(
+            "SELECT id, length(topic) + length(payload) + length(detail) FROM dead_letters"
+            " ORDER BY id"
+        )
+        for letter_id, size in oldest:
+            if evicted >= excess_rows and freed >= excess_bytes:
+                break
+            last_id, evicted, freed = letter_id, evicted + 1, freed + size
+        oldest.close()
+        if last_id is not None:
+            db.execute("DELETE FROM dead_letters WHERE id <= ?", (last_id,))
+        return evicted, freed
+
+    def _note_evicted(self, evicted: int) -> None:
+        self.evicted += evicted
+        now = time.monotonic()
+        if now - self._evicted_logged_at >= _EVICTION_LOG_EVERY_S:
+            self._evicted_logged_at = now
+            log.warning(
+                "dead-letter store full (%d letters, %d bytes; limits [spool] "
+                "deadletter_max_records %d, deadletter_max_bytes %d): %d oldest letters "
+                "deleted since start",
+                self._rows,
+                self._bytes,
+                self._max_records,
+                self._max_bytes,
+                self.evicted,
+            )
 
     def count(self, reason: str | None = None) -> int:
         if reason is None:
@@ -142,10 +223,34 @@ class DeadLetterStore:
         return [(row[0], DeadLetter(*row[1:])) for row in rows]
 
     def remove(self, letter_ids: list[int]) -> None:
-        with self._transaction():
-            self._db.executemany(
-                "DELETE FROM dead_letters WHERE id = ?", [(i,) for i in letter_ids]
-            )
+        ids = [(i,) for i in letter_ids]
+
+        def delete(db: sqlite3.Connection) -> tuple[int, int]:
+            size = 0
+            for (letter_id,) in ids:
+                row = db.execute(
+                    "SELECT length(topic) + length(payload) + length(detail) FROM dead_letters"
+                    " WHERE id = ?",
+                    (letter_id,),
+                ).fetchone()
+                if row is not None:
+                    db.execute("DELETE FROM dead_letters WHERE id = ?", (letter_id,))
+                    size += row[0]
+            return db.total_changes, size
+
+        with self._lock:
+            before = self._db.total_changes
+            total_changes, size = run_transaction(self._db, delete)
+            self._rows -= total_changes - before
+            self._bytes -= size
 
     def close(self) -> None:
-        self._db.close()
+        self.storage.close()  # first: a commit waiting for space gives up, releasing the lock
+        with self._lock:
+            self._db.close()
+
+
+def _size(letter: DeadLetter) -> int:
+    """What the size queries measure: SQLite's length() counts characters of text, bytes of a
+    blob."""
+    return len(letter.topic) + len(letter.payload) + len(letter.detail)

@@ -9,6 +9,9 @@ file with any SQLite tool. The cost is one fsync per spooled batch (`synchronous
 per few thousand points: group commit, not a sync per message.
 
 All methods block; the pipeline calls them from a worker thread, one call at a time.
+A full disk (gateway/stages/storage.py): `append` answers False, as when the spool is full, so
+the writer keeps trying InfluxDB and acknowledges nothing until one of them takes the batch;
+`remove` and `record_receive_times` wait for space. `storage.disk_full` says why for /readyz.
 
 Receive times: a reading whose device sends no timestamp is stamped with the gateway's receive
 time. If the gateway crashes after writing such a point but before acknowledging the message,
@@ -27,6 +30,8 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from gateway.stages.storage import StorageState, create_private, is_storage_full, run_transaction
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +85,10 @@ class Spool:
     """FIFO of line-protocol batches on disk, bounded by `max_bytes` of line protocol."""
 
     def __init__(self, path: Path, max_bytes: int) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        create_private(path)
         self.path = path
         self.max_bytes = max_bytes
+        self.storage = StorageState("spool")
         self._db = _open(path)
         # The live writer and the replayer call from different worker threads.
         self._lock = threading.Lock()
@@ -104,7 +110,14 @@ class Spool:
             return False
         now = time.time_ns()
         with self._lock:
-            self._insert_batch(now, database, rp, lines, body)
+            try:
+                self._insert_batch(now, database, rp, lines, body)
+            except sqlite3.OperationalError as exc:
+                if not is_storage_full(exc):
+                    raise
+                self.storage.note_refused(self.path, exc)
+                return False
+            self.storage.note_written()
             depth = self._depth
             self._depth = SpoolDepth(
                 depth.batches + 1,
@@ -117,17 +130,14 @@ class Spool:
     def _insert_batch(
         self, now: int, database: str | None, rp: str | None, lines: list[str], body: bytes
     ) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            self._db.execute(
+        run_transaction(
+            self._db,
+            lambda db: db.execute(
                 "INSERT INTO batches (spooled_ns, database, retention_policy, points, bytes, lines)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 (now, database, rp, len(lines), len(body), body),
-            )
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
+            ),
+        )
 
     def oldest(self, max_points: int = 1, after_id: int = 0) -> list[SpooledBatch]:
         """The oldest batches after `after_id` that share one destination, oldest first.
@@ -165,16 +175,9 @@ class Spool:
         One transaction, so one fsync for any number of batches."""
         if not batches:
             return
+        ids = [(batch.id,) for batch in batches]
+        self.storage.retry_until_written(self.path, lambda: self._delete(ids))
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany(
-                    "DELETE FROM batches WHERE id = ?", [(batch.id,) for batch in batches]
-                )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
             # Ids grow with time, so the oldest is the lowest id: an index lookup, not a scan.
             row = self._db.execute("SELECT spooled_ns FROM batches ORDER BY id LIMIT 1").fetchone()
             depth = self._depth
@@ -185,6 +188,12 @@ class Spool:
                 row[0] if row else 0,
             )
 
+    def _delete(self, ids: list[tuple[int]]) -> None:
+        with self._lock:
+            run_transaction(
+                self._db, lambda db: db.executemany("DELETE FROM batches WHERE id = ?", ids)
+            )
+
     # ---- receive times ------------------------------------------------------------------------
 
     def record_receive_times(self, receipts: list[tuple[ReceiptKey, int]]) -> None:
@@ -193,18 +202,18 @@ class Spool:
             return
         now = time.time_ns()
         rows = [(topic, pid, digest, t, now) for (topic, pid, digest), t in receipts]
+        self.storage.retry_until_written(self.path, lambda: self._insert_receive_times(rows))
+
+    def _insert_receive_times(self, rows: list[tuple[str, int, bytes, int, int]]) -> None:
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany(
+            run_transaction(
+                self._db,
+                lambda db: db.executemany(
                     "INSERT OR REPLACE INTO receive_times"
                     " (topic, packet_id, digest, received_ns, recorded_ns) VALUES (?, ?, ?, ?, ?)",
                     rows,
-                )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+                ),
+            )
 
     def first_receive_time(self, key: ReceiptKey) -> int | None:
         topic, packet_id, digest = key
@@ -217,13 +226,21 @@ class Spool:
         return int(row[0]) if row else None
 
     def forget_receive_times(self, recorded_before_ns: int) -> int:
+        """Housekeeping: on a full disk nothing is forgotten this time (0)."""
         with self._lock:
-            cursor = self._db.execute(
-                "DELETE FROM receive_times WHERE recorded_ns < ?", (recorded_before_ns,)
-            )
+            try:
+                cursor = self._db.execute(
+                    "DELETE FROM receive_times WHERE recorded_ns < ?", (recorded_before_ns,)
+                )
+            except sqlite3.OperationalError as exc:
+                if not is_storage_full(exc):
+                    raise
+                self.storage.note_refused(self.path, exc)
+                return 0
         return cursor.rowcount
 
     def close(self) -> None:
+        self.storage.close()  # first: a write waiting for space gives up, releasing the lock
         with self._lock:
             self._db.close()
 
