@@ -50,6 +50,9 @@ DATABASE = "mhtown"
 MEASUREMENTS = tuple(dict.fromkeys(kind.measurement for kind in KINDS.values()))
 # A radar message carries up to ~80 vehicles at the peaks: a tenth as many keeps the mix even.
 DEVICE_SHARE = {"radars": 0.1}
+# As in a real town, the cheap, chatty devices publish at QoS 0 (a lost report is replaced by
+# the next one) and the rest at QoS 1: the gateway must take both on one subscription.
+QOS0_KINDS = ("lighting", "traffic", "speed-probes", "site-monitors")
 
 GATEWAY_READY = "subscribed to"
 # Gateway log lines that mean a reading did not become a point (pipeline.py logs them).
@@ -278,10 +281,12 @@ def start_simulators(
         "--broker", broker.address, *device_arguments(args.devices),
         "--messages", str(messages), "--rate", str(args.rate), "--duration", str(args.duration),
         "--seed", "1", "--truth", str(TRUTH), "--summary-json", str(SIM_SUMMARY), "--quiet",
+        "--qos", "1", "--kind-qos", ",".join(f"{kind}=0" for kind in QOS0_KINDS),
     ]  # fmt: skip
     print(
         f"simulators: {args.devices} devices of each of {len(KINDS)} kinds, {messages:,} "
-        f"messages at {args.rate:g} msg/s for up to {args.duration:g} s (Ctrl-C stops early)",
+        f"messages at {args.rate:g} msg/s for up to {args.duration:g} s (Ctrl-C stops early); "
+        f"QoS 0: {', '.join(QOS0_KINDS)}; QoS 1: the other kinds",
         file=sys.stderr,
     )
     # The key in the environment, not on the command line where `ps` shows it.

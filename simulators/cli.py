@@ -26,6 +26,7 @@ from simulators.runner import (
     DEVICE_BURST,
     DEVICE_RATE_PER_S,
     Publisher,
+    QosPlan,
     RunLimits,
     RunStats,
     run,
@@ -34,6 +35,7 @@ from simulators.runner import (
 from simulators.truth import open_truth
 
 MAX_DEVICES_PER_KIND = 9999
+MQTT_QOS = (0, 1, 2)
 T = TypeVar("T")
 EXIT_FAILED = 1
 BACKFILL_DEVICES_PER_KIND = 2
@@ -53,7 +55,7 @@ class RunCommand:
     start_ms: int | None
     span_s: int | None
     faults: FaultRates | None
-    qos: int
+    qos: QosPlan
     client_id: str
     truth: Path | None
     summary_json: Path | None
@@ -143,7 +145,21 @@ def _add_fleet_arguments(parser: argparse.ArgumentParser, default_count: int) ->
         "(all=RATE for every fault); names: " + ", ".join(FAULTS),
     )
     parser.add_argument("--seed", type=int, default=0, help="same seed, same payloads and truth")
-    parser.add_argument("--qos", type=int, choices=(0, 1, 2), default=1)
+    parser.add_argument(
+        "--qos",
+        type=int,
+        choices=MQTT_QOS,
+        default=1,
+        help="MQTT QoS of every device kind not named in --kind-qos (default 1)",
+    )
+    parser.add_argument(
+        "--kind-qos",
+        type=_explained(parse_kind_qos),
+        default={},
+        metavar="KIND=QOS,...",
+        help="QoS per device kind, e.g. lighting=0,traffic=0: cheap devices often publish at "
+        "QoS 0; kinds: " + ", ".join(KINDS),
+    )
     parser.add_argument("--client-id", help="MQTT client id (default mh-sim-PID)")
     parser.add_argument(
         "--truth", type=Path, metavar="FILE", help="write one JSON line per reading sent"
@@ -191,6 +207,21 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="first report time with an offset, e.g. 2026-11-24T00:00:00+07:00 "
         "(default: early enough that the last reports are from now)",
     )
+
+
+def parse_kind_qos(text: str) -> dict[str, int]:
+    """`KIND=QOS,...` as {kind: qos}, e.g. "lighting=0,water=1"."""
+    plan: dict[str, int] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        kind, equals, qos_text = item.partition("=")
+        if kind not in KINDS:
+            msg = f"--kind-qos {item!r}: unknown kind {kind!r}; kinds: {', '.join(KINDS)}"
+            raise ValueError(msg)
+        if not equals or qos_text.strip() not in {str(qos) for qos in MQTT_QOS}:
+            msg = f"--kind-qos {item!r}: write KIND=QOS with QOS 0, 1 or 2"
+            raise ValueError(msg)
+        plan[kind] = int(qos_text)
+    return plan
 
 
 def _explained(parse: Callable[[str], T]) -> Callable[[str], T]:
@@ -266,7 +297,7 @@ def parse_run_command(args: argparse.Namespace) -> RunCommand:
         start_ms=None if backfill else args.start,
         span_s=round(args.days * DAY_S) if backfill else None,
         faults=args.faults,
-        qos=args.qos,
+        qos=QosPlan(args.qos, args.kind_qos),
         client_id=args.client_id or f"mh-sim-{os.getpid()}",
         truth=args.truth,
         summary_json=args.summary_json,
@@ -305,12 +336,20 @@ async def run_command(command: RunCommand) -> RunStats:
         limits = dataclasses.replace(limits, rate_msgs_per_s=rate)
 
     def connect() -> AbstractAsyncContextManager[Publisher]:
-        return connect_publisher(command.broker, qos=command.qos, client_id=command.client_id)
+        return connect_publisher(command.broker, client_id=command.client_id)
 
     stats = RunStats(planned_messages=fleet.total_messages)
     with open_truth(command.truth) as truth:
         progress = None if command.quiet else sys.stderr
-        return await run(fleet.messages(), connect, truth, stats, limits=limits, progress=progress)
+        return await run(
+            fleet.messages(),
+            connect,
+            truth,
+            stats,
+            limits=limits,
+            qos=command.qos,
+            progress=progress,
+        )
 
 
 def summary_document(stats: RunStats) -> dict[str, object]:
@@ -318,6 +357,7 @@ def summary_document(stats: RunStats) -> dict[str, object]:
         "messages": stats.messages,
         "readings": stats.readings,
         "per_measurement": dict(stats.readings_by_measurement),
+        "messages_by_qos": {str(qos): n for qos, n in sorted(stats.messages_by_qos.items())},
     }
     if stats.faults:
         document["faults"] = dict(stats.faults)

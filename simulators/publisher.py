@@ -6,7 +6,9 @@ fixed pool of workers, each awaiting its own publish, keeps up to `window` messa
 the bounded queue in front of them pushes back on the producer. When the pool has drained,
 every message has been acknowledged. Measured on 2 cores against a local mosquitto 2.0:
 ~20,000 msg/s with QoS 1 and a window of 64; windows above a few hundred get slower, because
-aiomqtt scans all pending calls on every publish. The pool survives broker restarts (see
+aiomqtt scans all pending calls on every publish. Each message carries its own QoS: at QoS 0
+aiomqtt's publish returns once paho has written the message to the socket (there is no PUBACK),
+so "drained" then means "handed to the broker's socket". The pool survives broker restarts (see
 MqttPublisher), so a test can restart the broker in the middle of a stream.
 """
 
@@ -79,14 +81,13 @@ class MqttPublisher:
     """
 
     def __init__(
-        self, broker: BrokerAddress, *, qos: int, client_id: str, window: int, give_up_s: float
+        self, broker: BrokerAddress, *, client_id: str, window: int, give_up_s: float
     ) -> None:
         self._broker = broker
-        self._qos = qos
         self._client_id = client_id
         self._window = window
         self._give_up_s = give_up_s
-        self._pending: collections.deque[tuple[str, bytes]] = collections.deque()
+        self._pending: collections.deque[tuple[str, bytes, int]] = collections.deque()
         self._slots = asyncio.Semaphore(2 * window)  # bounds what the producer runs ahead
         self._wake = asyncio.Event()
         self._closing = False
@@ -94,12 +95,12 @@ class MqttPublisher:
         self.reconnects = 0
         self._connections = 0
 
-    async def publish(self, topic: str, payload: bytes) -> None:
+    async def publish(self, topic: str, payload: bytes, qos: int) -> None:
         """Queue a message; returns once it is queued, before it is acknowledged."""
         await self._slots.acquire()
         if self.error is not None:
             raise self.error
-        self._pending.append((topic, payload))
+        self._pending.append((topic, payload, qos))
         self._wake.set()
 
     async def _worker(self, client: aiomqtt.Client) -> None:
@@ -111,8 +112,9 @@ class MqttPublisher:
                 await self._wake.wait()
                 continue
             message = self._pending.popleft()
+            topic, payload, qos = message
             try:
-                await client.publish(*message, qos=self._qos, timeout=PUBLISH_TIMEOUT_S)
+                await client.publish(topic, payload, qos=qos, timeout=PUBLISH_TIMEOUT_S)
             except BaseException:
                 self._pending.appendleft(message)
                 self._wake.set()
@@ -172,7 +174,6 @@ class MqttPublisher:
 async def connect_publisher(
     broker: BrokerAddress,
     *,
-    qos: int,
     client_id: str,
     window: int = DEFAULT_WINDOW,
     give_up_s: float = GIVE_UP_S,
@@ -182,9 +183,7 @@ async def connect_publisher(
     A broker that stays unreachable for `give_up_s` fails the run with its MqttError (raised
     from a TaskGroup, so as an ExceptionGroup).
     """
-    publisher = MqttPublisher(
-        broker, qos=qos, client_id=client_id, window=window, give_up_s=give_up_s
-    )
+    publisher = MqttPublisher(broker, client_id=client_id, window=window, give_up_s=give_up_s)
     async with asyncio.TaskGroup() as group:
         supervisor = group.create_task(publisher.supervise(), name="mqtt-supervisor")
         try:

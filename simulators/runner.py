@@ -1,7 +1,8 @@
 """Drives a fleet's messages into a publisher: pacing, stopping, progress and counts.
 
-The publisher is anything with `async publish(topic, payload)`; the CLI passes the MQTT one and
-tests a recording one, so the loop is tested without a broker.
+The publisher is anything with `async publish(topic, payload, qos)`; the CLI passes the MQTT
+one and tests a recording one, so the loop is tested without a broker. Each message goes out at
+its device kind's QoS (a `QosPlan`): a real town mixes cheap QoS 0 devices with QoS 1 ones.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import asyncio
 import contextlib
 import signal
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Protocol, TextIO
@@ -31,7 +32,27 @@ PROGRESS_EVERY_S = 0.5
 
 
 class Publisher(Protocol):
-    async def publish(self, topic: str, payload: bytes) -> None: ...
+    async def publish(self, topic: str, payload: bytes, qos: int) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class QosPlan:
+    """The MQTT QoS each device kind publishes at: `default`, or its entry in `by_kind`."""
+
+    default: int = 1
+    by_kind: Mapping[str, int] = field(default_factory=dict)
+
+    def of(self, kind: str) -> int:
+        return self.by_kind.get(kind, self.default)
+
+    def describe(self) -> str:
+        """`QoS 1`, or with exceptions `QoS 1 (QoS 0: lighting, traffic)`."""
+        others = sorted({qos for qos in self.by_kind.values() if qos != self.default})
+        kinds = {
+            qos: ", ".join(sorted(k for k, q in self.by_kind.items() if q == qos)) for qos in others
+        }
+        exceptions = "; ".join(f"QoS {qos}: {kinds[qos]}" for qos in others)
+        return f"QoS {self.default}" + (f" ({exceptions})" if exceptions else "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +70,7 @@ class RunLimits:
 class RunStats:
     planned_messages: int
     messages_by_kind: Counter[str] = field(default_factory=Counter)
+    messages_by_qos: Counter[int] = field(default_factory=Counter)
     readings_by_measurement: Counter[str] = field(default_factory=Counter)
     faults: Counter[str] = field(default_factory=Counter)
     dead_letters_expected: Counter[str] = field(default_factory=Counter)
@@ -121,9 +143,11 @@ async def run(
     stats: RunStats,
     *,
     limits: RunLimits,
+    qos: QosPlan = QosPlan(),
     progress: TextIO | None = None,
 ) -> RunStats:
-    """Publish `messages`, recording each one's readings in `truth` as it is handed over.
+    """Publish `messages` at their kind's `qos`, recording each one's readings in `truth` as it
+    is handed over.
 
     Returns when every message is acknowledged, the duration is up, or SIGINT/SIGTERM asked to
     stop; in the last two cases what was already handed over is still flushed.
@@ -136,7 +160,7 @@ async def run(
         with _stop_on_signals(stop):
             async with connect() as publisher:
                 await _publish(
-                    messages, publisher, truth=truth, stats=stats, limits=limits, stop=stop
+                    messages, publisher, truth=truth, stats=stats, limits=limits, qos=qos, stop=stop
                 )
     finally:
         stats.elapsed_s = loop.time() - started_s
@@ -154,6 +178,7 @@ async def _publish(
     truth: TruthSink,
     stats: RunStats,
     limits: RunLimits,
+    qos: QosPlan,
     stop: asyncio.Event,
 ) -> None:
     loop = asyncio.get_running_loop()
@@ -173,8 +198,10 @@ async def _publish(
             stats.stopped_early = True
             return
         truth.write([*message.readings, *message.receive_time], message.fault)
-        await publisher.publish(message.topic, message.payload)
+        message_qos = qos.of(message.kind)
+        await publisher.publish(message.topic, message.payload, message_qos)
         stats.count(message)
+        stats.messages_by_qos[message_qos] += 1
 
 
 async def _pace(delay_s: float, stop: asyncio.Event) -> None:
@@ -243,7 +270,7 @@ def progress_line(stats: RunStats, elapsed_s: float) -> str:
     return f"sim: {stats.messages:,}/{stats.planned_messages:,} messages, {rate:,.0f} msg/s"
 
 
-def summary_line(stats: RunStats, *, qos: int) -> str:
+def summary_line(stats: RunStats, *, qos: QosPlan) -> str:
     kinds = ", ".join(f"{kind} {n}" for kind, n in stats.messages_by_kind.items())
     measurements = ", ".join(f"{name} {n}" for name, n in stats.readings_by_measurement.items())
     ending = " (stopped early)" if stats.stopped_early else ""
@@ -254,5 +281,5 @@ def summary_line(stats: RunStats, *, qos: int) -> str:
     return (
         f"sim: sent {stats.messages} messages ({kinds}) carrying {stats.readings} readings "
         f"({measurements}) in {stats.elapsed_s:.2f} s, {stats.rate_msgs_per_s():,.0f} msg/s, "
-        f"QoS {qos}{ending}"
+        f"{qos.describe()}{ending}"
     )

@@ -34,7 +34,7 @@ from simulators.devices.traffic import demand_factor as traffic_demand
 from simulators.devices.water import demand_factor as water_demand
 from simulators.fleet import DISTRICTS, OutgoingMessage, build_fleet
 from simulators.publisher import BrokerAddress, parse_broker
-from simulators.runner import RunLimits, RunStats, TokenPacer, run
+from simulators.runner import QosPlan, RunLimits, RunStats, TokenPacer, run
 from simulators.truth import DiscardTruth, TruthFile, TruthReading, decode_reading, encode_reading
 
 ICT = timezone(timedelta(hours=7))
@@ -464,9 +464,11 @@ def test_unpaced_never_waits() -> None:
 class RecordingPublisher:
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes]] = []
+        self.qos: list[int] = []
 
-    async def publish(self, topic: str, payload: bytes) -> None:
+    async def publish(self, topic: str, payload: bytes, qos: int) -> None:
         self.sent.append((topic, payload))
+        self.qos.append(qos)
 
 
 async def test_run_publishes_every_message_and_writes_its_truth(tmp_path: Path) -> None:
@@ -489,8 +491,58 @@ async def test_run_publishes_every_message_and_writes_its_truth(tmp_path: Path) 
     assert stats.messages_by_kind == {"lighting": 32, "water": 30, "traffic": 28}
     assert not stats.stopped_early
     document = summary_document(stats)
-    assert list(document) == ["messages", "readings", "per_measurement"]
+    assert list(document) == ["messages", "readings", "per_measurement", "messages_by_qos"]
     assert document["per_measurement"] == dict(stats.readings_by_measurement)
+    assert document["messages_by_qos"] == {"1": 90}  # QoS 1 unless asked otherwise
+    assert set(recorder.qos) == {1}
+
+
+async def test_each_kind_publishes_at_its_own_qos() -> None:
+    messages = simulate(total=90)
+    recorder = RecordingPublisher()
+    plan = QosPlan(1, {"lighting": 0, "traffic": 0})
+    stats = await run(
+        iter(messages),
+        lambda: contextlib.nullcontext(recorder),
+        DiscardTruth(),
+        RunStats(planned_messages=len(messages)),
+        limits=RunLimits(),
+        qos=plan,
+    )
+    assert recorder.qos == [0 if m.kind in {"lighting", "traffic"} else 1 for m in messages]
+    assert stats.messages_by_qos == {0: 32 + 28, 1: 30}
+    assert summary_document(stats)["messages_by_qos"] == {"0": 60, "1": 30}
+    assert plan.describe() == "QoS 1 (QoS 0: lighting, traffic)"
+    assert QosPlan(0).describe() == "QoS 0"
+
+
+def test_cli_sets_the_qos_per_kind_or_for_the_fleet() -> None:
+    def plan(*extra: str) -> QosPlan:
+        args = build_parser().parse_args(["run", "--lighting", "1", "--messages", "1", *extra])
+        return parse_run_command(args).qos
+
+    assert plan() == QosPlan(1)
+    assert plan("--qos", "0") == QosPlan(0)
+    assert plan("--kind-qos", "lighting=0,speed-probes=0") == QosPlan(
+        1, {"lighting": 0, "speed-probes": 0}
+    )
+    assert plan("--qos", "0", "--kind-qos", "water=1").of("water") == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("lamps=0", "unknown kind 'lamps'"),
+        ("lighting=3", "QOS 0, 1 or 2"),
+        ("lighting", "KIND=QOS"),
+    ],
+)
+def test_cli_explains_a_bad_kind_qos(
+    value: str, reason: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["run", "--messages", "1", "--lighting", "1", "--kind-qos", value])
+    assert reason in capsys.readouterr().err
 
 
 async def test_run_stops_at_the_duration_without_waiting_for_the_next_token() -> None:
@@ -562,7 +614,8 @@ def test_cli_parses_the_documented_command() -> None:
         "lorawan-lights": 0,
         "anpr-cameras": 0,
     }
-    assert (command.messages, command.seed, command.qos, command.start_ms) == (2000, 9, 0, START_MS)
+    assert (command.messages, command.seed, command.start_ms) == (2000, 9, START_MS)
+    assert command.qos == QosPlan(0)
     assert command.limits == RunLimits(rate_msgs_per_s=500, duration_s=3)
     assert (command.client_id, command.quiet) == ("sim-a", True)
     assert command.truth == Path("/tmp/t.jsonl")
