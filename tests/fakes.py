@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 import orjson
 
 from gateway.errors import SinkError
+from gateway.stages.ingest import IngestStats
 from gateway.stages.sinks.recording import RecordingSink
+from tests.waits import wait_for_async
 
 if TYPE_CHECKING:
     from gateway.pipeline import Gateway
@@ -24,6 +26,7 @@ class QueueIngest:
         self.acked: list[object] = []
         self.paused = False
         self.topics: list[str] | None = None  # set by a profile reload
+        self.stats = IngestStats()
         self._stop = asyncio.Event()
 
     async def run(self) -> None:
@@ -97,10 +100,26 @@ fields:
 """A tank level sensor that sends a bare number and no timestamp: stamped at receive time."""
 
 
-async def run_briefly(gateway: Gateway, seconds: float = 0.2) -> None:
-    """Run the pipeline for a moment, then stop it the way SIGTERM does (drain, ack)."""
+async def run_and_drain(
+    gateway: Gateway, until: Callable[[], bool] | None = None, timeout_s: float = 10.0
+) -> None:
+    """Run the pipeline until `until()` holds (no wait without one), then stop it the way
+    SIGTERM does. The stop drains: every message fed before it is written (or dead-lettered)
+    and acknowledged when this returns, so tests need not wait any time for the outcome."""
     stop = asyncio.Event()
     task = asyncio.create_task(gateway.run(stop))
-    await asyncio.sleep(seconds)
-    stop.set()
-    await asyncio.wait_for(task, 10)
+    try:
+        if until is not None:
+            await wait_for_async(until, timeout_s, "the condition to stop the pipeline on")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout_s)
+
+
+async def let_the_profile_watcher_start() -> None:
+    """Give the pipeline's profile watcher time to take its first look at the directory.
+
+    A fixed sleep, because that first look has no observable event (no counter, no log line)
+    and an edit made before it counts as the starting state, never as a change. The hook that
+    would replace it: the pipeline counting or logging its watcher's start."""
+    await asyncio.sleep(0.2)

@@ -18,6 +18,7 @@ from gateway.stages.deadletter import DEAD_LETTER_FILE, DeadLetterStore
 from gateway.stages.deliver import Delivery
 from gateway.stages.sinks.recording import RecordingSink
 from gateway.stages.spool import SPOOL_FILE, Spool
+from tests.waits import wait_for_async
 
 
 class RejectingSink(RecordingSink):
@@ -58,19 +59,10 @@ def make_delivery(tmp_path: Path, sink: RecordingSink) -> Delivery:
 async def replaying(delivery: Delivery, until: Callable[[], bool], timeout_s: float = 10.0) -> None:
     task = asyncio.create_task(delivery.replay_forever())
     try:
-        await wait_until(until, timeout_s)
+        await wait_for_async(until, timeout_s, "the replay to reach the expected state")
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-
-
-async def wait_until(condition: Callable[[], bool], timeout_s: float) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached")
-        await asyncio.sleep(0.01)
 
 
 def spool_some(delivery: Delivery, batches: list[tuple[str | None, list[str]]]) -> None:
@@ -131,9 +123,9 @@ async def test_an_unreachable_influx_is_probed_often_enough_to_notice_its_return
     outcome: list[bool] = []
 
     async def after_eight_failures() -> None:
-        await wait_until(lambda: len(sink.attempt_sizes) >= 8, timeout_s=20)
+        await wait_for_async(lambda: len(sink.attempt_sizes) >= 8, 20, "8 write attempts")
         sink.down = False
-        await wait_until(lambda: delivery.spool.depth.batches == 0, timeout_s=5)
+        await wait_for_async(lambda: delivery.spool.depth.batches == 0, 5, "the spool empty")
         outcome.append(True)
 
     await run_with_replay(delivery, after_eight_failures)

@@ -25,7 +25,8 @@ from gateway.profiles.policy import OFFLINE_HASH_KEY, OFFLINE_POLICY
 from gateway.profiles.registry import ProfileRegistry, load_directory, load_text
 from gateway.stages.deadletter import DeadLetterStore
 from gateway.stages.sinks.recording import RecordingSink
-from tests.fakes import QueueIngest, run_briefly
+from tests.fakes import QueueIngest, let_the_profile_watcher_start, run_and_drain
+from tests.waits import wait_for_async
 
 ROOT = Path(__file__).resolve().parent.parent
 ANPR = ROOT / "device_profiles" / "traffic" / "anpr-camera-json.yaml"
@@ -151,7 +152,7 @@ async def test_neither_topic_nor_payload_can_choose_the_database(tmp_path: Path)
     for n, segment in enumerate(["traffic_db", "water_db", "_internal", "traffic_db%2F..", "+"]):
         topic = f"t/{segment}/m-{n}/up"
         instance.on_message(Message(topic, orjson.dumps(hostile), 1_000 + n, False, n))
-    await run_briefly(instance)
+    await run_and_drain(instance)
     writes = sink_of(instance).writes
     assert {(database, rp) for database, rp, _ in writes} == {("water_db", None)}
     assert len(sink_of(instance).lines) == 5
@@ -166,16 +167,13 @@ async def test_a_reload_that_breaks_isolation_is_refused(
     instance = gateway_for(config, load_directory(profiles, profile_policy(config)))
     stop = asyncio.Event()
     task = asyncio.create_task(instance.run(stop))
-    await asyncio.sleep(0.1)
+    await let_the_profile_watcher_start()
     redirected = METER.replace("database: water_db", "database: traffic_db") + "tenant: water\n"
     write_profile(profiles, redirected + "# a hostile edit\n")
-    for _ in range(200):
-        if instance.metrics.profile_reloads_failed:
-            break
-        await asyncio.sleep(0.02)
+    metrics = instance.metrics
+    await wait_for_async(lambda: metrics.profile_reloads_failed > 0, 5, "the reload refused")
     instance.on_message(Message("t/x/m-1/up", b'{"level": 2.0}', 1_000, False, 1))
-    await asyncio.sleep(0.2)
-    stop.set()
+    stop.set()  # the stop drains: the message is written before run() returns
     await asyncio.wait_for(task, 5)
     assert instance.metrics.profile_reloads_failed == 1
     assert "'traffic_db' is not a destination of tenant 'water' (allowed: water_db)" in caplog.text
@@ -242,7 +240,7 @@ async def test_a_plate_is_stored_hashed_with_the_configured_key_and_never_in_cle
     ]
     for n, payload in enumerate(letters):
         instance.on_message(Message(topic, payload, 1_000 + n, False, n))
-    await run_briefly(instance)
+    await run_and_drain(instance)
 
     [line] = sink_of(instance).lines
     assert f'plate_hash="{hmac_hex(HASH_KEY.encode(), PLATE)}"' in line
@@ -274,7 +272,7 @@ async def test_unknown_devices_are_quarantined(tmp_path: Path) -> None:
     for n, device in enumerate(["m-1", "m-2", "m-3", "m-4", "intruder", "m-1"]):
         payload = orjson.dumps({"level": float(n)})
         instance.on_message(Message(f"t/x/{device}/up", payload, 1_000 + n, False, n))
-    await run_briefly(instance)
+    await run_and_drain(instance)
     assert [line.split(",")[1].split(" ")[0] for line in sink_of(instance).lines] == [
         "device_id=m-1", "device_id=m-2", "device_id=m-3", "device_id=m-1",
     ]  # fmt: skip
@@ -293,16 +291,12 @@ async def test_an_edited_known_devices_file_is_reloaded(tmp_path: Path) -> None:
     instance = gateway_for(config, load_directory(profiles, profile_policy(config)))
     stop = asyncio.Event()
     task = asyncio.create_task(instance.run(stop))
-    await asyncio.sleep(0.1)
+    await let_the_profile_watcher_start()
     instance.on_message(Message("t/x/m-5/up", b'{"level": 1}', 1_000, False, 1))
     known_file.write_text("m-2\nm-5\n")
-    for _ in range(200):
-        if instance.metrics.profile_reloads:
-            break
-        await asyncio.sleep(0.02)
+    await wait_for_async(lambda: instance.metrics.profile_reloads > 0, 5, "the list reloaded")
     instance.on_message(Message("t/x/m-5/up", b'{"level": 2}', 2_000, False, 2))
-    await asyncio.sleep(0.2)
-    stop.set()
+    stop.set()  # the stop drains: the message is written before run() returns
     await asyncio.wait_for(task, 5)
     assert instance.metrics.dead_letters == {"unknown_device": 1}
     assert sink_of(instance).lines == ["meter,device_id=m-5 level_m=2.0 2000"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
 from fractions import Fraction
 from pathlib import Path
@@ -16,7 +15,14 @@ from gateway.pipeline import Gateway
 from gateway.policies.rate_limit import DeviceRateLimit
 from gateway.profiles.registry import load_directory
 from gateway.stages.deadletter import DeadLetterStore
-from tests.fakes import LEVEL_PROFILE, LIGHT_TOPIC, QueueIngest, SwitchableSink, light
+from tests.fakes import (
+    LEVEL_PROFILE,
+    LIGHT_TOPIC,
+    QueueIngest,
+    SwitchableSink,
+    light,
+    run_and_drain,
+)
 
 PROFILES = Path(__file__).resolve().parent.parent / "device_profiles"
 OTHER_LIGHT = "city/lighting/di-su/sl-0002/telemetry"
@@ -73,11 +79,7 @@ async def run(settings: dict[str, object], tmp_path: Path, messages: list[Messag
     )
     for message in messages:
         instance.on_message(message)
-    stop = asyncio.Event()
-    task = asyncio.create_task(instance.run(stop))
-    await asyncio.sleep(0.2)
-    stop.set()
-    await asyncio.wait_for(task, 5)
+    await run_and_drain(instance)
     return instance
 
 
@@ -128,10 +130,6 @@ async def test_series_beyond_a_profiles_budget_become_dead_letters(tmp_path: Pat
     )
     for n, device in enumerate(["t1", "t2", "t3", "t1", "t3"]):
         instance.on_message(Message(f"test/level/{device}", b"1.0", (n + 1) * S, False, n))
-    stop = asyncio.Event()
-    task = asyncio.create_task(instance.run(stop))
-    await asyncio.sleep(0.2)
-    stop.set()
-    await asyncio.wait_for(task, 5)
+    await run_and_drain(instance)
     assert instance.metrics.dead_letters == {"cardinality_exceeded": 2}
     assert instance.metrics.points_written["water"] == 3

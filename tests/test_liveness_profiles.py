@@ -20,7 +20,7 @@ from gateway.policies.liveness import NS_PER_S
 from gateway.profiles.registry import ProfileRegistry, load_directory, load_text
 from gateway.stages.deadletter import DeadLetterStore
 from gateway.stages.sinks.recording import RecordingSink
-from tests.fakes import LEVEL_PROFILE, LEVEL_TOPIC, LIGHT_TOPIC, QueueIngest, light, run_briefly
+from tests.fakes import LEVEL_PROFILE, LEVEL_TOPIC, LIGHT_TOPIC, QueueIngest, light, run_and_drain
 
 ROOT = Path(__file__).resolve().parent.parent
 STREETLIGHT = ROOT / "device_profiles" / "lighting" / "streetlight-json.yaml"
@@ -166,7 +166,7 @@ async def test_the_profile_interval_is_used_and_the_configuration_overrides_it(
     gateway.on_message(msg(LEVEL_TOPIC, b"1.5", 0))
     stale = {d.device_id: d.expected_interval_s for d in gateway.liveness.stale(at(100))}
     assert stale == {"tank-1": 30.0}  # 3 x 30 s (override) passed; 3 x 60 s (profile) not
-    await run_briefly(gateway)
+    await run_and_drain(gateway)
 
 
 async def test_availability_messages_go_to_liveness_only(tmp_path: Path) -> None:
@@ -177,7 +177,7 @@ async def test_availability_messages_go_to_liveness_only(tmp_path: Path) -> None
     gateway.on_message(msg(STATUS_TOPIC, b"offline", 5, token=2))
     gateway.on_message(msg("test/level/tank-9/state", b"DOWN", 6, token=3))
     gateway.on_message(msg("test/level/tank-9/state", b"maybe", 7, token=4))
-    await run_briefly(gateway)
+    await run_and_drain(gateway)
 
     assert ingest.acked == [1, 2, 3, 4]  # acknowledged, in order, with the batch
     assert len(sink.lines) == 1  # only the reading was written
@@ -198,7 +198,7 @@ async def test_a_retained_receive_time_reading_is_not_written_as_fresh(tmp_path:
     gateway, sink, ingest = make_gateway(tmp_path, registry)
     gateway.on_message(msg(LEVEL_TOPIC, b"1.5", 0, retained=True, token=1))
     gateway.on_message(msg(LEVEL_TOPIC, b"1.6", 1, token=2))
-    await run_briefly(gateway)
+    await run_and_drain(gateway)
 
     assert ingest.acked == [1, 2]
     assert [line.split(" ")[1] for line in sink.lines] == ["level_m=1.6"]
@@ -212,7 +212,7 @@ async def test_a_retained_device_time_reading_is_stored_but_is_no_sign_of_life(
     registry = load_directory(profiles_dir(tmp_path))
     gateway, sink, ingest = make_gateway(tmp_path, registry)
     gateway.on_message(msg(LIGHT_TOPIC, light(0), 0, retained=True, token=1))
-    await run_briefly(gateway)
+    await run_and_drain(gateway)
 
     assert ingest.acked == [1]
     assert len(sink.lines) == 1  # its own time: the same point InfluxDB may already hold
@@ -234,7 +234,7 @@ async def test_a_retained_batch_at_the_receive_time_is_skipped_whole(tmp_path: P
     vehicle = b'{"t": 1000, "lane": 1, "dir": "in", "cls": "car", "v_ms": 10.0, "len_cm": 400}'
     batch = b'{"vehicles": [' + b", ".join([vehicle] * 3) + b"]}"
     gateway.on_message(msg("city/traffic/di-su/rd-0001/vehicles", batch, 0, retained=True, token=1))
-    await run_briefly(gateway)
+    await run_and_drain(gateway)
 
     assert ingest.acked == [1]
     assert sink.lines == []
@@ -256,7 +256,7 @@ async def test_a_redelivered_batch_gets_its_first_receive_time_when_reading_0_wa
     topic = "city/traffic/di-su/rd-0001/vehicles"
     gateway.on_message(Message(topic, batch, at(0), ack_token=1, packet_id=7))
     gateway.on_message(Message(topic, batch, at(30), ack_token=2, redelivered=True, packet_id=7))
-    await run_briefly(gateway)
+    await run_and_drain(gateway)
 
     assert len(sink.lines) == 4
     assert len(set(sink.lines)) == 2  # the redelivery wrote exactly the first delivery's points

@@ -17,7 +17,7 @@ from gateway.pipeline import Gateway
 from gateway.profiles.registry import load_directory
 from gateway.stages.deadletter import DeadLetterStore
 from gateway.stages.sinks.recording import RecordingSink
-from tests.fakes import LIGHT_TOPIC, QueueIngest, light, run_briefly
+from tests.fakes import LIGHT_TOPIC, QueueIngest, light, run_and_drain
 
 PROFILES = Path(__file__).resolve().parent.parent / "device_profiles"
 
@@ -49,7 +49,7 @@ async def test_acks_follow_the_write_in_order(
     for n in range(7):
         instance.on_message(message(LIGHT_TOPIC, light(n), token=n))
     assert ingest.acked == []  # nothing is acknowledged before InfluxDB accepted it
-    await run_briefly(instance)
+    await run_and_drain(instance)
     assert len(sink.lines) == 7
     assert ingest.acked == list(range(7))
     assert [len(lines) for _, _, lines in sink.writes] == [3, 3, 1]  # size, then age
@@ -62,7 +62,7 @@ async def test_bad_messages_are_dead_lettered_and_acknowledged(
     instance.on_message(message(LIGHT_TOPIC, b"not json", token=1))
     instance.on_message(message("city/lighting/nowhere", light(0), token=2))
     instance.on_message(message(LIGHT_TOPIC, light(1), token=3))
-    await run_briefly(instance)
+    await run_and_drain(instance)
     assert ingest.acked == [1, 2, 3]
     assert len(sink.lines) == 1
     assert instance.metrics.dead_letters == {"invalid_json": 1, "unknown_topic": 1}
@@ -82,7 +82,7 @@ async def test_retryable_failures_keep_the_data_and_the_ack(
         SinkError("busy", retryable=True, retry_after_s=0.01, status=429),
     ]
     instance.on_message(message(LIGHT_TOPIC, light(0), token=1))
-    await run_briefly(instance)
+    await run_and_drain(instance)
     assert len(sink.lines) == 1
     assert ingest.acked == [1]
     assert instance.metrics.write_retries == 2
@@ -103,7 +103,7 @@ async def test_a_line_influx_refuses_is_isolated_and_dead_lettered(
     instance.sink = instance.delivery.sink = refusing
     for n in range(3):
         instance.on_message(message(LIGHT_TOPIC, light(n), token=n))
-    await run_briefly(instance)
+    await run_and_drain(instance)
     assert len(refusing.lines) == 2  # the two good lines of the batch were still written
     assert ingest.acked == [0, 1, 2]
     assert instance.metrics.lines_rejected == 1
@@ -119,5 +119,5 @@ async def test_intake_pauses_when_the_writer_falls_behind(
     for n in range(3 * instance.settings.batch.max_pending):
         instance.on_message(message(LIGHT_TOPIC, light(n), token=n))
     assert ingest.paused
-    await run_briefly(instance)
+    await run_and_drain(instance)
     assert len(ingest.acked) == 3 * instance.settings.batch.max_pending

@@ -19,6 +19,7 @@ from gateway.config import MqttSettings
 from gateway.model import Message
 from gateway.stages.ingest import MqttIngest
 from tests.servers import Mosquitto
+from tests.waits import wait_for_async
 
 pytestmark = pytest.mark.integration
 
@@ -52,8 +53,7 @@ async def test_unacknowledged_messages_are_not_capped_at_the_brokers_default(
     ingest = MqttIngest(settings, ["city/#"], on_message)
     task = asyncio.create_task(ingest.run())
     try:
-        while not ingest.connected:  # noqa: ASYNC110 - the ingest interface has no event for it
-            await asyncio.sleep(0.01)
+        await wait_for_async(lambda: ingest.connected, 10, "the ingest connected")
         await asyncio.to_thread(_publish, mosquitto, MESSAGES)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(all_received.wait(), timeout=10)
@@ -78,8 +78,7 @@ async def test_a_resumed_backlog_is_not_read_past_a_pause_before_the_suback(
     settings = MqttSettings(host=mosquitto.host, port=mosquitto.port, client_id="backlog")
     ingest = MqttIngest(settings, ["city/#"], lambda _message: None)
     task = asyncio.create_task(ingest.run())
-    while not ingest.connected:  # noqa: ASYNC110 - the ingest interface has no event for it
-        await asyncio.sleep(0.01)
+    await wait_for_async(lambda: ingest.connected, 10, "the ingest connected")
     await ingest.stop()
     await task  # the session (and its subscription) stays on the broker
     await asyncio.to_thread(_publish, mosquitto, BACKLOG, b"x" * 1000)
@@ -94,13 +93,15 @@ async def test_a_resumed_backlog_is_not_read_past_a_pause_before_the_suback(
     resumed = MqttIngest(settings, ["city/#"], on_message)
     task = asyncio.create_task(resumed.run())
     try:
+        await wait_for_async(lambda: len(received) >= PAUSE_AFTER, 10, "the pause reached")
+        # The scenario itself: a pause is shown by nothing more arriving for a while, and no
+        # event can mark "nothing more will come", so this one waits a fixed time.
         await asyncio.sleep(1.5)
         held = len(received)
         resumed.resume()
-        for _ in range(500):
-            if len(received) >= BACKLOG and resumed.connected:
-                break
-            await asyncio.sleep(0.02)
+        await wait_for_async(
+            lambda: len(received) >= BACKLOG and resumed.connected, 10, "the backlog and SUBACK"
+        )
     finally:
         await resumed.stop()
         task.cancel()

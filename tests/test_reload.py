@@ -13,17 +13,27 @@ from gateway.config import GatewaySettings
 from gateway.model import Message
 from gateway.pipeline import Gateway
 from gateway.profiles.registry import load_directory
-from tests.fakes import LEVEL_PROFILE, LEVEL_TOPIC, LIGHT_TOPIC, QueueIngest, SwitchableSink, light
+from tests.fakes import (
+    LEVEL_PROFILE,
+    LEVEL_TOPIC,
+    LIGHT_TOPIC,
+    QueueIngest,
+    SwitchableSink,
+    let_the_profile_watcher_start,
+    light,
+)
+from tests.waits import wait_for_async
 
 PROFILES = Path(__file__).resolve().parent.parent / "device_profiles"
 
 
 async def settle(instance: Gateway, reloads: int) -> None:
-    for _ in range(200):
-        if instance.metrics.profile_reloads + instance.metrics.profile_reloads_failed >= reloads:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("the profiles directory was not reloaded")
+    metrics = instance.metrics
+    await wait_for_async(
+        lambda: metrics.profile_reloads + metrics.profile_reloads_failed >= reloads,
+        5,
+        f"reload number {reloads} of the profiles directory",
+    )
 
 
 async def test_profiles_are_added_refused_and_removed_without_a_restart(
@@ -41,7 +51,7 @@ async def test_profiles_are_added_refused_and_removed_without_a_restart(
     instance = Gateway(settings, load_directory(profiles), sink=sink, ingest=ingest)
     stop = asyncio.Event()
     task = asyncio.create_task(instance.run(stop))
-    await asyncio.sleep(0.1)
+    await let_the_profile_watcher_start()
 
     instance.on_message(Message(LEVEL_TOPIC, b"1.5", 1_000, False, 1))  # no profile yet
     (profiles / "water" / "level.yaml").write_text(LEVEL_PROFILE)
@@ -61,8 +71,7 @@ async def test_profiles_are_added_refused_and_removed_without_a_restart(
     assert "test/level/+" not in (ingest.topics or [])
     instance.on_message(Message(LEVEL_TOPIC, b"4.5", 4_000, False, 4))
     instance.on_message(Message(LIGHT_TOPIC, light(0), 5_000, False, 5))
-    await asyncio.sleep(0.2)
-    stop.set()
+    stop.set()  # the stop drains: both messages are handled before run() returns
     await asyncio.wait_for(task, 5)
 
     assert [line for line in sink.lines if line.startswith("tank_level")] == [

@@ -23,8 +23,17 @@ from gateway.profiles.registry import load_directory
 from gateway.stages.deadletter import DEAD_LETTER_FILE, DeadLetter, DeadLetterStore
 from gateway.stages.sinks.recording import RecordingSink
 from gateway.stages.spool import SPOOL_FILE, Spool
-from tests.fakes import LEVEL_PROFILE, LEVEL_TOPIC, LIGHT_TOPIC, QueueIngest, SwitchableSink, light
+from tests.fakes import (
+    LEVEL_PROFILE,
+    LEVEL_TOPIC,
+    LIGHT_TOPIC,
+    QueueIngest,
+    SwitchableSink,
+    light,
+    run_and_drain,
+)
 from tests.small_disk import fill, free, small_disk
+from tests.waits import wait_for_async
 
 PROFILES = Path(__file__).resolve().parent.parent / "device_profiles"
 
@@ -135,15 +144,6 @@ def make_gateway(
     return Gateway(settings, load_directory(profiles), sink=sink, ingest=ingest), ingest
 
 
-async def wait_until(condition: object, timeout_s: float = 5.0) -> None:
-    assert callable(condition)
-    for _ in range(int(timeout_s / 0.01)):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition not reached")
-
-
 async def test_an_outage_spools_acknowledges_and_replays_everything(tmp_path: Path) -> None:
     sink = SwitchableSink()
     sink.down = True
@@ -152,12 +152,12 @@ async def test_an_outage_spools_acknowledges_and_replays_everything(tmp_path: Pa
     task = asyncio.create_task(instance.run(stop))
     for n in range(10):
         instance.on_message(Message(LIGHT_TOPIC, light(n), 1_000, False, n))
-    await wait_until(lambda: len(ingest.acked) == 10)  # durable on disk, so acknowledged
+    await wait_for_async(lambda: len(ingest.acked) == 10, 5, "10 spooled and acknowledged")
     assert sink.lines == []
     assert instance.metrics.spool_points == 10
     assert instance.delivery.influx_down
     sink.down = False
-    await wait_until(lambda: instance.metrics.spool_batches == 0)
+    await wait_for_async(lambda: instance.metrics.spool_batches == 0, 5, "the spool replayed")
     stop.set()
     await asyncio.wait_for(task, 5)
     assert sorted(sink.lines) == sorted(set(sink.lines))
@@ -173,7 +173,7 @@ async def test_a_spool_left_by_a_previous_run_is_replayed_at_start(tmp_path: Pat
     instance, _ = make_gateway(tmp_path, sink)
     stop = asyncio.Event()
     task = asyncio.create_task(instance.run(stop))
-    await wait_until(lambda: len(sink.lines) == 2)
+    await wait_for_async(lambda: len(sink.lines) == 2, 5, "the old spool replayed")
     stop.set()
     await asyncio.wait_for(task, 5)
     assert Spool(tmp_path / SPOOL_FILE, max_bytes=1024**2).depth.batches == 0
@@ -191,13 +191,15 @@ async def test_a_full_spool_stops_acknowledging_until_influx_recovers(tmp_path: 
             pass
     for n in range(6):
         instance.on_message(Message(LIGHT_TOPIC, light(n), 1_000, False, n))
-    await wait_until(lambda: instance.metrics.spool_full)
-    await asyncio.sleep(0.3)
+    await wait_for_async(lambda: instance.metrics.spool_full, 5, "the spool full")
+    # Nothing may be acknowledged while the writer goes on trying InfluxDB and the spool.
+    attempts = sink.attempts
+    await wait_for_async(lambda: sink.attempts >= attempts + 2, 10, "two more write attempts")
     assert ingest.acked == []  # nothing acknowledged: the broker keeps these
     assert ingest.paused
     sink.down = False
-    await wait_until(lambda: len(ingest.acked) == 6)
-    await wait_until(lambda: instance.metrics.spool_batches == 0, timeout_s=20)
+    await wait_for_async(lambda: len(ingest.acked) == 6, 5, "all 6 acknowledged")
+    await wait_for_async(lambda: instance.metrics.spool_batches == 0, 20, "the spool replayed")
     stop.set()
     await asyncio.wait_for(task, 5)
     assert sum(1 for line in sink.lines if line.startswith("streetlight")) == 6
@@ -215,7 +217,7 @@ async def test_a_redelivered_message_gets_its_first_receive_time_back(tmp_path: 
     stop = asyncio.Event()
     task = asyncio.create_task(first.run(stop))
     first.on_message(Message(LEVEL_TOPIC, b"2.5", 111_000, False, 1, False, packet_id=7))
-    await wait_until(lambda: len(first_sink.lines) == 1)
+    await wait_for_async(lambda: len(first_sink.lines) == 1, 5, "the first run's write")
     stop.set()
     await asyncio.wait_for(task, 5)
 
@@ -226,7 +228,7 @@ async def test_a_redelivered_message_gets_its_first_receive_time_back(tmp_path: 
     task = asyncio.create_task(second.run(stop))
     second.on_message(Message(LEVEL_TOPIC, b"2.5", 999_000, False, 1, True, packet_id=7))
     second.on_message(Message(LEVEL_TOPIC, b"2.5", 555_000, False, 2, False, packet_id=8))
-    await wait_until(lambda: len(second_sink.lines) == 2)
+    await wait_for_async(lambda: len(second_sink.lines) == 2, 5, "the second run's writes")
     stop.set()
     await asyncio.wait_for(task, 5)
 
@@ -249,11 +251,7 @@ async def test_a_redelivery_in_the_same_run_reuses_the_pending_receive_time(
     instance, _ = make_gateway(tmp_path / "state", sink, profiles)
     instance.on_message(Message(LEVEL_TOPIC, b"3", 111_000, False, (1, 7), False, packet_id=7))
     instance.on_message(Message(LEVEL_TOPIC, b"3", 222_000, False, (2, 7), True, packet_id=7))
-    stop = asyncio.Event()
-    task = asyncio.create_task(instance.run(stop))
-    await asyncio.sleep(0.2)
-    stop.set()
-    await asyncio.wait_for(task, 5)
+    await run_and_drain(instance)
     assert set(sink.lines) == {"tank_level,device_id=tank-1 level_m=3.0 111000"}
 
 
