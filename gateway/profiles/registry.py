@@ -18,6 +18,7 @@ import yaml
 from pydantic import ValidationError
 
 from gateway.errors import ConfigError, ProfileError
+from gateway.profiles import yaml_limits
 from gateway.profiles.compile import (
     CompiledLiveness,
     CompiledProfile,
@@ -199,20 +200,48 @@ def load_files(
     return compiled, problems
 
 
+def _unexpected(name: str, exc: Exception) -> ProfileError:
+    """Any other failure while loading a file is still that file's problem, reported as one
+    line: a hot reload keeps the previous profiles instead of dying (a RecursionError from a
+    validator, a MemoryError) and the CLI prints no traceback."""
+    return ProfileError([f"{name}: cannot load: {type(exc).__name__}: {exc}"])
+
+
 def load_file(file: Path, policy: LoadPolicy = OFFLINE_POLICY) -> CompiledProfile:
     """Parse, validate and compile one profile file; errors carry file:line and the field."""
     try:
-        text = file.read_text(encoding="utf-8")
+        text = _read_profile_text(file)
     except (OSError, UnicodeDecodeError) as exc:
         raise ProfileError([f"{file}: cannot read: {exc}"]) from exc
     return load_text(text, str(file), policy)
 
 
+def _read_profile_text(file: Path) -> str:
+    """The file's text; an error without reading more than the size limit allows."""
+    with file.open("rb") as stream:
+        raw = stream.read(yaml_limits.MAX_FILE_BYTES + 1)
+    if len(raw) > yaml_limits.MAX_FILE_BYTES:
+        raise OSError(
+            f"larger than {yaml_limits.MAX_FILE_BYTES} bytes; a profile is not that large"
+        )
+    return raw.decode("utf-8")
+
+
 def load_text(text: str, name: str, policy: LoadPolicy = OFFLINE_POLICY) -> CompiledProfile:
-    """Parse, validate and compile a profile's text; `name` is the file named in errors."""
+    """Parse, validate and compile a profile's text; `name` is the file named in errors.
+
+    Every failure is a ProfileError naming the file (see `_unexpected`)."""
     try:
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
+        return _load_text(text, name, policy)
+    except ProfileError:
+        raise
+    except Exception as exc:  # a file's content must never crash the loader
+        raise _unexpected(name, exc) from exc
+
+
+def _load_text(text: str, name: str, policy: LoadPolicy) -> CompiledProfile:
+    try:
+        node, data = yaml_limits.parse(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{name}:{mark.line + 1}" if mark else name
@@ -402,7 +431,7 @@ def _refuse_foreign_target(target: Path, new: CompiledProfile, *, replace: bool)
     if replace or not target.exists():
         return
     try:
-        old_id = yaml.safe_load(target.read_text(encoding="utf-8")).get("id")
+        old_id = yaml_limits.parse(_read_profile_text(target))[1].get("id")
     except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError):
         old_id = None  # unreadable: certainly not the same profile
     if old_id != new.id:
