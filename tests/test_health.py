@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -16,8 +18,10 @@ from gateway.errors import ConfigError
 from gateway.operations.counters import Metrics
 from gateway.operations.endpoint import HealthServer, Readiness, assess_readiness
 from gateway.operations.figures import Sources
+from gateway.operations.watchdog import Watchdog
 from gateway.policies.liveness import NS_PER_S, LivenessTracker
 from gateway.stages.ingest import IngestStats
+from tests.waits import wait_for_async
 
 NOW_NS = 1_800_000_000 * NS_PER_S
 
@@ -317,3 +321,119 @@ def test_the_spool_covers_an_influx_outage_until_it_is_full() -> None:
 def test_listen_must_be_an_address_or_host_name(listen: str) -> None:
     with pytest.raises(ValueError, match="IPv4/IPv6 literal or a host name"):
         HttpSettings(listen=listen)
+
+
+# ---- hostile clients (the end-to-end version with a real gateway: tests/test_hostile.py) -------
+
+
+async def test_connections_beyond_the_cap_are_closed_unanswered() -> None:
+    server = HealthServer(HttpSettings(port=0, max_connections=2), Sources(Metrics()), always_ready)
+    await server.start()
+    idle = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(2)]
+    try:
+        await wait_for_async(lambda: server.open_connections == 2, 5, "two idle connections")
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        with contextlib.suppress(ConnectionResetError):
+            assert await asyncio.wait_for(reader.read(), 5) == b""  # closed, no answer
+        writer.close()
+        assert server.refused_connections == 1
+        for _, idle_writer in idle:  # a slot freed: answered again
+            idle_writer.close()
+        await wait_for_async(lambda: not server.open_connections, 5, "idle connections closed")
+        status, _, body = await fetch(f"http://127.0.0.1:{server.port}/healthz")
+        assert (status, body) == (200, "ok\n")
+    finally:
+        await server.stop()
+
+
+async def test_the_stale_list_is_bounded_and_built_at_most_once_a_second() -> None:
+    clock = [NOW_NS]
+    liveness = LivenessTracker({"meter": 300.0}, stale_after_intervals=3)
+    for n in range(1500):
+        liveness.seen("meter", f"wm-{n}", NOW_NS - (3600 + n) * NS_PER_S, retained=False)
+    server = HealthServer(
+        HttpSettings(port=0),
+        Sources(Metrics(), liveness=liveness),
+        always_ready,
+        clock_ns=lambda: clock[0],
+    )
+    await server.start()
+    base = f"http://127.0.0.1:{server.port}"
+    try:
+        _, everything = await fetch_json(f"{base}/devices/stale?limit=1000000")
+        liveness.seen("meter", "wm-1499", NOW_NS, retained=False)  # back, within the second
+        _, cached = await fetch_json(f"{base}/devices/stale?limit=10")
+        clock[0] += NS_PER_S
+        _, rebuilt = await fetch_json(f"{base}/devices/stale?limit=10")
+    finally:
+        await server.stop()
+    assert everything["count"] == 1500
+    assert len(everything["devices"]) == 1000  # the cap, whatever the client asks
+    assert cached["devices"][0]["device_id"] == "wm-1499"
+    assert rebuilt["count"] == 1499
+    assert rebuilt["devices"][0]["device_id"] == "wm-1498"
+
+
+# ---- /healthz and the pipeline's watchdog -------------------------------------------------------
+
+
+async def test_healthz_fails_when_a_pipeline_task_died_or_a_stage_is_stuck() -> None:
+    now = [0.0]
+    watchdog = Watchdog(stall_after_s=30, clock_s=lambda: now[0])
+    work_waits = [False]
+    watchdog.stage("writer", lambda: work_waits[0])
+
+    async def crash() -> None:
+        raise RuntimeError("boom")
+
+    async def run_for_ever() -> None:
+        await asyncio.Event().wait()
+
+    alive = asyncio.create_task(run_for_ever(), name="mqtt")
+    watchdog.watch(alive)
+    server = HealthServer(
+        HttpSettings(port=0), Sources(Metrics()), always_ready, failing=watchdog.failing
+    )
+    await server.start()
+    url = f"http://127.0.0.1:{server.port}/healthz"
+    try:
+        now[0] = 100.0  # idle for long: fine
+        assert (await fetch(url))[0] == 200
+        work_waits[0] = True
+        assert (await fetch(url))[0] == 200  # busy from now on
+        now[0] = 120.0
+        watchdog.progress("writer")
+        now[0] = 149.0
+        assert (await fetch(url))[0] == 200
+        now[0] = 151.0
+        status, _, body = await fetch(url)
+        assert (status, body) == (503, "writer: no progress for 31s while work waits\n")
+        work_waits[0] = False
+        assert (await fetch(url))[0] == 200
+        died = asyncio.create_task(crash(), name="writer")
+        watchdog.watch(died)
+        with contextlib.suppress(RuntimeError):
+            await died
+        status, _, body = await fetch(url)
+        assert (status, body) == (503, "task writer: died (RuntimeError: boom)\n")
+        watchdog.stopping = True
+        assert (await fetch(url))[0] == 200
+    finally:
+        alive.cancel()
+        await server.stop()
+
+
+def test_not_ready_while_a_store_cannot_write() -> None:
+    metrics = Metrics()
+    readiness = assess_readiness(
+        metrics,
+        mqtt_connected=True,
+        spool_usable=True,
+        disk_full=[None, "dead-letter store: cannot write (database or disk is full) for 3s"],
+    )
+    assert not readiness.ok
+    assert readiness.reasons == (
+        "dead-letter store: cannot write (database or disk is full) for 3s; not acknowledging,"
+        " intake paused until there is space",
+    )

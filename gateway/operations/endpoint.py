@@ -22,6 +22,12 @@ http.server, wsgiref and email). `gateway status` parses the text with prometheu
     GET /devices/stale  JSON list of silent or offline devices (only with a liveness tracker)
 
 No authentication: listen on loopback or a management network only.
+
+Hostile or broken clients cost bounded memory and no event-loop time worth noticing: at most
+`[http] max_connections` at once (more are closed unanswered and counted), a request must
+arrive within `_REQUEST_TIMEOUT_S` and an answer be taken within `_WRITE_TIMEOUT_S` (a client
+that never reads is cut, its buffer freed), and /devices/stale is built at most once a
+second, at most `_STALE_LIST_LIMIT` devices (`?limit=` asks for fewer).
 """
 
 from __future__ import annotations
@@ -51,10 +57,14 @@ PROMETHEUS_PREFIX = "mh_gateway_"
 # content type is (0.26 announces 1.0.0 as "latest"), so say exactly what the body is.
 _TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
 _STALE_LIST_LIMIT = 1000
+_STALE_CACHE_NS = 1_000_000_000  # the stale list is rebuilt at most this often
 # Scrapes take milliseconds; do not let a slow client hold up the gateway's own shutdown.
 _SHUTDOWN_TIMEOUT_S = 1.0
 # A client that sends its request this slowly, or this much of it, is no scraper.
-_REQUEST_TIMEOUT_S = 10.0
+_REQUEST_TIMEOUT_S = 5.0
+# A client that takes an answer this slowly (or never reads it) is cut: its buffer is freed.
+_WRITE_TIMEOUT_S = 5.0
+_WRITE_BUFFER_BYTES = 64 * 1024
 _MAX_REQUEST_HEAD_BYTES = 16 * 1024
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
 _REASONS |= {503: "Service Unavailable"}
@@ -67,14 +77,26 @@ class Readiness:
 
 
 def assess_readiness(
-    metrics: Metrics, *, mqtt_connected: bool, spool_usable: bool, stopping: bool = False
+    metrics: Metrics,
+    *,
+    mqtt_connected: bool,
+    spool_usable: bool,
+    stopping: bool = False,
+    disk_full: Iterable[str | None] = (),
 ) -> Readiness:
-    """Ready = connected to the broker AND (InfluxDB takes writes OR the spool can hold them).
+    """Ready = connected to the broker AND (InfluxDB takes writes OR the spool can hold them)
+    AND the state directory takes writes.
 
     `spool_usable`: the spool is enabled and opened without error; a full spool counts as not
     usable here whatever the caller says. `stopping`: SIGTERM received, intake stopped.
+    `disk_full`: each store's `storage.disk_full` (gateway/stages/storage.py), None when fine.
     """
     reasons: list[str] = ["gateway: stopping"] if stopping else []
+    reasons.extend(
+        f"{problem}; not acknowledging, intake paused until there is space"
+        for problem in disk_full
+        if problem is not None
+    )
     if not mqtt_connected:
         reasons.append("mqtt: not connected to the broker")
     if not metrics.influx_writable:
@@ -266,14 +288,24 @@ class HealthServer:
         readiness: Callable[[], Readiness],
         *,
         clock_ns: Callable[[], int] = time.time_ns,
+        failing: Callable[[], list[str]] = list,
     ) -> None:
+        """`failing`: what makes /healthz fail (a pipeline task died or is stuck; see
+        gateway/operations/watchdog.py); the health server itself runs outside the pipeline's
+        tasks, so answering is no proof they run."""
         self._settings = settings
+        self._failing = failing
         self._sources = sources
         self._readiness = readiness
         self._clock_ns = clock_ns
         self._python_info = _python_info()
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
+        self.refused_connections = 0  # over [http] max_connections, closed unanswered
+        self.cut_connections = 0  # too slow to send a request or to read the answer
+        # (built at ns, the stale-list fields, the JSON body for `_stale_body_limit`)
+        self._stale: tuple[int, dict[str, Any], bytes] | None = None
+        self._stale_body_limit = -1
         self._routes: dict[str, Callable[[dict[str, list[str]]], Awaitable[_Response]]] = {
             "/": self._index,
             "/healthz": self._healthz,
@@ -290,6 +322,10 @@ class HealthServer:
             return 0
         port: int = self._server.sockets[0].getsockname()[1]
         return port
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._connections)
 
     async def start(self) -> None:
         """Bind and serve; raises ConfigError if the address cannot be used."""
@@ -317,16 +353,25 @@ class HealthServer:
     # ---- HTTP/1.1, one request per connection ----------------------------------------------------
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._connections) >= self._settings.max_connections:
+            self.refused_connections += 1
+            writer.transport.abort()  # no answer, no buffer: the cheapest refusal
+            return
         task = asyncio.current_task()
         assert task is not None  # start_server runs each connection in a task
         self._connections.add(task)
+        writer.transport.set_write_buffer_limits(high=_WRITE_BUFFER_BYTES)
         try:
-            with contextlib.suppress(OSError, EOFError, TimeoutError, asyncio.LimitOverrunError):
+            with contextlib.suppress(OSError, EOFError, asyncio.LimitOverrunError):
                 async with asyncio.timeout(_REQUEST_TIMEOUT_S):
                     method, target = await _read_request(reader)
                 response = await self._answer(method, target)
                 writer.write(_response_bytes(response, head_only=method == "HEAD"))
-                await writer.drain()
+                async with asyncio.timeout(_WRITE_TIMEOUT_S):
+                    await writer.drain()
+        except TimeoutError:
+            self.cut_connections += 1
+            writer.transport.abort()  # close() would wait to flush what the client never reads
         finally:
             self._connections.discard(task)
             writer.close()
@@ -353,6 +398,9 @@ class HealthServer:
         return _text("mh-gateway\n" + "".join(f"  {path}\n" for path in paths))
 
     async def _healthz(self, _: dict[str, list[str]]) -> _Response:
+        problems = self._failing()
+        if problems:
+            return _text("".join(f"{problem}\n" for problem in problems), 503)
         return _text("ok\n")
 
     async def _readyz(self, _: dict[str, list[str]]) -> _Response:
@@ -367,15 +415,27 @@ class HealthServer:
         return _Response(200, exposition(families), _TEXT_FORMAT)
 
     async def _stale_devices(self, query: dict[str, list[str]]) -> _Response:
-        tracker = self._sources.liveness
-        assert tracker is not None  # the route exists only with a tracker
         try:
             limit = int(query.get("limit", [_STALE_LIST_LIMIT])[0])
         except ValueError:
             return _text("limit must be an integer\n", 400)
+        limit = min(max(0, limit), _STALE_LIST_LIMIT)
         now_ns = self._clock_ns()
-        stale = tracker.stale(now_ns, limit=max(0, limit))
-        body: dict[str, Any] = {
+        if self._stale is None or now_ns - self._stale[0] >= _STALE_CACHE_NS:
+            self._stale = (now_ns, self._stale_fields(now_ns), b"")
+            self._stale_body_limit = -1
+        built_ns, fields, body = self._stale
+        if limit != self._stale_body_limit:  # one body kept: the last limit asked for
+            devices = fields["devices"]
+            body = json.dumps({**fields, "devices": devices[:limit]}).encode()
+            self._stale, self._stale_body_limit = (built_ns, fields, body), limit
+        return _Response(200, body, "application/json; charset=utf-8")
+
+    def _stale_fields(self, now_ns: int) -> dict[str, Any]:
+        tracker = self._sources.liveness
+        assert tracker is not None  # the route exists only with a tracker
+        stale = tracker.stale(now_ns, limit=_STALE_LIST_LIMIT)
+        return {
             "count": tracker.stale_count(now_ns),
             "tracked": tracker.tracked,
             "overflow_reports": tracker.overflow_reports,
@@ -392,7 +452,6 @@ class HealthServer:
                 for device in stale
             ],
         }
-        return _json(body)
 
 
 async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str]:
