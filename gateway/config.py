@@ -139,10 +139,14 @@ class MqttSettings(_Section):
 
 class InfluxSettings(_Section):
     url: str = Field("http://127.0.0.1:8086", description="InfluxDB base URL.")
-    api: Literal["v1", "v2"] = Field(
-        "v1", description="v1: /write with database + retention policy; v2: /api/v2/write."
+    api: Literal["v1", "v2", "v3"] = Field(
+        "v1",
+        description="v1: /write with database + retention policy (InfluxDB 1.x, "
+        "VictoriaMetrics, InfluxDB 3); v2: /api/v2/write with org + bucket (InfluxDB 2.x, "
+        "VictoriaMetrics, InfluxDB 3); v3: /api/v3/write_lp with database + token (InfluxDB 3 "
+        "Core/Enterprise; refused lines named in the answer, the rest stored).",
     )
-    database: str = Field("telemetry", min_length=1, description="v1 database.")
+    database: str = Field("telemetry", min_length=1, description="v1 and v3 database.")
     retention_policy: str | None = Field(None, description="v1 retention policy (default RP).")
     username: str | None = Field(None, description="v1 user.")
     password: SecretStr | None = Field(None, description="v1 password.")
@@ -151,9 +155,20 @@ class InfluxSettings(_Section):
     )
     org: str | None = Field(None, description="v2 organization.")
     bucket: str | None = Field(None, description="v2 bucket.")
-    token: SecretStr | None = Field(None, description="v2 API token.")
+    token: SecretStr | None = Field(
+        None,
+        description="API token: v2 (sent as `Token`), v3 (sent as `Bearer`), and v1 without a "
+        "username (sent as `Bearer`, as InfluxDB 3's /write expects).",
+    )
     token_file: Path | None = Field(
-        None, description="File whose content is the v2 API token (instead of token)."
+        None, description="File whose content is the API token (instead of token)."
+    )
+    no_sync: bool = Field(
+        False,
+        description="v3 only: InfluxDB 3 answers before its write-ahead log reaches disk "
+        "(no_sync=true). Lower write latency, but a crash of InfluxDB can lose batches it "
+        "already acknowledged, and the gateway has acked their MQTT messages by then; keep "
+        "false unless losing a second of readings in an InfluxDB crash is acceptable.",
     )
     timeout_s: float = Field(10.0, gt=0, description="Timeout of one write request.")
     ca_file: Path | None = Field(

@@ -28,7 +28,7 @@ from gateway.errors import ConfigError, ProfileError, SinkError
 from gateway.profiles.registry import ProfileRegistry, load_directory
 from gateway.stages.deadletter import DEAD_LETTER_FILE
 from gateway.stages.ingest import probe_broker
-from gateway.stages.sinks.influx import InfluxSink
+from gateway.stages.sinks.influx import InfluxSink, ServerIdentity
 from gateway.stages.spool import SPOOL_FILE
 
 Status = Literal["OK", "WARN", "FAIL"]
@@ -168,9 +168,30 @@ def _check_influx(settings: GatewaySettings, registry: ProfileRegistry | None) -
             "(`systemctl status influxdb`, `curl -i URL/ping`)",
         )
         return
-    yield Verdict("influxdb", "OK", f"{influx.url} answers (InfluxDB {reached}, api {influx.api})")
+    yield _engine_verdict(influx.url, influx.api, reached)
     for (database, rp), error in results.items():
         yield _write_verdict(settings, database, rp, error)
+
+
+def _engine_verdict(url: str, api: str, found: ServerIdentity) -> Verdict:
+    """Which engine and write APIs answer at the URL, and whether `[influx] api` is one."""
+    detail = f"{url} answers: {found}"
+    if api in found.write_apis:
+        apis = ", ".join(found.write_apis)
+        return Verdict("influxdb", "OK", f"{detail} (write APIs {apis}; using {api})")
+    if not found.write_apis:
+        return Verdict(
+            "influxdb",
+            "WARN",
+            f"{detail}: not InfluxDB or VictoriaMetrics as far as /ping tells",
+            "check [influx] url: it should be InfluxDB's or VictoriaMetrics' HTTP address",
+        )
+    return Verdict(
+        "influxdb",
+        "FAIL",
+        f"{detail}, which does not serve the {api} write API",
+        f"set [influx] api to one of: {', '.join(found.write_apis)}",
+    )
 
 
 Destination = tuple[str, str | None]
@@ -192,11 +213,11 @@ def _destinations(settings: GatewaySettings, registry: ProfileRegistry | None) -
 
 async def _probe_influx(
     settings: GatewaySettings, destinations: list[Destination]
-) -> tuple[str | SinkError, dict[Destination, SinkError | None]]:
+) -> tuple[ServerIdentity | SinkError, dict[Destination, SinkError | None]]:
     sink = InfluxSink(settings.influx)
     results: dict[Destination, SinkError | None] = {}
     try:
-        version = await sink.server_version()
+        version = await sink.identify()
         for database, rp in destinations:
             results[(database, rp)] = await sink.check_write(database, rp)
     except SinkError as exc:
@@ -218,11 +239,14 @@ def _write_verdict(
     status = error.status
     who = f"user {influx.username!r}" if influx.username else "no user name"
     if status == 401:
-        fix = (
-            "check [influx] token (v2: a token with write access to the bucket)"
-            if influx.api == "v2"
-            else "check [influx] username and password (or password_file, or "
-            "GATEWAY_INFLUX__PASSWORD); InfluxDB has authentication on"
+        fix = {
+            "v2": "check [influx] token (v2: a token with write access to the bucket)",
+            "v3": "check [influx] token (InfluxDB 3: an admin token or a database token "
+            "with write permission; every endpoint needs one)",
+        }.get(
+            influx.api,
+            "check [influx] username and password (or password_file, or "
+            "GATEWAY_INFLUX__PASSWORD), or token for InfluxDB 3; authentication is on",
         )
         return Verdict(check, "FAIL", f"{target}: wrong credentials ({who}): {error}", fix)
     if status == 403:

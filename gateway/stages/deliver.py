@@ -3,8 +3,9 @@
     sealed batch -> dead letters fsynced -> receive times fsynced
                  -> each destination's lines: InfluxDB (a live write)
                         | failing for `write_timeout_s`, or InfluxDB known down -> spool (fsync)
-                        | content rejected (400/413/422...) -> split until the bad lines are
-                          found; those become dead letters, the rest is written
+                        | content rejected (400/413/422...) -> the lines the answer names, else
+                          a bounded halving search; those become dead letters, the rest is
+                          written
     spool -> replayer task, oldest first, up to `_REPLAY_MAX_POINTS` per request and removed
              in one transaction each, while live batches go straight to InfluxDB again; while
              InfluxDB gives no answer at all it is probed at least once a second
@@ -23,6 +24,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TypeVar, TypeVarTuple
 
 from gateway.config import SpoolSettings
@@ -30,7 +32,7 @@ from gateway.errors import SinkError
 from gateway.operations.counters import Metrics
 from gateway.stages.batch import Batch
 from gateway.stages.deadletter import DeadLetter, DeadLetterStore
-from gateway.stages.sinks import Sink
+from gateway.stages.sinks import RefusedLinesError, Sink
 from gateway.stages.spool import Spool, SpooledBatch
 
 log = logging.getLogger(__name__)
@@ -40,11 +42,32 @@ _RETRY_MAX_S = 10.0
 _PROGRESS_EVERY_S = 10.0
 _PROBE_MAX_S = 1.0
 _REPLAY_MAX_POINTS = 5_000
+# Extra write requests one batch may cost to find the lines InfluxDB refuses when its answer
+# does not name them: a halving search needs about 2·log2(n) per bad line, so this finds a
+# few bad lines in a 5,000-line batch and bounds a batch full of them.
+_SEARCH_MAX_REQUESTS = 64
 
 _T = TypeVar("_T")
 _Args = TypeVarTuple("_Args")
 
 Write = Callable[[list[str], str | None, str | None], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class _Isolation:
+    """One batch's destination and writer while its refused lines are looked for, with the
+    extra requests the search may still make."""
+
+    database: str | None
+    rp: str | None
+    write: Write
+    requests_left: int = _SEARCH_MAX_REQUESTS
+
+    def take(self, requests: int = 1) -> bool:
+        if self.requests_left < requests:
+            return False
+        self.requests_left -= requests
+        return True
 
 
 class Delivery:
@@ -272,28 +295,76 @@ class Delivery:
     async def _write_isolating(
         self, lines: list[str], database: str | None, rp: str | None, write: Write
     ) -> list[DeadLetter]:
-        """Write lines; on a content rejection split the batch to find and return the bad lines."""
+        """Write lines; on a content rejection return the refused lines as dead letters.
+
+        When InfluxDB's answer names the refused lines (RefusedLinesError) exactly those
+        become dead letters, and the others are written again only if the answer says they
+        were not stored. Otherwise a halving search finds them, at most
+        `_SEARCH_MAX_REQUESTS` extra requests per batch (issue 18: one refused line in each
+        of many batches cost ~15,000 requests): past that, every line still refused in a
+        part becomes a dead letter, kept for `gateway deadletter replay`."""
+        return await self._isolate(lines, _Isolation(database, rp, write))
+
+    async def _isolate(self, lines: list[str], isolation: _Isolation) -> list[DeadLetter]:
         try:
-            await write(lines, database, rp)
+            await isolation.write(lines, isolation.database, isolation.rp)
+        except RefusedLinesError as exc:
+            return await self._dead_letter_named(exc, lines, isolation)
         except SinkError as exc:
-            if len(lines) == 1:
-                self.metrics.lines_rejected += 1
-                self.metrics.dead_letters["rejected_by_influx"] += 1
-                log.warning("InfluxDB rejected a line for good: %s: %s", exc, lines[0][:200])
-                letter = DeadLetter(
-                    time.time_ns(),
-                    "",
-                    lines[0].encode(),
-                    "rejected_by_influx",
-                    str(exc),
-                    database=database,
-                    retention_policy=rp,
-                )
-                return [letter]
-            middle = len(lines) // 2
-            first = await self._write_isolating(lines[:middle], database, rp, write)
-            return first + await self._write_isolating(lines[middle:], database, rp, write)
+            return await self._search_refused(exc, lines, isolation)
         return []
+
+    async def _dead_letter_named(
+        self, exc: RefusedLinesError, lines: list[str], isolation: _Isolation
+    ) -> list[DeadLetter]:
+        letters = [
+            self._refused(lines[index], reason, isolation)
+            for index, reason in sorted(exc.refused.items())
+        ]
+        rest = [line for index, line in enumerate(lines) if index not in exc.refused]
+        if exc.others_written or not rest:
+            return letters
+        if not isolation.take():  # an engine that names one line per answer, many times over
+            return letters + self._search_stopped(rest, str(exc), isolation)
+        return letters + await self._isolate(rest, isolation)
+
+    async def _search_refused(
+        self, exc: SinkError, lines: list[str], isolation: _Isolation
+    ) -> list[DeadLetter]:
+        """The halving search, for answers that do not say which lines they refused."""
+        if len(lines) == 1:
+            return [self._refused(lines[0], str(exc), isolation)]
+        if not isolation.take(2):  # one request for each half
+            return self._search_stopped(lines, str(exc), isolation)
+        middle = len(lines) // 2
+        first = await self._isolate(lines[:middle], isolation)
+        return first + await self._isolate(lines[middle:], isolation)
+
+    def _search_stopped(
+        self, lines: list[str], reason: str, isolation: _Isolation
+    ) -> list[DeadLetter]:
+        log.warning(
+            "InfluxDB refused part of a batch and the search for the bad lines stopped after "
+            "%d requests: %d lines kept as dead letters",
+            _SEARCH_MAX_REQUESTS,
+            len(lines),
+        )
+        reason = f"{reason} (in a part of {len(lines)} lines; search for the bad ones stopped)"
+        return [self._refused(line, reason, isolation) for line in lines]
+
+    def _refused(self, line: str, reason: str, isolation: _Isolation) -> DeadLetter:
+        self.metrics.lines_rejected += 1
+        self.metrics.dead_letters["rejected_by_influx"] += 1
+        log.warning("InfluxDB rejected a line for good: %s: %s", reason, line[:200])
+        return DeadLetter(
+            time.time_ns(),
+            "",
+            line.encode(),
+            "rejected_by_influx",
+            reason,
+            database=isolation.database,
+            retention_policy=isolation.rp,
+        )
 
     async def _write_once(self, lines: list[str], database: str | None, rp: str | None) -> None:
         started = time.monotonic()

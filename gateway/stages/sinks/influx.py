@@ -1,14 +1,20 @@
-"""The only module that speaks HTTP to InfluxDB.
+"""The only module that speaks HTTP to InfluxDB (and to engines with its write API).
 
-A thin HTTP/1.1 writer on asyncio streams rather than influxdb-client or aiohttp. The gateway
-builds line protocol and batches itself, and needs exactly one request per batch with the
-status classified by us. influxdb-client's async API adds a second batching layer, pulls in
-reactivex for its batching writer, and its error type hides the Retry-After handling we need;
-its sync writer would need a thread. aiohttp did the job, but importing it costs 11 MB of the
-gateway's 64 MB budget (measured after everything else `gateway run` imports; Speed issue),
-for the one request shape this module sends: a POST or GET with a body of known length,
-answered with a status, a few headers and a short body. The v1 (`/write`) and v2
-(`/api/v2/write`) APIs differ only in URL and credentials.
+A thin HTTP/1.1 writer: asyncio streams for the I/O, the sans-I/O library h11 for the protocol
+(framing by Content-Length, chunks or the end of the connection; 1xx answers such as
+`100 Continue`; keep-alive rules), rather than influxdb-client or aiohttp. The gateway builds
+line protocol and batches itself, and needs exactly one request per batch with the status
+classified by us. influxdb-client's async API adds a second batching layer, pulls in reactivex
+for its batching writer, and its error type hides the Retry-After handling we need; its sync
+writer would need a thread. aiohttp did the job, but importing it costs 11 MB of the gateway's
+64 MB budget (Speed issue); h11 is one small pure-Python package (pinned >=0.16: earlier
+versions accepted malformed chunked bodies, a request-smuggling issue).
+
+Write APIs, chosen by `[influx] api`: v1 `/write` (InfluxDB 1.x; VictoriaMetrics; InfluxDB 3's
+compatibility endpoint), v2 `/api/v2/write` (InfluxDB 2.x; VictoriaMetrics; InfluxDB 3), v3
+`/api/v3/write_lp` (InfluxDB 3 Core/Enterprise). Credentials as each server documents them:
+v1 Basic user:password, or `Bearer <token>` (InfluxDB 3 takes a token on its v1 endpoints);
+v2 `Token <token>` (InfluxDB 2.x and 3); v3 `Bearer <token>`.
 """
 
 from __future__ import annotations
@@ -21,16 +27,32 @@ import ssl
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
+import h11
 import orjson
 
 from gateway.config import InfluxSettings
 from gateway.errors import ConfigError, SinkError
+from gateway.stages.sinks import RefusedLinesError
+from gateway.stages.sinks.refusals import named_refusals
 
 log = logging.getLogger(__name__)
 
 _USER_AGENT = "mh-gateway"
 _MAX_IDLE_CONNECTIONS = 4  # the live writer and the spool replay write concurrently
 _MAX_ERROR_BODY_BYTES = 1024**2  # an error answer longer than this is cut, not buffered
+_READ_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ServerIdentity:
+    """What `gateway doctor` found at [influx] url."""
+
+    engine: str  # "InfluxDB 1.x", "InfluxDB 2.x", "InfluxDB 3 Core", "VictoriaMetrics"...
+    version: str
+    write_apis: tuple[str, ...]  # the [influx] api values it serves
+
+    def __str__(self) -> str:
+        return f"{self.engine} {self.version}".strip()
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +70,73 @@ class _MalformedAnswerError(Exception):
     """What came back is not an HTTP/1.1 answer we can read."""
 
 
+class _StaleConnectionError(Exception):
+    """A kept-alive connection the server closed while it was idle: nothing was answered."""
+
+
+class _Connection:
+    """One HTTP/1.1 connection: asyncio streams for the bytes, h11 for the protocol."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.protocol = h11.Connection(h11.CLIENT)
+
+    @property
+    def usable(self) -> bool:
+        return not (self.writer.is_closing() or self.reader.at_eof())
+
+    async def exchange(self, request: h11.Request, body: bytes | None) -> _Answer:
+        """Send one request and read its answer. The body goes to the transport as it is
+        (send_with_data_passthrough): a batch of a megabyte is not copied again."""
+        self.writer.write(self.protocol.send(request))
+        if body:
+            # None only for a ConnectionClosed event, which this never sends.
+            for part in self.protocol.send_with_data_passthrough(h11.Data(data=body)) or ():
+                self.writer.write(part)
+        self.writer.write(self.protocol.send(h11.EndOfMessage()))
+        await self.writer.drain()
+        return await self._read_answer()
+
+    async def _read_answer(self) -> _Answer:
+        response: h11.Response | None = None
+        body = bytearray()
+        while True:
+            event = self.protocol.next_event()
+            if event is h11.NEED_DATA:
+                data = await self.reader.read(_READ_BYTES)
+                if not data and response is None:
+                    raise _StaleConnectionError("connection closed before any answer")
+                self.protocol.receive_data(data)
+            elif isinstance(event, h11.InformationalResponse):
+                continue  # `100 Continue` and friends precede the real answer (RFC 9110 15.2)
+            elif isinstance(event, h11.Response):
+                response = event
+            elif isinstance(event, h11.Data):
+                if len(body) + len(event.data) > _MAX_ERROR_BODY_BYTES:
+                    raise _MalformedAnswerError("answer far longer than expected")
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage) and response is not None:
+                headers = {
+                    name.decode("latin-1"): value.decode("latin-1")
+                    for name, value in response.headers
+                }
+                return _Answer(response.status_code, body.decode("utf-8", "replace"), headers)
+            else:
+                raise _MalformedAnswerError(f"unexpected {type(event).__name__} in an answer")
+
+    def reusable(self) -> bool:
+        """After a complete exchange: may the next request use this connection? h11 knows
+        `Connection: close`, HTTP/1.0 and answers delimited by the end of the connection."""
+        if self.protocol.our_state is h11.DONE and self.protocol.their_state is h11.DONE:
+            self.protocol.start_next_cycle()
+            return self.usable
+        return False
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 class InfluxSink:
     def __init__(self, settings: InfluxSettings) -> None:
         self._settings = settings
@@ -61,24 +150,34 @@ class InfluxSink:
         )
         self._host = url.hostname or ""
         self._port = url.port or (443 if self._https else 80)
-        self._path = url.path  # a reverse proxy may serve InfluxDB under a prefix
+        self._path = url.path  # a reverse proxy or vminsert serves the API under a prefix
         default_port = self._port == (443 if self._https else 80)
         host = f"[{self._host}]" if ":" in self._host else self._host
         self._host_header = host if default_port else f"{host}:{self._port}"
-        self._headers = {"Content-Type": "text/plain; charset=utf-8", **self._auth_header()}
+        self._headers = [
+            ("Host", self._host_header),
+            ("User-Agent", _USER_AGENT),
+            ("Content-Type", "text/plain; charset=utf-8"),
+            *self._auth_header(),
+        ]
         self._known_databases: set[str] = set()
         self._ssl = _tls_context(settings) if self._https else None
-        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self._idle: list[_Connection] = []
 
-    def _auth_header(self) -> dict[str, str]:
+    def _auth_header(self) -> list[tuple[str, str]]:
         settings = self._settings
-        if settings.api == "v2" and settings.token is not None:
-            return {"Authorization": f"Token {settings.token.get_secret_value()}"}
+        token = settings.token.get_secret_value() if settings.token is not None else None
+        if settings.api == "v2" and token is not None:
+            return [("Authorization", f"Token {token}")]
+        if settings.api == "v3" and token is not None:
+            return [("Authorization", f"Bearer {token}")]
         if settings.api == "v1" and settings.username:
             secret = settings.password.get_secret_value() if settings.password else ""
             pair = base64.b64encode(f"{settings.username}:{secret}".encode()).decode()
-            return {"Authorization": f"Basic {pair}"}
-        return {}
+            return [("Authorization", f"Basic {pair}")]
+        if settings.api == "v1" and token is not None:
+            return [("Authorization", f"Bearer {token}")]  # InfluxDB 3's /write
+        return []
 
     def _write_target(self, database: str | None, rp: str | None) -> str:
         settings = self._settings
@@ -88,22 +187,32 @@ class InfluxSink:
                 f"{self._path}/api/v2/write?org={quote(settings.org or '')}"
                 f"&bucket={quote(bucket)}&precision=ns"
             )
-        target = f"{self._path}/write?db={quote(database or settings.database)}&precision=ns"
+        database = quote(database or settings.database)
+        if settings.api == "v3":
+            # accept_partial: the lines InfluxDB 3 refuses are named in its answer and the
+            # others stored, so one bad line costs one request, not a search.
+            target = (
+                f"{self._path}/api/v3/write_lp?db={database}"
+                "&precision=nanosecond&accept_partial=true"
+            )
+            return f"{target}&no_sync=true" if settings.no_sync else target
+        target = f"{self._path}/write?db={database}&precision=ns"
         rp = rp or settings.retention_policy
         return f"{target}&rp={quote(rp)}" if rp else target
 
     async def write(self, lines: list[str], database: str | None, rp: str | None) -> None:
-        """POST one batch; returns when InfluxDB accepted it, raises SinkError otherwise."""
+        """POST one batch; returns when InfluxDB accepted it, raises SinkError otherwise
+        (RefusedLinesError when the answer names the refused lines)."""
         body = "\n".join(lines).encode()
         answer = await self._post(self._write_target(database, rp), body)
-        error = classify(answer.status, answer.text, answer.retry_after)
+        error = classify(answer.status, answer.text, answer.retry_after, lines)
         if error is None:
             return
         status, text = answer.status, answer.text
         if status == 404 and "database not found" in text and self._settings.create_database:
             await self.create_database(database or self._settings.database)
             answer = await self._post(self._write_target(database, rp), body)
-            error = classify(answer.status, answer.text, answer.retry_after)
+            error = classify(answer.status, answer.text, answer.retry_after, lines)
             if error is None:
                 return
         raise error
@@ -124,15 +233,13 @@ class InfluxSink:
                 f"[influx] ca_file (or the system store) and be valid for {self._host}",
                 retryable=True,  # a renewed certificate or CA file must not cost readings
             ) from exc
-        # EOFError: asyncio.IncompleteReadError; ValueError: a number that is none in the
-        # status line, Content-Length or a chunk size.
+        # h11.ProtocolError: what came back is not HTTP/1.x (or broke its framing).
         except (
             OSError,
             TimeoutError,
-            EOFError,
-            ValueError,
-            asyncio.LimitOverrunError,
+            h11.ProtocolError,
             _MalformedAnswerError,
+            _StaleConnectionError,
         ) as exc:
             raise SinkError(
                 f"InfluxDB unreachable: {exc or type(exc).__name__}", retryable=True
@@ -140,57 +247,41 @@ class InfluxSink:
 
     async def _exchange(self, method: str, target: str, body: bytes | None) -> _Answer:
         """Send on a kept-alive connection if there is one. One the server closed meanwhile
-        fails, and the request goes again on the next or a new connection: every request
-        here is idempotent (InfluxDB stores the same points again, not twice; CREATE
-        DATABASE of an existing database changes nothing)."""
-        request = (self._request_head(method, target, body), body or b"")
+        fails before any answer, and the request goes again on the next or a new connection:
+        every request here is idempotent (InfluxDB stores the same points again, not twice;
+        CREATE DATABASE of an existing database changes nothing)."""
+        headers = self._headers
+        if body is not None:
+            headers = [*headers, ("Content-Length", str(len(body)))]
+        request = h11.Request(method=method, target=target, headers=headers)
         while self._idle:
-            reader, writer = self._idle.pop()
-            if writer.is_closing() or reader.at_eof():
-                writer.close()
+            connection = self._idle.pop()
+            if not connection.usable:
+                connection.close()
                 continue
-            with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
-                return await self._send(reader, writer, request, method)
+            with contextlib.suppress(ConnectionError, _StaleConnectionError):
+                return await self._send(connection, request, body)
         reader, writer = await asyncio.open_connection(
             self._host,
             self._port,
             ssl=self._ssl,
             server_hostname=self._host if self._ssl is not None else None,
         )
-        return await self._send(reader, writer, request, method)
-
-    def _request_head(self, method: str, target: str, body: bytes | None) -> bytes:
-        headers = {"Host": self._host_header, "User-Agent": _USER_AGENT, **self._headers}
-        if body is not None:
-            headers["Content-Length"] = str(len(body))
-        head = f"{method} {target} HTTP/1.1\r\n" + "".join(
-            f"{name}: {value}\r\n" for name, value in headers.items()
-        )
-        return head.encode("latin-1") + b"\r\n"
+        return await self._send(_Connection(reader, writer), request, body)
 
     async def _send(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        request: tuple[bytes, bytes],
-        method: str,
+        self, connection: _Connection, request: h11.Request, body: bytes | None
     ) -> _Answer:
-        """`request` is (head, body), written one after the other rather than joined: the
-        batch's body is not copied into a second buffer of its size (nor by writelines, which
-        joins its arguments in Python 3.11's transports)."""
         kept = False
         try:
-            for part in request:
-                writer.write(part)
-            await writer.drain()
-            answer, keep_alive = await _read_answer(reader, method)
-            if keep_alive and len(self._idle) < _MAX_IDLE_CONNECTIONS:
-                self._idle.append((reader, writer))
+            answer = await connection.exchange(request, body)
+            if connection.reusable() and len(self._idle) < _MAX_IDLE_CONNECTIONS:
+                self._idle.append(connection)
                 kept = True
             return answer
         finally:  # an error, a cancellation or a timeout leaves the connection unusable
             if not kept:
-                writer.close()
+                connection.close()
 
     async def create_database(self, name: str) -> None:
         """v1 only: CREATE DATABASE is idempotent in InfluxDB 1.x."""
@@ -211,9 +302,12 @@ class InfluxSink:
             return False
         return answer.status in (200, 204)
 
-    async def server_version(self) -> str:
-        """`gateway doctor`: GET /ping (no credentials needed in 1.x and 2.x); the version the
-        server announces. Raises SinkError when InfluxDB is unreachable or is not InfluxDB."""
+    async def identify(self) -> ServerIdentity:
+        """`gateway doctor`: which engine answers and which write APIs it serves. GET /ping
+        (with our credentials: InfluxDB 3 wants a token everywhere) names InfluxDB's version
+        and build; VictoriaMetrics answers /ping as well, with a version header but no build
+        header, and is told apart by its own /metrics. Raises SinkError when nothing that
+        speaks this protocol answers."""
         answer = await self._request("GET", f"{self._path}/ping")
         if answer.status not in (200, 204):
             raise SinkError(
@@ -221,7 +315,18 @@ class InfluxSink:
                 retryable=True,
                 status=answer.status,
             )
-        return answer.headers.get("x-influxdb-version") or "unknown version"
+        version = answer.headers.get("x-influxdb-version") or _json_version(answer.text)
+        build = answer.headers.get("x-influxdb-build", "")
+        if not build and await self._is_victoria_metrics():
+            return ServerIdentity("VictoriaMetrics", "", ("v1", "v2"))
+        return _influxdb_identity(version or "unknown version", build)
+
+    async def _is_victoria_metrics(self) -> bool:
+        try:
+            answer = await self._request("GET", "/metrics")  # at the root, also for vminsert
+        except SinkError:
+            return False
+        return answer.status == 200 and "vm_app_version" in answer.text
 
     async def check_write(self, database: str | None, rp: str | None) -> SinkError | None:
         """`gateway doctor`: POST an empty body to the write endpoint. InfluxDB checks the
@@ -233,57 +338,11 @@ class InfluxSink:
 
     async def close(self) -> None:
         idle, self._idle = self._idle, []
-        for _, writer in idle:
-            writer.close()
-        for _, writer in idle:
+        for connection in idle:
+            connection.close()
+        for connection in idle:
             with contextlib.suppress(OSError, ssl.SSLError):
-                await writer.wait_closed()
-
-
-async def _read_answer(reader: asyncio.StreamReader, method: str) -> tuple[_Answer, bool]:
-    """(the answer, whether the connection may be used again), per RFC 9112: the body is
-    delimited by Content-Length, by chunks, or (HTTP/1.0 style) by the end of the
-    connection."""
-    status_line = await reader.readuntil(b"\r\n")
-    version, _, rest = status_line.decode("latin-1").partition(" ")
-    if not version.startswith("HTTP/1.") or not rest[:3].isdigit():
-        raise _MalformedAnswerError(f"not an HTTP/1.x answer: {status_line[:80]!r}")
-    status = int(rest[:3])
-    headers: dict[str, str] = {}
-    while (line := await reader.readuntil(b"\r\n")) != b"\r\n":
-        name, colon, value = line.decode("latin-1").partition(":")
-        if not colon:
-            raise _MalformedAnswerError(f"not an HTTP header: {line[:80]!r}")
-        headers[name.strip().lower()] = value.strip()
-    keep_alive = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
-    if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
-        body = b""
-    elif "chunked" in headers.get("transfer-encoding", "").lower():
-        body = await _read_chunks(reader)
-    elif "content-length" in headers:
-        length = int(headers["content-length"])
-        if length > _MAX_ERROR_BODY_BYTES:
-            raise _MalformedAnswerError(f"answer of {length} bytes, far more than expected")
-        body = await reader.readexactly(length)
-    else:
-        body = await reader.read(_MAX_ERROR_BODY_BYTES)
-        keep_alive = False
-    return _Answer(status, body.decode("utf-8", "replace"), headers), keep_alive
-
-
-async def _read_chunks(reader: asyncio.StreamReader) -> bytes:
-    body = bytearray()
-    while True:
-        size_line = await reader.readuntil(b"\r\n")
-        size = int(size_line.split(b";", 1)[0].strip(), 16)
-        if size == 0:
-            while await reader.readuntil(b"\r\n") != b"\r\n":  # trailer fields
-                pass
-            return bytes(body)
-        if len(body) + size > _MAX_ERROR_BODY_BYTES:
-            raise _MalformedAnswerError("chunked answer far longer than expected")
-        body += await reader.readexactly(size)
-        await reader.readexactly(2)  # the CRLF after each chunk
+                await connection.writer.wait_closed()
 
 
 def _tls_context(settings: InfluxSettings) -> ssl.SSLContext:
@@ -299,12 +358,39 @@ def _tls_context(settings: InfluxSettings) -> ssl.SSLContext:
     return context
 
 
-def classify(status: int, body: str, retry_after: str | None) -> SinkError | None:
+def _influxdb_identity(version: str, build: str) -> ServerIdentity:
+    major = version.lstrip("v").split(".", 1)[0]
+    if major == "3" or build.lower() in ("core", "enterprise"):
+        return ServerIdentity(f"InfluxDB 3 {build}".strip(), version, ("v3", "v2", "v1"))
+    if major == "2":
+        return ServerIdentity("InfluxDB 2.x", version, ("v2", "v1"))
+    if major == "1":
+        # /api/v2/write came to 1.x in 1.8 (a compatibility endpoint for 2.x clients).
+        minor = version.split(".")[1] if version.count(".") else "0"
+        v2 = ("v2",) if minor.isdigit() and int(minor) >= 8 else ()
+        return ServerIdentity("InfluxDB 1.x", version, ("v1", *v2))
+    return ServerIdentity("an unknown server", version, ())
+
+
+def _json_version(body: str) -> str | None:
+    try:
+        decoded = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    version = decoded.get("version") if isinstance(decoded, dict) else None
+    return str(version) if version else None
+
+
+def classify(
+    status: int, body: str, retry_after: str | None, lines: list[str] | None = None
+) -> SinkError | None:
     """The one place that decides what an InfluxDB answer means for the data.
 
     2xx accepted; 429/5xx retry later (honouring Retry-After); 401/403 keep the data and alarm
     (retryable: an operator fixing the credentials must not cost readings); 400/413/422 and other
-    4xx are about this batch's content and will never succeed as they are.
+    4xx are about this batch's content and will never succeed as they are. When the answer
+    names the refused lines of `lines` (InfluxDB 3's partial write, 1.x/2.x's "partial write:"
+    and "unable to parse" texts), a RefusedLinesError says which (see refusals.py).
     """
     if 200 <= status < 300:
         return None
@@ -321,6 +407,15 @@ def classify(status: int, body: str, retry_after: str | None) -> SinkError | Non
             f"InfluxDB refused our credentials (HTTP {status}): {message}; "
             "check [influx] username/password or token",
             retryable=True,
+            status=status,
+        )
+    refusal = named_refusals(body, lines) if lines and status in (400, 422) else None
+    if refusal is not None:
+        return RefusedLinesError(
+            f"InfluxDB refused {len(refusal.refused)} of {len(lines or ())} lines "
+            f"(HTTP {status}): {message}",
+            refused=refusal.refused,
+            others_written=refusal.others_written,
             status=status,
         )
     return SinkError(
