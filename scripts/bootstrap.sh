@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Make this machine able to run the gateway, its tests and the demo: mosquitto and influxd as
-# binaries (the tests start private instances; no system service is used), then .venv with the
-# package and its dev extras. Idempotent and quick when nothing is missing, so `make` runs it
-# before every target instead of people remembering to.
+# Make this machine able to run the gateway, its tests and the demo: mosquitto, influxd and
+# victoria-metrics as binaries (the tests start private instances; no system service is used),
+# then .venv with the package and its dev extras. Idempotent and quick when nothing is missing,
+# so `make` runs it before every target instead of people remembering to.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -27,7 +27,8 @@ apt_install() {
     fi
     say "installing $*"
     "${sudo[@]}" apt-get update
-    # The influxdb package may start a system influxd on :8086; harmless, as tests never use it.
+    # The influxdb and victoria-metrics packages may start system services on :8086 and :8428;
+    # harmless, as tests never use them.
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y "$@"
 }
 
@@ -47,6 +48,8 @@ install it or point PYTHON=/path/to/python3.11 at one"
 packages=()
 have_binary mosquitto || packages+=(mosquitto)
 have_binary influxd || packages+=(influxdb)
+# A second engine taking line protocol (tests/test_victoria*.py start private instances).
+have_binary victoria-metrics || packages+=(victoria-metrics)
 if [ ! -x "$VENV/bin/python" ]; then
     python=$(find_python)
     # Debian's python3 lacks ensurepip, so `-m venv` fails until python3-venv is installed.

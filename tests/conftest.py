@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.faultproxy import FaultProxy
-from tests.servers import Influxd, Mosquitto
+from tests.servers import Influxd, Mosquitto, VictoriaMetrics
 
 _SCENARIO_RESULTS = pytest.StashKey[Path]()
 
@@ -59,6 +59,13 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
     """A fresh broker with persistence for each test, on its own port."""
     with Mosquitto(tmp_path_factory.mktemp("mosquitto")) as broker:
         yield broker
+
+
+@pytest.fixture
+def victoria_metrics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VictoriaMetrics]:
+    """A VictoriaMetrics of this test's own (starts in about 0.1 s), free to restart."""
+    with VictoriaMetrics(tmp_path_factory.mktemp("victoria_metrics")) as server:
+        yield server
 
 
 @pytest.fixture

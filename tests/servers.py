@@ -573,3 +573,84 @@ def quote_ident(name: str) -> str:
 def quote_string(value: str) -> str:
     """InfluxQL single-quoted string literal."""
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+class VictoriaMetrics(ServerProcess):
+    """A private single-node VictoriaMetrics (Debian package `victoria-metrics`) with its data
+    under workdir: a second engine that takes InfluxDB line protocol on /write and
+    /api/v2/write. It stores `measurement,tags field=v` as metric `measurement_field` (the
+    `db` query parameter becomes a `db` label), numbers only (string fields are dropped) and
+    timestamps in milliseconds."""
+
+    binary_name = "victoria-metrics"
+
+    def __init__(
+        self,
+        workdir: Path,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        *,
+        binary: str | None = None,
+    ) -> None:
+        super().__init__(workdir, host, port, binary)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}"
+
+    @property
+    def data_path(self) -> Path:
+        return self.workdir / "data"
+
+    @property
+    def _log_files(self) -> list[Path]:
+        return [self._output_file]
+
+    def _choose_ports(self) -> None:
+        self._port = free_port(self.host)
+
+    def _write_config(self) -> list[str]:
+        return [
+            f"-storageDataPath={self.data_path}",
+            f"-httpListenAddr={self.address}",
+            # The tests write readings of any age: the default retention (1 month) would
+            # drop older ones silently (a warning in VictoriaMetrics' log, 204 to the writer).
+            "-retentionPeriod=100y",
+            # Queries see samples at once rather than 30 s late (the default offset hides
+            # samples that may still be arriving from other writers).
+            "-search.latencyOffset=0s",
+            "-loggerLevel=WARN",
+        ]
+
+    def _is_ready(self) -> bool:
+        # Another VictoriaMetrics could hold the port; its flags name our data directory.
+        try:
+            status, body = self._get("/metrics", timeout_s=0.5)
+        except OSError:
+            return False
+        flag = f'flag{{name="storageDataPath", value="{self.data_path}", is_set="true"}}'
+        return status == 200 and flag in body.decode(errors="replace")
+
+    def _get(self, path: str, timeout_s: float = 30.0) -> tuple[int, bytes]:
+        request = urllib.request.Request(f"{self.url}{path}")  # noqa: S310 - our own http:// URL
+        try:
+            with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310 - our own http:// URL
+                return int(response.status), bytes(response.read())
+        except urllib.error.HTTPError as error:
+            with error:
+                return error.code, error.read()
+
+    def export(self, match: str = '{__name__=~".+"}') -> list[dict[str, Any]]:
+        """Every series matching the selector with all its samples (timestamps in ms), after
+        making recently written samples searchable."""
+        status, body = self._get("/internal/force_flush")
+        if status != 200:
+            raise ServerError(f"VictoriaMetrics force_flush answered {status}: {body[:200]!r}")
+        query = urllib.parse.urlencode({"match[]": match})
+        status, body = self._get(f"/api/v1/export?{query}")
+        if status != 200:
+            raise ServerError(f"VictoriaMetrics export answered {status}: {body[:200]!r}")
+        return [json.loads(line) for line in body.splitlines() if line.strip()]
+
+    def samples(self, match: str = '{__name__=~".+"}') -> int:
+        return sum(len(series["values"]) for series in self.export(match))
