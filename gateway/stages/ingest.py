@@ -32,7 +32,7 @@ import random
 import ssl
 import struct
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar, cast
 
@@ -64,6 +64,13 @@ class Ingest(Protocol):
     def connected(self) -> bool: ...
 
     async def stop(self) -> None: ...
+
+
+# Opens one connection for a protocol factory, as `loop.create_connection(factory, ...)` does
+# with the settings' host, port and TLS; tests pass one that returns a recording transport.
+OpenConnection = Callable[
+    [Callable[[], asyncio.Protocol]], Awaitable[tuple[asyncio.BaseTransport, asyncio.Protocol]]
+]
 
 
 class MqttConnectError(Exception):
@@ -218,10 +225,13 @@ class MqttIngest:
         settings: MqttSettings,
         topics: list[str],
         on_message: Callable[[Message], None],
+        *,
+        open_connection: OpenConnection | None = None,
     ) -> None:
         self._settings = settings
         self._topics = topics
         self._on_message = on_message
+        self._open_connection = open_connection or self._open_tcp
         # The connection that finished subscribing (`connected`, set_topics, stop).
         self._protocol: _MqttProtocol | None = None
         # The newest connection the broker accepted, from its CONNACK on: mosquitto sends a
@@ -280,19 +290,13 @@ class MqttIngest:
                 await self._stopping.wait()
 
     async def _connect(self) -> _MqttProtocol:
-        settings = self._settings
-        loop = asyncio.get_running_loop()
         self._session += 1
         session = self._session
-        tls = _tls_context(settings)
         async with asyncio.timeout(_CONNECT_TIMEOUT_S):
-            _, protocol = await loop.create_connection(
-                lambda: _MqttProtocol(session, self._on_message, self.stats),
-                settings.host,
-                settings.port,
-                ssl=tls,
-                server_hostname=(settings.tls.server_name or settings.host) if tls else None,
+            _, opened = await self._open_connection(
+                lambda: _MqttProtocol(session, self._on_message, self.stats)
             )
+        protocol = cast(_MqttProtocol, opened)  # the one our factory made
         try:
             await self._handshake(protocol)
         except BaseException:
@@ -300,6 +304,19 @@ class MqttIngest:
             _settle(protocol.suback)  # nobody awaits it once the CONNACK was refused
             raise
         return protocol
+
+    async def _open_tcp(
+        self, factory: Callable[[], asyncio.Protocol]
+    ) -> tuple[asyncio.BaseTransport, asyncio.Protocol]:
+        settings = self._settings
+        tls = _tls_context(settings)
+        return await asyncio.get_running_loop().create_connection(
+            factory,
+            settings.host,
+            settings.port,
+            ssl=tls,
+            server_hostname=(settings.tls.server_name or settings.host) if tls else None,
+        )
 
     async def _handshake(self, protocol: _MqttProtocol) -> None:
         settings = self._settings
