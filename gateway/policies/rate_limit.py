@@ -9,43 +9,93 @@ drive it without sleeping.
 
 The burst is deliberately large: after a gateway outage the broker hands over each device's
 queued messages at once, and those must pass. What exceeds it becomes a dead letter
-(`rate_limited`), replayable with `gateway deadletter replay --reason rate_limited`.
+(`rate_limited`), replayable with `gateway deadletter replay --reason rate_limited`, but only
+as many as a second bucket per topic allows (`keep_refused`): a device flooding at 100,000
+messages a second would otherwise fill the dead-letter store in seconds and push every other
+device's letters out. The refusals beyond that are acknowledged and counted, not kept.
+
+Memory: the tables are keyed by the topic's hash, not the topic (a topic may be a kilobyte),
+and bounded in entries. A full table first forgets the buckets that are full again (a device
+silent for burst/rate seconds): forgetting one loses nothing, a new topic starts with a full
+bucket anyway. Only when more than that many topics are all active does it forget the oldest
+tenth, never every bucket at once (clearing the whole table used to hand a flooding topic a
+fresh burst of 5,000 every time the table filled).
 """
 
 from __future__ import annotations
 
-_MAX_BUCKETS = 200_000  # distinct topics tracked; beyond this the buckets start over (refilled)
+MAX_BUCKETS = 200_000  # distinct topics tracked per table
+_EVICT_FRACTION = 10  # when no bucket is full again, forget the oldest 1/10 of them
 
 
-class DeviceRateLimit:
-    """Token buckets stored as one float per topic: the time at which the bucket would hold no
-    token (the generic cell rate algorithm's form of a token bucket). The bucket holds
-    (now - empty_at) * rate tokens, at most `burst`; a message takes one. Same decisions as
-    a [tokens, last refill] pair, at a fifth of the memory: 32 bytes per topic instead of 160
-    (a list and two floats), 1.3 MB less for 10,000 devices (Speed issue)."""
+class _Buckets:
+    """Token buckets stored as one float per topic hash: the time at which the bucket would
+    hold no token (the generic cell rate algorithm's form of a token bucket). The bucket holds
+    (now - empty_at) * rate tokens, at most `burst`; a message takes one. Same decisions as a
+    [tokens, last refill] pair, at a fifth of the memory (Speed issue)."""
 
-    def __init__(self, rate_per_s: float, burst: int) -> None:
+    def __init__(self, rate_per_s: float, burst: int, max_buckets: int) -> None:
         self._rate_per_ns = rate_per_s / 1e9
         self._ns_per_token = 1e9 / rate_per_s
         self._burst = float(burst)
         self._full_ns = burst * self._ns_per_token  # how long an empty bucket takes to fill
-        self._empty_at: dict[str, float] = {}  # topic -> when its bucket would be empty
-        # Times are kept relative to the first message: a float holds an epoch time in ns
-        # only to 256 ns, and the buckets' decisions should not depend on that rounding.
-        self._origin_ns: int | None = None
+        self._max_buckets = max_buckets
+        self._empty_at: dict[int, float] = {}  # hash(topic) -> when its bucket would be empty
 
-    def allow(self, topic: str, now_ns: int) -> bool:
-        if self._origin_ns is None:
-            self._origin_ns = now_ns
-        now_ns -= self._origin_ns
-        empty_at = self._empty_at.get(topic)
+    def __len__(self) -> int:
+        return len(self._empty_at)
+
+    def take(self, key: int, now_ns: float) -> bool:
+        empty_at = self._empty_at.get(key)
         if empty_at is None:
-            if len(self._empty_at) >= _MAX_BUCKETS:
-                self._empty_at.clear()
+            if len(self._empty_at) >= self._max_buckets:
+                self._make_room(now_ns)
             empty_at = now_ns - self._full_ns  # a new device starts with a full bucket
         elif (now_ns - empty_at) * self._rate_per_ns > self._burst:
             empty_at = now_ns - self._full_ns  # full: tokens beyond the burst are not kept
         if (now_ns - empty_at) * self._rate_per_ns >= 1.0:
-            self._empty_at[topic] = empty_at + self._ns_per_token
+            self._empty_at[key] = empty_at + self._ns_per_token
             return True
         return False
+
+    def _make_room(self, now_ns: float) -> None:
+        full_before = now_ns - self._full_ns
+        table = self._empty_at
+        for key in [key for key, empty_at in table.items() if empty_at <= full_before]:
+            del table[key]
+        excess = len(table) - self._max_buckets * (_EVICT_FRACTION - 1) // _EVICT_FRACTION
+        if excess > 0:  # all active: the oldest entries (dicts keep insertion order) go
+            for key in list(table)[:excess]:
+                del table[key]
+
+
+class DeviceRateLimit:
+    """`allow(topic, now)`: within its device's rate? `keep_refused(topic, now)`: may this
+    refusal still be stored as a dead letter?"""
+
+    def __init__(self, rate_per_s: float, burst: int, max_buckets: int = MAX_BUCKETS) -> None:
+        self._messages = _Buckets(rate_per_s, burst, max_buckets)
+        # A refused device may add dead letters at its own rate and burst, no faster.
+        self._refusals = _Buckets(rate_per_s, burst, max_buckets)
+        # Times are kept relative to the first message: a float holds an epoch time in ns
+        # only to 256 ns, and the buckets' decisions should not depend on that rounding.
+        self._origin_ns: int | None = None
+
+    @property
+    def tracked(self) -> int:
+        return len(self._messages)
+
+    def allow(self, topic: str, now_ns: int) -> bool:
+        if self._origin_ns is None:
+            self._origin_ns = now_ns
+        return self._messages.take(hash(topic), now_ns - self._origin_ns)
+
+    def _since_origin(self, now_ns: int) -> int:
+        if self._origin_ns is None:
+            self._origin_ns = now_ns
+        return now_ns - self._origin_ns
+
+    def keep_refused(self, topic: str, now_ns: int) -> bool:
+        """For a message `allow` refused: True while the topic's share of the dead-letter
+        store is within its bucket; False means acknowledge and count it, do not store it."""
+        return self._refusals.take(hash(topic), self._since_origin(now_ns))
