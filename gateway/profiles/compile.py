@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from gateway.model import FieldValue
 from gateway.profiles.policy import OFFLINE_HASH_KEY, keyed_hash
 from gateway.profiles.schema import (
+    ContentMatchSpec,
     DecodeSpec,
     FieldSpec,
     LivenessSpec,
@@ -132,6 +133,9 @@ class CompiledProfile:
     # Payload paths of `privacy: drop/hash` fields and tags: what dead letters must not keep.
     private_paths: tuple[str, ...] = ()
     hashes_private_data: bool = False  # some privacy: hash (needs a stable key)
+    # match.content / match.fallback: several models on one topic (registry.py resolves them).
+    content: ContentMatchSpec | None = None
+    fallback: bool = False
     # No tag reads the payload: the tags depend on the topic only, so normalize computes them
     # once per message instead of once per reading.
     tags_from_topic_only: bool = dataclass_field(init=False)
@@ -192,6 +196,8 @@ def compile_profile(
         known_devices=known_devices,
         private_paths=_private_paths(spec),
         hashes_private_data=any(privacy == "hash" for _, privacy in _privacy_of(spec)),
+        content=spec.match.content,
+        fallback=spec.match.fallback,
     )
 
 
@@ -544,6 +550,14 @@ def _epoch_parser(scale: int) -> Callable[[Any], int]:
     return parse
 
 
+def _sub_microsecond_ns(raw: str) -> int:
+    """Nanoseconds beyond the microsecond of an ISO 8601 text whose fraction starts at [20]."""
+    end = 26
+    while end < 29 and raw[end : end + 1].isdigit():
+        end += 1
+    return int(raw[26:end].ljust(3, "0"))
+
+
 def _iso8601_parser(zone_name: str) -> Callable[[Any], int]:
     from datetime import UTC, datetime, timedelta  # noqa: PLC0415  # keeps the module's top light
 
@@ -566,6 +580,11 @@ def _iso8601_parser(zone_name: str) -> Callable[[Any], int]:
             delta = moment - local_epoch - (local_offset(moment) or no_offset)  # never None
         else:
             delta = moment - epoch
-        return (delta.days * 86400 + delta.seconds) * 10**9 + delta.microseconds * 1000
+        ns = (delta.days * 86400 + delta.seconds) * 10**9 + delta.microseconds * 1000
+        # datetime keeps microseconds; LoRaWAN network servers write nanoseconds
+        # (2026-11-24T01:00:00.123456789Z): digits 7-9 of the fraction are added back.
+        if raw[26:27].isdigit() and raw[19:20] == ".":
+            ns += _sub_microsecond_ns(raw)
+        return ns
 
     return parse

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 import yaml
 from pydantic import ValidationError
 
@@ -25,6 +26,7 @@ from gateway.profiles.compile import (
     LocatedError,
     compile_profile,
 )
+from gateway.profiles.content import ContentTest, content_test, contents_disjoint
 from gateway.profiles.policy import (
     OFFLINE_POLICY,
     Destination,
@@ -32,7 +34,12 @@ from gateway.profiles.policy import (
     check_tenancy,
     ephemeral_policy,
 )
-from gateway.profiles.schema import DevicesSpec, ProfileSpec, cardinality_warnings
+from gateway.profiles.schema import (
+    DevicesSpec,
+    JavascriptDecodeSpec,
+    ProfileSpec,
+    cardinality_warnings,
+)
 from gateway.profiles.units import forget_unit_registry
 
 PROFILE_SUFFIXES = (".yaml", ".yml")
@@ -45,6 +52,25 @@ class Resolved:
     segments: dict[str, str]
 
 
+@dataclass(frozen=True, slots=True)
+class _Choice:
+    """Profiles sharing a topic (several device models on one LoRaWAN application), told
+    apart by their match.content test on the message's JSON; the fallback takes the rest."""
+
+    candidates: tuple[tuple[ContentTest, Resolved], ...]
+    fallback: Resolved | None
+
+    def choose(self, payload: bytes) -> Resolved | None:
+        try:
+            document = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            document = None  # not JSON: no content test passes
+        for passes, resolved in self.candidates:
+            if passes(document):
+                return resolved
+        return self.fallback
+
+
 class ProfileRegistry:
     """An immutable set of compiled profiles with a per-topic resolution cache."""
 
@@ -55,7 +81,8 @@ class ProfileRegistry:
         self.profiles: tuple[CompiledProfile, ...] = tuple(profiles)
         self.policy = policy  # what they were loaded with; a hot reload loads with it again
         self._by_id = {profile.id: profile for profile in profiles}
-        self._cache: dict[str, Resolved | None] = {}
+        self._cache: dict[str, Resolved | _Choice | None] = {}
+        self._tests = {p.id: content_test(p.content) for p in profiles if p.content is not None}
         self._availability = [
             (profile, profile.liveness, profile.liveness.availability)
             for profile in profiles
@@ -84,21 +111,68 @@ class ProfileRegistry:
                 return profile, liveness, segments["device_id"]
         return None
 
-    def resolve(self, topic: str) -> Resolved | None:
+    def resolve(self, topic: str, payload: bytes = b"") -> Resolved | None:
+        """The profile for a message. `payload` is only read (parsed as JSON) when profiles
+        with match.content share the topic; without it, such a topic resolves to its fallback.
+        """
         try:
-            return self._cache[topic]
+            found = self._cache[topic]
         except KeyError:
-            pass
-        found = None
-        for profile in self.profiles:
-            segments = profile.pattern.match(topic)
-            if segments is not None:
-                found = Resolved(profile, segments)
-                break
-        if len(self._cache) >= _CACHE_LIMIT:
-            self._cache.clear()
-        self._cache[topic] = found
-        return found
+            found = self._find(topic)
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[topic] = found
+        if type(found) is _Choice:
+            return found.choose(payload)
+        return found  # type: ignore[return-value]  # not a _Choice: Resolved or None
+
+    def _find(self, topic: str) -> Resolved | _Choice | None:
+        matching = [
+            Resolved(profile, segments)
+            for profile in self.profiles
+            if (segments := profile.pattern.match(topic)) is not None
+        ]
+        if not matching:
+            return None
+        first = matching[0].profile
+        if first.content is None and not first.fallback:
+            return matching[0]  # check_overlaps: no other profile can match this topic
+        fallback = next((r for r in matching if r.profile.fallback), None)
+        candidates = tuple(
+            (self._tests[r.profile.id], r) for r in matching if r.profile.content is not None
+        )
+        return _Choice(candidates, fallback)
+
+
+def content_clash(  # noqa: PLR0911  # one answer per combination of the two match blocks
+    profile: CompiledProfile, other: CompiledProfile
+) -> str | None:
+    """Why two profiles on overlapping topics could both take a message; None when their
+    match.content tests (or one fallback) keep them apart."""
+    if profile.fallback and other.fallback:
+        return "both are match.fallback; keep one catch-all per topic"
+    if profile.fallback or other.fallback:
+        plain = other if profile.fallback else profile
+        if plain.content is not None:
+            return None
+        return (
+            f"profile {plain.id} has no match.content, so it would take every message the "
+            "fallback is for; give it a content test"
+        )
+    if profile.content is None and other.content is None:
+        return "make one of the literal levels differ"
+    if profile.content is None or other.content is None:
+        plain = profile if profile.content is None else other
+        return (
+            f"profile {plain.id} has no match.content test: give both profiles one (several "
+            "models on one topic), or make one of the literal levels differ"
+        )
+    if contents_disjoint(profile.content, other.content):
+        return None
+    return (
+        "their match.content tests can both pass on one message; test the same path for "
+        "different values"
+    )
 
 
 def check_overlaps(profiles: Sequence[CompiledProfile]) -> None:
@@ -116,9 +190,10 @@ def check_overlaps(profiles: Sequence[CompiledProfile]) -> None:
         problems.extend(
             f"{profile.file}:{profile.topic_line}: match.topic: {profile.pattern.text!r} can "
             f"match the same topics as {other.pattern.text!r} in {other.file}:{other.topic_line} "
-            f"(profile {other.id}); make one of the literal levels differ"
+            f"(profile {other.id}); {clash}"
             for other in profiles[:index]
             if profile.pattern.overlaps(other.pattern)
+            and (clash := content_clash(profile, other)) is not None
         )
         problems.extend(_availability_overlaps(profile, profiles[:index]))
     if problems:
@@ -266,6 +341,8 @@ def _load_text(text: str, name: str, policy: LoadPolicy) -> CompiledProfile:
         for loc, message in cardinality_warnings(spec)
     )
     try:
+        if isinstance(spec.decode, JavascriptDecodeSpec):
+            load_codec(spec.decode, Path(name).parent)
         return compile_profile(
             spec,
             name,
@@ -280,6 +357,30 @@ def _load_text(text: str, name: str, policy: LoadPolicy) -> CompiledProfile:
         raise ProfileError([f"{name}:{_line_of(node, exc.loc)}: {where}: {exc}"]) from None
 
 
+def load_codec(spec: JavascriptDecodeSpec, folder: Path) -> None:
+    """Read the vendor codec next to the profile into the spec and compile it once, so a
+    codec that does not load stops the profile now, not at its first message."""
+    # The JS engine lives in the decode stage (its only module); compiling the codec belongs to
+    # loading the profile, as pint's unit checks do, hence this one import against the flow.
+    from gateway.stages.codec import CodecLimits, CodecLoadError, JavascriptCodec  # noqa: PLC0415  # see above
+
+    path = folder / spec.script
+    if path.suffix != CODEC_SUFFIX:
+        raise LocatedError(("decode", "script"), f"{spec.script!r}: the file name must end in .js")
+    try:
+        source = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LocatedError(("decode", "script"), f"cannot read {path}: {exc}") from None
+    try:
+        JavascriptCodec(
+            source, str(path), CodecLimits(spec.timeout_ms, spec.memory_mb, spec.stack_kb)
+        )
+    except CodecLoadError as exc:
+        raise LocatedError(("decode", "script"), str(exc)) from None
+    spec.attach_source(source)
+
+
+CODEC_SUFFIX = ".js"
 KNOWN_DEVICES_SUFFIX = ".txt"
 """Known-device files end in .txt, so the profile loader never mistakes them for profiles."""
 
@@ -400,19 +501,18 @@ def install_profile(source: Path, directory: Path, *, replace: bool = False) -> 
     else:
         action = "replaced" if target.exists() else "installed"
         # The device list first: a reload that sees the new profile must find its list too.
-        known_file = _known_file_of(text)
-        if known_file is not None:
-            known = (source.parent / known_file).read_text(encoding="utf-8")
-            _write_atomically(target.parent / known_file, known)
+        for companion in _companion_files(text):  # device list, codec
+            content = (source.parent / companion).read_text(encoding="utf-8")
+            _write_atomically(target.parent / companion, content)
         _write_atomically(target, text)
     return Installed(new, target, action, len(existing) + 1)
 
 
-def _known_file_of(text: str) -> str | None:
-    """`devices.known_file` of a profile text that already loaded cleanly."""
-    devices = yaml.safe_load(text).get("devices") or {}
-    known_file = devices.get("known_file")
-    return str(known_file) if known_file is not None else None
+def _companion_files(text: str) -> list[str]:
+    """`devices.known_file` and `decode.script` of a profile text that already loaded cleanly."""
+    data = yaml.safe_load(text)
+    found = [(data.get("devices") or {}).get("known_file"), data["decode"].get("script")]
+    return [str(name) for name in found if name is not None]
 
 
 def _same_file(a: Path, b: Path) -> bool:

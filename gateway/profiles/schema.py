@@ -15,6 +15,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ModelWrapValidatorHandler,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -40,11 +41,47 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class ContentMatchSpec(_Strict):
+    path: str = Field(
+        min_length=1,
+        description="Dotted path in the JSON message, e.g. deviceInfo.deviceProfileName "
+        "(ChirpStack v4), end_device_ids.device_id or uplink_message.version_ids.model_id "
+        "(The Things Stack v3), or a key of the device's own JSON.",
+    )
+    equals: str | int | None = Field(None, description="The value must be exactly this.")
+    prefix: str | None = Field(
+        None, min_length=1, description="The value must be text starting with this."
+    )
+    present: bool | None = Field(
+        None, description="true: the path must exist (any value); false: it must be absent."
+    )
+
+    @model_validator(mode="after")
+    def _one_test(self) -> ContentMatchSpec:
+        given = [
+            name for name in ("equals", "prefix", "present") if getattr(self, name) is not None
+        ]
+        if len(given) != 1:
+            raise ValueError("match.content takes exactly one of: equals, prefix, present")
+        return self
+
+
 class MatchSpec(_Strict):
     topic: str = Field(
         description="MQTT topic pattern; {name} captures one level, e.g. "
         "city/water/{district}/{device_id}/telemetry. Capture {device_id} here unless "
         "tags.device_id reads it from the payload (LoRaWAN network servers)."
+    )
+    content: ContentMatchSpec | None = Field(
+        None,
+        description="Several device models on one topic (a LoRaWAN application): this profile "
+        "only takes the messages whose JSON also passes this test. Profiles on overlapping "
+        "topics must all have content tests that cannot both pass, or be the one fallback.",
+    )
+    fallback: bool = Field(
+        False,
+        description="Catch-all: take the messages on this topic that no profile with a "
+        "content test took. At most one fallback per topic.",
     )
 
     @field_validator("topic")
@@ -52,6 +89,12 @@ class MatchSpec(_Strict):
     def _valid_pattern(cls, value: str) -> str:
         parse_pattern(value)
         return value
+
+    @model_validator(mode="after")
+    def _content_or_fallback(self) -> MatchSpec:
+        if self.fallback and self.content is not None:
+            raise ValueError("a fallback takes what no content test took: drop content or fallback")
+        return self
 
 
 class LivenessSpec(_Strict):
@@ -241,6 +284,52 @@ class RawDecodeSpec(_Strict):
     )
 
 
+CodecEnvelope = Literal["chirpstack_v4", "tts_v3", "raw"]
+
+
+class JavascriptDecodeSpec(_Strict):
+    format: Literal["javascript"] = Field(
+        description="The device vendor's JavaScript payload codec decodes the frame: LoRaWAN "
+        "TS013 decodeUplink(input), ChirpStack v3 Decode(fPort, bytes, variables) or TTN v2 "
+        "Decoder(bytes, port). Its `data` object appears under `payload.` (e.g. "
+        "payload.temperature); the envelope's keys stay addressable as for chirpstack_v4/tts_v3."
+    )
+    script: str = Field(
+        min_length=1,
+        description="The codec file, relative to this profile's folder (e.g. vendor-codec.js); "
+        "read and compiled when the profile loads.",
+    )
+    envelope: CodecEnvelope = Field(
+        "raw",
+        description="Where the frame comes from: chirpstack_v4 (base64 `data`, fPort `fPort`), "
+        "tts_v3 (uplink_message.frm_payload / f_port), or raw (the MQTT payload is the frame "
+        "itself, with the port `fport`).",
+    )
+    fport: int = Field(
+        1, ge=1, le=255, description="LoRaWAN port passed to the codec with envelope: raw."
+    )
+    timeout_ms: int = Field(
+        100, ge=1, le=5000, description="CPU time a call may take (else codec_timeout)."
+    )
+    memory_mb: int = Field(
+        16, ge=1, le=512, description="Heap the codec may use (else codec_memory)."
+    )
+    stack_kb: int = Field(
+        256, ge=16, le=4096, description="JavaScript stack the codec may use (else codec_memory)."
+    )
+    # The codec's source text, set by the profile loader (registry.py) after it read `script`:
+    # decoding stays free of file I/O. Private: a profile file cannot set it.
+    _source: str = PrivateAttr("")
+
+    @property
+    def source(self) -> str:
+        """The codec's text once the loader has read `script` ("" before)."""
+        return self._source
+
+    def attach_source(self, text: str) -> None:
+        self._source = text
+
+
 DecodeSpec = Annotated[
     JsonDecodeSpec
     | ChirpstackV4DecodeSpec
@@ -248,7 +337,8 @@ DecodeSpec = Annotated[
     | BinaryDecodeSpec
     | CsvDecodeSpec
     | KeyValueDecodeSpec
-    | RawDecodeSpec,
+    | RawDecodeSpec
+    | JavascriptDecodeSpec,
     Field(discriminator="format"),
 ]
 
@@ -557,7 +647,9 @@ def _located(loc: tuple[str, ...], value: object, message: str) -> ValidationErr
     )
 
 
-_FORMATS = frozenset({"json", "chirpstack_v4", "tts_v3", "binary", "csv", "keyvalue", "raw"})
+_FORMATS = frozenset(
+    {"json", "chirpstack_v4", "tts_v3", "binary", "csv", "keyvalue", "raw", "javascript"}
+)
 
 
 def _is_tagged(loc: tuple[int | str, ...]) -> bool:

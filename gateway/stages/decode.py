@@ -6,8 +6,6 @@ closure runs. Every failure is a DecodeError with a stable reason slug; nothing 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import csv
 import re
 import struct
@@ -25,19 +23,17 @@ from gateway.profiles.schema import (
     ChirpstackV4DecodeSpec,
     CsvDecodeSpec,
     DecodeSpec,
+    JavascriptDecodeSpec,
     JsonBinarySpec,
     JsonDecodeSpec,
     KeyValueDecodeSpec,
     RawDecodeSpec,
     TtsV3DecodeSpec,
 )
+from gateway.stages.codec import CodecLimits, JavascriptCodec
+from gateway.stages.envelope import EMPTY_FRAME, from_base64, lorawan_decoder
 
 Decoder = Callable[[bytes], Any]
-
-# Where the LoRaWAN network servers put the device's frame (base64) in their uplink JSON.
-# ChirpStack v4: integration.UplinkEvent, protobuf JSON mapping (camelCase, bytes as base64).
-# The Things Stack v3: ApplicationUp.uplink_message.frm_payload.
-_ENVELOPE_DATA = {"chirpstack_v4": "data", "tts_v3": "uplink_message.frm_payload"}
 
 
 def decoder_for(spec: DecodeSpec) -> Decoder:  # noqa: PLR0911  # one return per format
@@ -46,7 +42,10 @@ def decoder_for(spec: DecodeSpec) -> Decoder:  # noqa: PLR0911  # one return per
         case JsonDecodeSpec(binary=JsonBinarySpec() as binary):
             return _envelope(binary.path, binary.encoding, binary.layout)
         case ChirpstackV4DecodeSpec() | TtsV3DecodeSpec():
-            return _envelope(_ENVELOPE_DATA[spec.format], "base64", spec.layout)
+            unpack = compile_layout(spec.layout)
+            return lorawan_decoder(spec.format, lambda frame, fport, received_ms: unpack(frame))
+        case JavascriptDecodeSpec():
+            return _javascript(spec)
         case BinaryDecodeSpec():
             return compile_layout(spec)
         case CsvDecodeSpec():
@@ -204,12 +203,36 @@ def _field_reader(
     return lambda frame: (name, (unpack_from(frame, offset)[0] >> start) & mask)
 
 
+# --- vendor codecs ---------------------------------------------------------------------------
+
+
+def _javascript(spec: JavascriptDecodeSpec) -> Decoder:
+    """The vendor's codec (its own JS runtime per decoder: see gateway/stages/codec.py) on the
+    frame of an envelope, or on the MQTT payload itself (envelope: raw)."""
+    limits = CodecLimits(spec.timeout_ms, spec.memory_mb, spec.stack_kb)
+    codec = JavascriptCodec(spec.source, spec.script, limits)
+    if spec.envelope != "raw":
+        return lorawan_decoder(
+            spec.envelope,
+            lambda frame, fport, received_ms: codec.decode(frame, fport, received_ms).data,
+            with_time=True,
+        )
+    fport = spec.fport
+
+    def decode(payload: bytes) -> dict[str, Any]:
+        if not payload:
+            raise DecodeError(EMPTY_FRAME, "an empty MQTT payload")
+        return {"payload": codec.decode(payload, fport).data}
+
+    return decode
+
+
 # --- envelopes -------------------------------------------------------------------------------
 
 
 def _envelope(path: str, encoding: str, layout: BinaryLayoutSpec) -> Decoder:
     get = make_getter(path, relative=False)
-    to_bytes = _from_base64 if encoding == "base64" else _from_hex
+    to_bytes = from_base64 if encoding == "base64" else _from_hex
     unpack = compile_layout(layout)
 
     def decode(payload: bytes) -> dict[str, Any]:
@@ -222,13 +245,6 @@ def _envelope(path: str, encoding: str, layout: BinaryLayoutSpec) -> Decoder:
         return {**document, "payload": unpack(to_bytes(text))}
 
     return decode
-
-
-def _from_base64(text: str) -> bytes:
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as exc:  # ValueError: non-ASCII text
-        raise DecodeError("invalid_base64", str(exc)) from None
 
 
 def _from_hex(text: str) -> bytes:

@@ -1,0 +1,147 @@
+"""LoRaWAN network-server uplink envelopes: the frame, its port, and the radio details.
+
+Pure and synchronous, used by gateway/stages/decode.py for the chirpstack_v4 and tts_v3
+formats and for javascript codecs inside those envelopes. The decoded document is the
+envelope JSON itself (every key stays addressable by field paths), plus:
+
+- `payload`: what the frame decoder made of the frame (a layout's fields, a codec's `data`);
+- `radio.rssi`, `radio.snr`: the best values over all receiving gateways (each the maximum
+  over ChirpStack's rxInfo[] / The Things Stack's uplink_message.rx_metadata[]), so a second
+  gateway hearing the device faintly does not hide the good link;
+- `radio.gateways`: how many gateways received the frame;
+- `radio.time`: when the frame was received, as the envelope's ISO 8601 text with its full
+  fraction (nanoseconds kept): the gateway's time when one gateway has a GPS/NTP clock, else the
+  network server's receive time (ChirpStack rxInfo[].nsTime; TTS uplink_message.received_at,
+  then received_at).
+
+Messages that are not readings raise DecodeError with their own reason:
+- `simulated`: a TTS uplink sent from the console's "simulate uplink" (simulated: true). Kept out
+  of the measurements; the dead letter shows someone tested the device.
+- `empty_frame`: fPort 0 or no application payload (MAC commands only, e.g. a LinkCheckReq or
+  an ADR answer). Not an error of the device: the pipeline acknowledges and counts it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from gateway.errors import DecodeError
+
+FrameDecoder = Callable[[bytes, int, int], Any]
+"""decode(frame, fPort, received_ms) -> the document's `payload`."""
+
+EMPTY_FRAME = "empty_frame"
+SIMULATED = "simulated"
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def lorawan_decoder(
+    network: str, decode_frame: FrameDecoder, *, with_time: bool = False
+) -> Callable[[bytes], Any]:
+    """A decoder for one network server's uplink JSON ('chirpstack_v4' or 'tts_v3').
+    `with_time`: pass the receive time to `decode_frame` (a codec's recvTime), else 0."""
+    chirpstack = network == "chirpstack_v4"
+
+    def decode(payload: bytes) -> dict[str, Any]:
+        try:
+            document = orjson.loads(payload)
+        except orjson.JSONDecodeError as exc:
+            raise DecodeError("invalid_json", str(exc)) from None
+        if type(document) is not dict:
+            raise DecodeError("invalid_envelope", "the JSON document is not an object")
+        if chirpstack:
+            text, fport, radio = _chirpstack(document)
+        else:
+            text, fport, radio = _tts(document)
+        frame = from_base64(text)
+        if not frame or fport == 0:
+            raise DecodeError(EMPTY_FRAME, f"fPort {fport}, {len(frame)} bytes: MAC commands only")
+        received_ms = _epoch_ms(radio.get("time")) if with_time else 0
+        return {**document, "payload": decode_frame(frame, fport, received_ms), "radio": radio}
+
+    return decode
+
+
+def _chirpstack(document: dict[str, Any]) -> tuple[str, int, dict[str, Any]]:
+    """ChirpStack v4 integration UplinkEvent (protobuf JSON mapping: camelCase, base64)."""
+    rx_info = document.get("rxInfo")
+    gateways = rx_info if type(rx_info) is list else []
+    times = [document.get("time")]
+    times += [g.get("gwTime") for g in gateways if type(g) is dict]
+    times += [g.get("nsTime") for g in gateways if type(g) is dict]
+    return (
+        _text(document.get("data"), "data"),
+        _port(document.get("fPort")),
+        _radio(gateways, times),
+    )
+
+
+def _tts(document: dict[str, Any]) -> tuple[str, int, dict[str, Any]]:
+    """The Things Stack v3 ApplicationUp with an uplink_message."""
+    if document.get("simulated") is True:
+        raise DecodeError(SIMULATED, "simulated uplink (The Things Stack console or API)")
+    uplink = document.get("uplink_message")
+    if type(uplink) is not dict:
+        raise DecodeError("missing_field", "no uplink_message object")
+    metadata = uplink.get("rx_metadata")
+    gateways = metadata if type(metadata) is list else []
+    times = [g.get("time") for g in gateways if type(g) is dict]
+    times += [uplink.get("received_at"), document.get("received_at")]
+    return (
+        _text(uplink.get("frm_payload"), "uplink_message.frm_payload"),
+        _port(uplink.get("f_port")),
+        _radio(gateways, times),
+    )
+
+
+def _text(value: Any, path: str) -> str:
+    if value is None:
+        return ""  # no application payload: an empty frame
+    if type(value) is not str:
+        raise DecodeError("missing_field", f"no base64 text at {path!r}")
+    return value
+
+
+def _port(value: Any) -> int:
+    # protobuf's JSON mapping leaves out a zero fPort; TTS too.
+    return value if type(value) is int else 0
+
+
+def _radio(gateways: list[Any], times: list[Any]) -> dict[str, Any]:
+    radio: dict[str, Any] = {"gateways": len(gateways)}
+    for key in ("rssi", "snr"):
+        values = [g[key] for g in gateways if type(g) is dict and type(g.get(key)) in (int, float)]
+        if values:
+            radio[key] = max(values)
+    time = next((t for t in times if type(t) is str and t), None)
+    if time is not None:
+        radio["time"] = time
+    return radio
+
+
+def from_base64(text: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:  # ValueError: non-ASCII text
+        raise DecodeError("invalid_base64", str(exc)) from None
+
+
+def _epoch_ms(text: Any) -> int:
+    """The codec's recvTime; 0 (1970) when the envelope has no readable time."""
+    if type(text) is not str:
+        return 0
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return 0
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    delta = moment - _EPOCH
+    return (delta.days * 86400 + delta.seconds) * 1000 + delta.microseconds // 1000
