@@ -6,7 +6,12 @@ plate) on disk, readable with any SQLite tool, for as long as the store keeps le
 
 - JSON payloads (format json without a binary envelope) keep their structure with the private
   keys **removed** (not replaced: a replay then writes the reading without them, instead of a
-  hash of a placeholder that would merge every plate into one);
+  hash of a placeholder that would merge every plate into one). Removed wherever they are:
+  a dead letter is by definition a payload that did not have the shape the profile expects,
+  so a plate may sit one level deeper (`{"data": {"plate": ...}}`), in an array, or in a
+  root that is an array. Every object member named like the last key of a private path is
+  removed at any depth (and an indexed path's element as well); a false positive costs
+  replayability of a non-private value, a false negative would store a plate;
 - every other payload (text, CSV, key=value, binary frames, LoRaWAN envelopes, invalid JSON),
   where a value cannot be located reliably, is **withheld**: the letter keeps topic, reason and
   time, with an empty payload;
@@ -49,6 +54,9 @@ def redactor_for(profile: CompiledProfile) -> Redactor:
     root_paths = [_keys(p) for p in profile.private_paths if p.startswith("$.") or not relative]
     reading_paths = [_keys(p) for p in profile.private_paths if relative and not p.startswith("$.")]
     readings = profile.readings
+    names = frozenset(
+        keys[-1] for keys in (*root_paths, *reading_paths) if isinstance(keys[-1], str)
+    )
 
     def redact(payload: bytes) -> bytes:
         try:
@@ -58,13 +66,38 @@ def redactor_for(profile: CompiledProfile) -> Redactor:
         for keys in root_paths:
             _remove(document, keys)
         if readings is not None and reading_paths:
-            elements = readings(document, document)
+            try:
+                elements = readings(document, document)
+            except (KeyError, IndexError, TypeError):  # a payload of any shape: swept below
+                elements = None
             for element in elements if isinstance(elements, list) else ():
                 for keys in reading_paths:
                     _remove(element, keys)
-        return orjson.dumps(document)
+        _remove_names(document, names)
+        try:
+            return orjson.dumps(document)
+        except TypeError:  # orjson writes 255 levels but reads 1,024: withhold what it cannot
+            return b""
 
     return redact
+
+
+def _remove_names(document: Any, names: frozenset[str]) -> None:
+    """Delete every object member called one of `names`, at any depth and inside arrays.
+
+    A loop over a stack, not recursion: orjson accepts 1,024 levels, more than Python's
+    default recursion limit."""
+    if not names:
+        return
+    stack = [document]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for name in names.intersection(node):
+                del node[name]
+            stack.extend(value for value in node.values() if isinstance(value, dict | list))
+        elif isinstance(node, list):
+            stack.extend(value for value in node if isinstance(value, dict | list))
 
 
 def _withhold(payload: bytes) -> bytes:
