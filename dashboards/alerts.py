@@ -1,9 +1,12 @@
 """Grafana-managed alert rules on the same InfluxQL and thresholds as the dashboards.
 
 Every rule is: A, an InfluxQL query over the rule's window, one series per district, device or
-gateway (each becomes its own alert instance); B, the last value of each series; C, the
-threshold. Rules carry `domain` and `severity` labels for the operator's notification policy;
-no contact point is provisioned (docs/dashboards.md).
+gateway (each becomes its own alert instance, so no two series may share their tags: Grafana
+refuses a result whose frames it cannot tell apart by labels); B, the last value of each series;
+C, the threshold. A rule that also needs a minimum count (`Minimum`) has a second query and
+reduction and a math condition joining both. Rules carry `domain` and `severity` labels for the
+operator's notification policy; no contact point is provisioned (docs/dashboards.md).
+`dashboards/evaluation.py` evaluates these rules the way Grafana does, for the tests.
 """
 
 # ruff: noqa: S608  # Grafana InfluxQL templates built from constants, never from input
@@ -15,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from grafana_foundation_sdk.builders import alerting, expr
+from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.models import alerting as alerting_model
 from grafana_foundation_sdk.models import dashboard as dashboard_model
 
@@ -25,6 +29,14 @@ from dashboards.panels import FOLDER
 EXPRESSIONS_UID = "__expr__"  # Grafana's server-side expressions
 Evaluator = Literal["gt", "lt", "outside_range"]
 NoDataState = Literal["Alerting", "NoData", "OK"]
+
+
+@dataclass(frozen=True, slots=True)
+class Minimum:
+    """A second condition: `query` (same series as the rule's) must also reach `count`."""
+
+    query: str
+    count: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +52,7 @@ class RuleSpec:
     domain: str
     severity: Literal["warning", "critical"]
     no_data: NoDataState = "OK"  # a quiet sensor is the stale-device panel's business
+    minimum: Minimum | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,28 +62,36 @@ class Group:
     rules: Sequence[RuleSpec]
 
 
+_FAULTY_LAMPS = f"""(SELECT {nonzero('last("fault_code")')} AS "faulty" FROM "streetlight"
+    WHERE $timeFilter GROUP BY "district", "device_id")"""
+# A share alone misleads in small districts: one dark lamp of three is 33 %. A crew is sent
+# when both the share and the count are reached.
 LAMP_FAULT_RATE = RuleSpec(
     uid="mh-lamp-fault-rate",
     title="Tỷ lệ đèn lỗi cao",
-    summary=f"More than {limits.LAMP_FAULT_RATE_PCT:.0f} % of the street lights of a district "
-    "report a fault code.",
-    query=f"""SELECT mean("faulty") * 100 FROM (SELECT {nonzero('last("fault_code")')}
-        AS "faulty" FROM "streetlight" WHERE $timeFilter GROUP BY "district", "device_id")
-        GROUP BY "district" """,
+    summary=f"More than {limits.LAMP_FAULT_RATE_PCT:.0f} % and at least "
+    f"{limits.LAMP_FAULT_MIN_COUNT} of the street lights of a district report a fault code.",
+    query=f'SELECT mean("faulty") * 100 FROM {_FAULTY_LAMPS} GROUP BY "district"',
     window_s=900,
     evaluator="gt",
     params=(limits.LAMP_FAULT_RATE_PCT,),
     for_="15m",
     domain="lighting",
     severity="warning",
+    minimum=Minimum(
+        f'SELECT sum("faulty") FROM {_FAULTY_LAMPS} GROUP BY "district"',
+        limits.LAMP_FAULT_MIN_COUNT,
+    ),
 )
 LOW_PRESSURE = RuleSpec(
     uid="mh-water-pressure-low",
     title="Áp lực mạng cấp nước thấp",
-    summary=f"The lowest network pressure in a district stayed below {limits.PRESSURE_LOW_BAR} "
-    "bar (TCVN 33:2006 minimum free head for a one-storey house).",
+    summary=f"The network pressure at a flow meter or pressure logger stayed below "
+    f"{limits.PRESSURE_LOW_BAR} bar (TCVN 33:2006 minimum free head for a one-storey house).",
+    # One series per device: grouped by district only, a district with both a flow meter and a
+    # pressure logger would give two series with the same labels, which Grafana refuses.
     query="""SELECT min("pressure_bar") FROM "water_flow", "water_pressure"
-        WHERE $timeFilter GROUP BY "district" """,
+        WHERE $timeFilter GROUP BY "district", "device_id" """,
     window_s=900,
     evaluator="lt",
     params=(limits.PRESSURE_LOW_BAR,),
@@ -157,9 +178,13 @@ DEAD_LETTERS_RISING = RuleSpec(
 NOT_WRITING = RuleSpec(
     uid="mh-gateway-not-writing",
     title="Gateway không ghi dữ liệu",
-    summary="No point reached InfluxDB from this gateway for 10 minutes. No self-metrics at "
-    "all (no data) means the gateway is down or cannot reach InfluxDB.",
-    query="""SELECT spread("points_written") FROM "gateway_health" WHERE $timeFilter
+    summary="No device reading reached InfluxDB from this gateway for 10 minutes. No "
+    "self-metrics at all (no data) means the gateway is down or cannot reach InfluxDB.",
+    # Device domains only: the gateway's own figures (domain "gateway") keep being written by a
+    # gateway that receives nothing, and would hide exactly that.
+    query="""SELECT sum("written") FROM (SELECT non_negative_difference(last("value"))
+        AS "written" FROM "gateway_counters" WHERE $timeFilter AND "kind" = 'points_written'
+        AND "domain" != 'gateway' GROUP BY time(1m), "instance", "domain" fill(none))
         GROUP BY "instance" """,
     window_s=600,
     evaluator="lt",
@@ -178,37 +203,73 @@ GROUPS = (
 RULES = tuple(rule for group in GROUPS for rule in group.rules)
 
 
-def _rule(spec: RuleSpec) -> alerting.Rule:
-    expressions = dashboard_model.DataSourceRef(type_val=EXPRESSIONS_UID, uid=EXPRESSIONS_UID)
-    window = alerting_model.RelativeTimeRange(from_val=spec.window_s, to=0)
-    source = (
-        alerting.Query("A")
+def _influxql(ref_id: str, query: str, window_s: int) -> alerting.Query:
+    window = alerting_model.RelativeTimeRange(from_val=window_s, to=0)
+    return (
+        alerting.Query(ref_id)
         .datasource_uid(DATASOURCE_UID)
         .relative_time_range(window)
-        .model(InfluxQL(spec.query))
+        .model(InfluxQL(query).ref_id(ref_id))
     )
-    last = expr.TypeReduce().ref_id("B").expression("A").reducer("last").datasource(expressions)
+
+
+def _expression(ref_id: str, model: Any) -> alerting.Query:
+    return alerting.Query(ref_id).datasource_uid(EXPRESSIONS_UID).model(model)
+
+
+def _last(ref_id: str, source: str) -> alerting.Query:
+    reduce = expr.TypeReduce().ref_id(ref_id).expression(source).reducer("last")
+    return _expression(ref_id, reduce.datasource(_EXPRESSIONS))
+
+
+_EXPRESSIONS = dashboard_model.DataSourceRef(type_val=EXPRESSIONS_UID, uid=EXPRESSIONS_UID)
+
+
+_Data = list[cogbuilder.Builder[alerting_model.Query]]
+
+
+def _data(spec: RuleSpec) -> tuple[_Data, str]:
+    """The rule's queries and expressions, and the refId of its condition."""
+    if spec.minimum is not None:
+        if spec.evaluator != "gt":
+            msg = f"{spec.uid}: a minimum count combines only with a 'gt' threshold"
+            raise ValueError(msg)
+        (limit,) = spec.params
+        condition = f"$C > {limit} && $D >= {spec.minimum.count}"
+        math = expr.TypeMath().ref_id("E").expression(condition).datasource(_EXPRESSIONS)
+        data: _Data = [
+            _influxql("A", spec.query, spec.window_s),
+            _influxql("B", spec.minimum.query, spec.window_s),
+            _last("C", "A"),
+            _last("D", "B"),
+            _expression("E", math),
+        ]
+        return data, "E"
     evaluator = expr.ExprTypeThresholdConditionsEvaluator().type(spec.evaluator)
     threshold = (
         expr.TypeThreshold()
         .ref_id("C")
         .expression("B")
-        .datasource(expressions)
+        .datasource(_EXPRESSIONS)
         .conditions(
             [expr.ExprTypeThresholdConditions().evaluator(evaluator.params(list(spec.params)))]
         )
     )
+    data = [
+        _influxql("A", spec.query, spec.window_s),
+        _last("B", "A"),
+        _expression("C", threshold),
+    ]
+    return data, "C"
+
+
+def _rule(spec: RuleSpec) -> alerting.Rule:
+    data, condition = _data(spec)
     return (
         alerting.Rule(spec.title)
         .uid(spec.uid)
-        .condition("C")
-        .queries(
-            [
-                source,
-                alerting.Query("B").datasource_uid(EXPRESSIONS_UID).model(last),
-                alerting.Query("C").datasource_uid(EXPRESSIONS_UID).model(threshold),
-            ]
-        )
+        .condition(condition)
+        .queries(data)
         .for_val(spec.for_)
         .no_data_state(spec.no_data)
         .exec_err_state("Error")

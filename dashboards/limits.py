@@ -40,6 +40,8 @@ BATTERY_WARN_V: Final = 48.0
 
 # Street lighting: share of lamps reporting a fault code that needs a crew.
 LAMP_FAULT_RATE_PCT: Final = 5.0
+# ... and how many lamps at least: in a district of a few lamps one dark lamp is already 20-100 %.
+LAMP_FAULT_MIN_COUNT: Final = 3
 
 # Traffic: 50 km/h on undivided urban roads (Thông tư 38/2024/TT-BGTVT); a loop detector
 # occupied more than a quarter of the time means dense traffic, 40 % a queue over the loop.

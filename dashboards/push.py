@@ -163,9 +163,18 @@ def connect(url: str, login: Credentials, timeout_s: float = DEFAULT_TIMEOUT_S) 
     )
 
 
-def push(api: GrafanaApi, url: str, influx: InfluxTarget) -> Iterator[Change]:
-    """Create or update everything, one object at a time; yields what happened to each."""
+def push(
+    api: GrafanaApi, url: str, influx: InfluxTarget, *, alerts_only: bool = False
+) -> Iterator[Change]:
+    """Create or update everything, one object at a time; yields what happened to each.
+
+    `alerts_only`: only the alert rules, into the folder `mh-town` that file provisioning of
+    the dashboards created (Grafana's alert rule files can name a folder only by title, and on
+    a fresh Grafana they are read before the dashboards: docs/dashboards.md)."""
     where = display_url(url)
+    if alerts_only:
+        yield from _push_alert_rules(api, where)
+        return
     with _explained(where, f"data source {DATASOURCE_UID}"):
         yield _push_datasource(api, influx)
     with _explained(where, f"folder {FOLDER_UID}"):
@@ -174,6 +183,10 @@ def push(api: GrafanaApi, url: str, influx: InfluxTarget) -> Iterator[Change]:
         desired = build.plain(dashboard)
         with _explained(where, f"dashboard {desired['uid']}"):
             yield _push_dashboard(api, desired)
+    yield from _push_alert_rules(api, where)
+
+
+def _push_alert_rules(api: GrafanaApi, where: str) -> Iterator[Change]:
     for group in alerts.api_rule_groups(build.plain, FOLDER_UID):
         for rule in group["rules"]:
             with _explained(where, f"alert rule {rule['uid']}"):

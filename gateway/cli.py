@@ -743,6 +743,14 @@ def dashboards_push(
         str | None, typer.Option(help="InfluxDB database [default: keep, or telemetry]")
     ] = None,
     timeout_s: Annotated[float, typer.Option("--timeout", help="seconds per request")] = 10.0,
+    alerts_only: Annotated[
+        bool,
+        typer.Option(
+            "--alerts-only",
+            help="only the alert rules, into the folder that file provisioning made "
+            "(docs/dashboards.md)",
+        ),
+    ] = False,
 ) -> None:
     """Create or update the data source, folder, dashboards and alert rules in a Grafana."""
     try:
@@ -752,7 +760,8 @@ def dashboards_push(
     login = push.credentials(token, token_file, user, password, password_file)
     api = push.connect(url, login, timeout_s)
     outcomes = dict.fromkeys(("created", "updated", "unchanged"), 0)
-    for change in push.push(api, url, push.InfluxTarget(influx_url, influx_db)):
+    target = push.InfluxTarget(influx_url, influx_db)
+    for change in push.push(api, url, target, alerts_only=alerts_only):
         typer.echo(f"{change.outcome:<9} {change.kind:<11} {change.name}")
         outcomes[change.outcome] += 1
     summary = ", ".join(f"{count} {outcome}" for outcome, count in outcomes.items())
