@@ -360,11 +360,8 @@ def _os_words(exc: OSError) -> str:
 def _check_free_disk(settings: GatewaySettings, directory: Path) -> Verdict:
     spool = settings.spool
     usage = shutil.disk_usage(directory)
-    used = sum(
-        (spool.dir / (SPOOL_FILE + suffix)).stat().st_size
-        for suffix in _SQLITE_SIDE_FILES
-        if (spool.dir / (SPOOL_FILE + suffix)).exists()
-    )
+    used = _file_bytes(spool.dir / SPOOL_FILE)
+    letters_used = _file_bytes(spool.dir / DEAD_LETTER_FILE)
     room = f"{_size(usage.free)} free on the disk of {directory}"
     if usage.free < MIN_FREE_BYTES:
         return Verdict(
@@ -382,7 +379,33 @@ def _check_free_disk(settings: GatewaySettings, directory: Path) -> Verdict:
             "lower [spool] max_bytes below the free space, or free space: otherwise a long "
             "InfluxDB outage fills the disk instead of pausing intake",
         )
-    return Verdict("free disk", "OK", f"{room} (spool limit {_size(spool.max_bytes)})")
+    if usage.free < (spool.max_bytes - used if spool.enabled else 0) + max(
+        0, spool.deadletter_max_bytes - letters_used
+    ):
+        return Verdict(
+            "free disk",
+            "WARN",
+            f"{room}, less than the spool and the dead letters may still grow to "
+            f"([spool] max_bytes {_size(spool.max_bytes)}, deadletter_max_bytes "
+            f"{_size(spool.deadletter_max_bytes)})",
+            "lower the limits below the free space, or free space: a full disk pauses intake "
+            "until there is room again",
+        )
+    return Verdict(
+        "free disk",
+        "OK",
+        f"{room} (spool limit {_size(spool.max_bytes)}, dead letters "
+        f"{_size(spool.deadletter_max_bytes)})",
+    )
+
+
+def _file_bytes(database: Path) -> int:
+    """A SQLite database's size on disk, with its -wal and -shm files."""
+    return sum(
+        file.stat().st_size
+        for suffix in _SQLITE_SIDE_FILES
+        if (file := database.with_name(database.name + suffix)).exists()
+    )
 
 
 def _size(count: int) -> str:
