@@ -300,7 +300,7 @@ LORAWAN = (
         (("format: chirpstack_v4", "format: protobuf"), "p.yaml:6: decode: Input tag 'protobuf'"),
         (
             ("  layout:\n", "  layout: {}\n  x:\n"),
-            "p.yaml:8: decode.layout.fields: required key is missing",
+            "p.yaml:8: decode.layout: a layout needs fields, then, channels or variants",
         ),
         (("device_id: {path: deviceInfo.devEui}", "rssi: {path: r}"), "p.yaml:5: match.topic: the"),
     ],

@@ -55,6 +55,9 @@ PROFILE_OF_KIND = {
     "lorawan-lights": "mh-streetlight-lorawan-cs",
     "anpr-cameras": "mh-traffic-anpr-json",
 }
+    "air-stations": "mh-environment-air-tlv",
+    "water-meters": "mh-water-meter-tts",
+    "river-probes": "mh-water-river-flags-tts",
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ configuration.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from dataclasses import field as dataclass_field
@@ -18,6 +19,7 @@ from zoneinfo import ZoneInfo
 from gateway.model import FieldValue
 from gateway.profiles.policy import OFFLINE_HASH_KEY, keyed_hash
 from gateway.profiles.schema import (
+    BinaryLayoutSpec,
     ContentMatchSpec,
     DecodeSpec,
     FieldSpec,
@@ -32,6 +34,18 @@ from gateway.profiles.units import round_12 as _round_12
 
 MISSING: Any = object()
 """Returned by a getter when the path is absent from the payload."""
+
+
+class _NoReading:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NO_READING"
+
+
+NO_READING: Any = _NoReading()
+"""A binary layout's value for a sentinel ("no reading", e.g. 0xFFFF): the field is dropped
+with reason sentinel (see _sentinel_aware)."""
 
 Getter = Callable[[Any, Any], Any]
 """getter(reading, root) -> value or MISSING."""
@@ -162,6 +176,7 @@ def compile_profile(
     Point."""
     relative = spec.readings is not None
     digest = keyed_hash(hash_key)
+    sentinels = _sentinel_paths(spec.decode)
     return CompiledProfile(
         id=spec.id,
         version=spec.version,
@@ -184,7 +199,11 @@ def compile_profile(
             if tag.privacy != "drop"
         ),
         fields=tuple(
-            _private_field(_compile_field(name, field, relative=relative), field.privacy, digest)
+            _private_field(
+                _sentinel_aware(_compile_field(name, field, relative=relative), sentinels),
+                field.privacy,
+                digest,
+            )
             for name, field in spec.fields.items()
             if field.privacy != "drop"
         ),
@@ -199,6 +218,35 @@ def compile_profile(
         content=spec.match.content,
         fallback=spec.match.fallback,
     )
+
+
+def _sentinel_paths(decode: DecodeSpec) -> frozenset[tuple[str | int, ...]]:
+    """Keys of the decoded values a binary layout may set to NO_READING (see layouts.py):
+    at the root for format binary, under `payload` for envelopes."""
+    if isinstance(decode, BinaryLayoutSpec):
+        return frozenset((name,) for name in decode.sentinel_names())
+    binary = getattr(decode, "binary", None)  # json with a binary frame inside
+    layout = getattr(decode, "layout", None) or getattr(binary, "layout", None)
+    if not isinstance(layout, BinaryLayoutSpec):
+        return frozenset()
+    return frozenset(("payload", name) for name in layout.sentinel_names())
+
+
+def _sentinel_aware(
+    compiled: CompiledField, sentinels: frozenset[tuple[str | int, ...]]
+) -> CompiledField:
+    """A field reading a value that may be NO_READING drops it as `sentinel`: its converter
+    checks first, and normalize calls the converter instead of its inline number code."""
+    if compiled.path[1] not in sentinels:
+        return compiled
+    convert = compiled.convert
+
+    def checked(raw: Any) -> FieldValue:
+        if raw is NO_READING:
+            raise FieldDropped("sentinel")
+        return convert(raw)
+
+    return replace(compiled, convert=checked, number=None)
 
 
 def _compile_liveness(spec: LivenessSpec | None) -> CompiledLiveness | None:
@@ -507,7 +555,7 @@ def _time_rule(
     """See CompiledProfile.time_rule; the same cases as _compile_time."""
     if spec.source == "receive" or spec.path is None:
         return "receive"
-    if spec.format == "iso8601":
+    if spec.format not in _EPOCH_SCALE:  # iso8601, text epochs, strptime patterns
         return None
     return parse_path(spec.path, relative=relative), _EPOCH_SCALE[spec.format]
 
@@ -518,8 +566,12 @@ def _compile_time(spec: TimeSpec, *, relative: bool) -> Callable[[Any, Any, int]
     get = make_getter(spec.path, relative=relative)
     if spec.format == "iso8601":
         parse = _iso8601_parser(spec.timezone)
-    else:
+    elif spec.format in _EPOCH_SCALE:
         parse = _epoch_parser(_EPOCH_SCALE[spec.format])
+    elif spec.format.removesuffix("_text") in _EPOCH_SCALE:
+        parse = _epoch_text_parser(_EPOCH_SCALE[spec.format.removesuffix("_text")])
+    else:
+        parse = _strptime_parser(spec.format, spec.timezone)
 
     def time_ns(reading: Any, root: Any, received_ns: int) -> int:
         return parse(get(reading, root))
@@ -586,5 +638,52 @@ def _iso8601_parser(zone_name: str) -> Callable[[Any], int]:
         if raw[26:27].isdigit() and raw[19:20] == ".":
             ns += _sub_microsecond_ns(raw)
         return ns
+
+    return parse
+
+
+_EPOCH_TEXT = re.compile(r"[+-]?[0-9]{1,20}(?:\.[0-9]{1,9})?", re.ASCII)
+
+
+def _epoch_text_parser(scale: int) -> Callable[[Any], int]:
+    """Epoch numbers sent as text ("1732435200", "1732435200123.5"); numbers pass as epoch_*.
+    Exact: the fraction is scaled as decimal digits, not through a float."""
+    numeric = _epoch_parser(scale)
+
+    def parse(raw: Any) -> int:
+        if type(raw) is not str:
+            return numeric(raw)
+        text = raw.strip()
+        if not _EPOCH_TEXT.fullmatch(text):
+            raise BadTimestamp("bad_timestamp")
+        whole, _, fraction = text.partition(".")
+        sign = -1 if whole.startswith("-") else 1
+        digits = len(fraction)
+        scaled = int(whole) * scale
+        if digits:
+            scaled += sign * round(int(fraction) * scale / 10**digits)
+        return scaled
+
+    return parse
+
+
+def _strptime_parser(pattern: str, zone_name: str) -> Callable[[Any], int]:
+    """A strptime pattern; without %z in the text the time is local in the profile's zone."""
+    from datetime import UTC, datetime  # noqa: PLC0415  # keeps the module's top light
+
+    zone = ZoneInfo(zone_name)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+
+    def parse(raw: Any) -> int:
+        if type(raw) is not str:
+            raise BadTimestamp("bad_timestamp")
+        try:
+            moment = datetime.strptime(raw.strip(), pattern)  # naive: the zone is applied below
+        except ValueError:
+            raise BadTimestamp("bad_timestamp") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=zone)
+        delta = moment - epoch
+        return (delta.days * 86400 + delta.seconds) * 10**9 + delta.microseconds * 1000
 
     return parse

@@ -7,7 +7,8 @@ One YAML file per device model. The technician-facing documentation of every key
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -35,6 +36,16 @@ DEFAULT_MAX_FUTURE_S = 300
 # after a week-long gateway outage keeps its device times; a clock reset (1970, 2000) is decades.
 DEFAULT_MAX_PAST_S = 30 * 86400
 DEFAULT_MAX_SERIES = 10_000
+
+
+def _known_zone_name(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {value!r}; use an IANA name such as Asia/Ho_Chi_Minh or UTC"
+        ) from None
+    return value
 
 
 class _Strict(BaseModel):
@@ -146,15 +157,24 @@ class LivenessSpec(_Strict):
 
 
 _BINARY_TYPE_DOC = (
-    "u8/i8/u16/i16/u32/i32/u64/i64: unsigned/signed integers of 8-64 bits; "
-    "f32/f64: IEEE 754 floats."
+    "u8/i8/u16/i16/u24/i24/u32/i32/u64/i64: unsigned/signed integers of 8-64 bits; "
+    "f32/f64: IEEE 754 floats; bcd: binary-coded decimal of `length` bytes (two digits a byte, "
+    "most significant first; a nibble above 9, as in FF FF, means no reading)."
 )
-BinaryType = Literal["u8", "i8", "u16", "i16", "u32", "i32", "u64", "i64", "f32", "f64"]
-BINARY_SIZES: dict[str, int] = {"8": 1, "16": 2, "32": 4, "64": 8}
+BinaryType = Literal[
+    "u8", "i8", "u16", "i16", "u24", "i24", "u32", "i32", "u64", "i64", "f32", "f64", "bcd"
+]
+BINARY_SIZES: dict[str, int] = {"8": 1, "16": 2, "24": 3, "32": 4, "64": 8}
+_BYTE = Annotated[int, Field(ge=0, le=255)]
 
 
 class BinaryFieldSpec(_Strict):
-    offset: int = Field(ge=0, le=65535, description="Byte offset of the value, 0 = first byte.")
+    offset: int = Field(
+        ge=0,
+        le=65535,
+        description="Byte offset of the value, 0 = first byte (of the frame; of the group or "
+        "channel value for fields under `then:` or `channels:`).",
+    )
     type: BinaryType = Field(description=_BINARY_TYPE_DOC)
     bits: str | None = Field(
         None,
@@ -162,16 +182,60 @@ class BinaryFieldSpec(_Strict):
         description="Bit field inside an integer, 'start:length' with bit 0 the least "
         "significant, e.g. '1:3' for bits 1-3 (value 0-7). Absent: the whole integer.",
     )
+    length: int | None = Field(
+        None, ge=1, le=8, description="Bytes of a bcd value (bcd only), e.g. 4 for 8 digits."
+    )
+    signed: bool = Field(
+        False,
+        description="The bit field is two's complement: its top bit is the sign, so bits "
+        "'0:12' of 0xFFF read -1 (bits only).",
+    )
+    no_reading: list[int] = Field(
+        default_factory=list,
+        description="Raw values that mean 'no reading' (e.g. [0xFFFF] from a sensor that is "
+        "warming up): the field is dropped with reason sentinel, never stored as a number.",
+    )
+    epoch: date | None = Field(
+        None,
+        description="The integer counts seconds from this date (a device clock), e.g. "
+        "2000-01-01 or 2013-01-01; the value becomes Unix seconds, for time.format epoch_s.",
+    )
+    timezone: str | None = Field(
+        None,
+        description="With epoch: the device's clock runs in this IANA zone's local time (e.g. "
+        "Asia/Ho_Chi_Minh); absent: UTC.",
+    )
+
+    @field_validator("no_reading", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, int) else value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_field_zone(cls, value: str | None) -> str | None:
+        return value if value is None else _known_zone_name(value)
 
     @property
     def size(self) -> int:
+        if self.type == "bcd":
+            return self.length or 1
         return BINARY_SIZES[self.type[1:]]
 
     @model_validator(mode="after")
     def _bits_fit(self) -> BinaryFieldSpec:
+        integer = self.type not in ("f32", "f64", "bcd")
+        if (self.type == "bcd") != (self.length is not None):
+            raise ValueError("length is the size of a bcd value: give it with type: bcd only")
+        if self.signed and self.bits is None:
+            raise ValueError("signed applies to bit fields (bits:); use i8..i64 for whole integers")
+        if (self.epoch is None) and self.timezone is not None:
+            raise ValueError("timezone needs epoch (the date the device clock counts from)")
+        if self.epoch is not None and not integer:
+            raise ValueError(f"epoch counts seconds in an integer type, not {self.type}")
         if self.bits is None:
             return self
-        if self.type.startswith("f"):
+        if not integer:
             raise ValueError(f"bits only apply to integer types, not {self.type}")
         start, length = (int(part) for part in self.bits.split(":"))
         width = self.size * 8
@@ -182,15 +246,246 @@ class BinaryFieldSpec(_Strict):
             )
         return self
 
+    @property
+    def is_plain(self) -> bool:
+        """Read by the original fixed-layout decoder (no 24-bit, bcd, sign, sentinel, epoch)."""
+        return (
+            self.type[1:] != "24"
+            and self.type != "bcd"
+            and not (self.signed or self.no_reading or self.epoch)
+        )
 
-class BinaryLayoutSpec(_Strict):
+
+_LayoutFields = dict[Annotated[str, Field(pattern=_IDENT)], BinaryFieldSpec]
+
+
+class FlagSpec(_Strict):
+    flag: str = Field(
+        pattern=_IDENT, description="A field of the layout's `fields:` holding presence flags."
+    )
+    bit: int = Field(ge=0, le=63, description="The bit (0 = least significant) that must be 1.")
+
+
+class GroupSpec(_Strict):
+    present: FlagSpec | Literal["always", "room"] = Field(
+        "always",
+        description="always: the group is always sent (a frame too short is dead-lettered, "
+        "truncated); room: an optional trailing group, present when the frame still holds it; "
+        "{flag: NAME, bit: N}: present when that bit of field NAME is 1, and later groups "
+        "shift when it is 0.",
+    )
+    fields: _LayoutFields = Field(
+        min_length=1, description="name -> field; offsets count from the start of the group."
+    )
+
+
+class ChannelEntrySpec(_Strict):
+    channel: _BYTE | None = Field(
+        None, description="The channel byte (channels.key channel_type; e.g. 0x03)."
+    )
+    type: _BYTE = Field(description="The type byte, e.g. 0x67.")
+    fields: _LayoutFields = Field(
+        min_length=1, description="name -> field; offsets count from the start of the value."
+    )
+    size: int | None = Field(
+        None, ge=1, le=255, description="Bytes of the value; default: the end of its last field."
+    )
+
+    @property
+    def value_size(self) -> int:
+        return self.size or max(field.offset + field.size for field in self.fields.values())
+
+    @model_validator(mode="after")
+    def _fields_fit(self) -> ChannelEntrySpec:
+        if self.size is not None and self.value_size > self.size:
+            raise ValueError(f"the fields end after the value's size {self.size}")
+        return self
+
+
+class ChannelsSpec(_Strict):
+    key: Literal["channel_type", "type"] = Field(
+        "channel_type",
+        description="The bytes before each value: channel_type (a channel byte, then a type "
+        "byte, as Milesight sends) or type (one type byte, as Elsys sends).",
+    )
+    length_byte: bool = Field(
+        False, description="A length byte follows the key (type-length-value streams)."
+    )
+    entries: list[ChannelEntrySpec] = Field(
+        min_length=1, description="The values this profile reads, by channel and type."
+    )
+    skip: dict[_BYTE, Annotated[int, Field(ge=0, le=255)]] = Field(
+        default_factory=dict,
+        description="type byte -> value size, for values without an entry: skipped and counted "
+        "(unknown_channel). A value of unknown size dead-letters the message (unknown_channel), "
+        "since the rest of the frame cannot be found.",
+    )
+
+    @model_validator(mode="after")
+    def _entries_distinct(self) -> ChannelsSpec:
+        seen: set[tuple[int | None, int]] = set()
+        for entry in self.entries:
+            if (entry.channel is None) != (self.key == "type"):
+                raise ValueError(
+                    "with key channel_type every entry needs channel:, with key type none has one"
+                )
+            pair = (entry.channel, entry.type)
+            if pair in seen:
+                raise ValueError(f"channel {entry.channel} type {entry.type} is listed twice")
+            seen.add(pair)
+        return self
+
+
+class WhenSpec(_Strict):
+    fport: int | list[int] | None = Field(
+        None, description="LoRaWAN port(s) of the uplink (chirpstack_v4 and tts_v3 only)."
+    )
+    length: int | list[int] | None = Field(None, description="Frame length(s) in bytes.")
+    offset: int | None = Field(
+        None, ge=0, le=65535, description="Offset of a header or report-type value to test."
+    )
+    type: BinaryType = Field("u8", description="Type of the tested value. " + _BINARY_TYPE_DOC)
+    bits: str | None = Field(
+        None, pattern=r"^[0-9]{1,2}:[0-9]{1,2}$", description="Bits of the tested value."
+    )
+    equals: int | list[int] | None = Field(None, description="Value(s) the tested value may have.")
+
+    @model_validator(mode="after")
+    def _complete(self) -> WhenSpec:
+        if (self.offset is None) != (self.equals is None):
+            raise ValueError("offset and equals go together: the value at offset must equal ...")
+        if self.fport is None and self.length is None and self.offset is None:
+            raise ValueError("give fport, length, or offset and equals")
+        if self.type in ("f32", "f64", "bcd"):
+            raise ValueError(f"a tested value is an integer type, not {self.type}")
+        return self
+
+
+class FrameBodySpec(_Strict):
+    fields: _LayoutFields = Field(
+        default_factory=dict,
+        description="name -> {offset, type, bits, ...}; the decoded values are addressed by name.",
+    )
+    then: list[GroupSpec] = Field(
+        default_factory=list,
+        description="Groups of fields after `fields:`, in order, each starting where the "
+        "previous present one ended: optional trailing groups and groups behind flag bits.",
+    )
+    channels: ChannelsSpec | None = Field(
+        None,
+        description="A channel/type stream after `fields:` and `then:`, read until the frame "
+        "ends (Milesight, Elsys and TLV devices).",
+    )
+    constants: dict[Annotated[str, Field(pattern=_IDENT)], float | int | bool | str] = Field(
+        default_factory=dict,
+        description="name -> value added to every frame of this layout (e.g. a report kind).",
+    )
+
+    def value_names(self) -> list[str]:
+        names = list(self.fields)
+        for group in self.then:
+            names += list(group.fields)
+        for entry in self.channels.entries if self.channels else ():
+            names += list(entry.fields)
+        return names + list(self.constants)
+
+    @model_validator(mode="after")
+    def _names_and_flags(self) -> FrameBodySpec:
+        names = self.value_names()
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"value names repeat within one layout: {repeated}")
+        for group in self.then:
+            flag = group.present
+            if isinstance(flag, FlagSpec):
+                field = self.fields.get(flag.flag)
+                if field is None or not field.is_plain or field.type in ("f32", "f64"):
+                    raise ValueError(
+                        f"present.flag {flag.flag!r} must name a plain integer field (no "
+                        f"bcd, no_reading or epoch) of this layout's fields: "
+                        f"({', '.join(self.fields) or 'none'})"
+                    )
+                if flag.bit >= field.size * 8:
+                    raise ValueError(f"bit {flag.bit} is outside the {field.type} {flag.flag!r}")
+        return self
+
+    def reads_something(self) -> bool:
+        return bool(self.fields or self.then or self.channels or self.constants)
+
+
+class VariantSpec(FrameBodySpec):
+    name: str | None = Field(None, pattern=_IDENT, description="A label for messages and docs.")
+    when: WhenSpec | None = Field(
+        None,
+        description="Conditions that choose this variant, tested before any field is read and "
+        "never stored. Absent: any frame (only the last variant).",
+    )
+
+    @model_validator(mode="after")
+    def _has_body(self) -> VariantSpec:
+        if not self.reads_something():
+            raise ValueError("a variant needs fields, then, channels or constants")
+        return self
+
+
+class BinaryLayoutSpec(FrameBodySpec):
     byte_order: Literal["big", "little"] = Field(
         "big", description="Byte order of multi-byte values: big (network order) or little."
     )
-    fields: dict[Annotated[str, Field(pattern=_IDENT)], BinaryFieldSpec] = Field(
+    variants: list[VariantSpec] | None = Field(
+        None,
         min_length=1,
-        description="name -> {offset, type, bits}; the decoded numbers are addressed by name.",
+        description="Several frame layouts, the first whose `when:` holds is read; a frame "
+        "that matches none is dead-lettered (no_layout), never misread.",
     )
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> BinaryLayoutSpec:
+        if self.variants is None:
+            if not self.reads_something():
+                raise ValueError("a layout needs fields, then, channels or variants")
+            return self
+        if self.reads_something():
+            raise ValueError(
+                "with variants, fields/then/channels/constants belong inside each variant"
+            )
+        for index, variant in enumerate(self.variants[:-1]):
+            if variant.when is None:
+                raise ValueError(
+                    f"variant {index} has no when: and would hide the variants after it; only "
+                    "the last variant may match every frame"
+                )
+        return self
+
+    def sentinel_names(self) -> frozenset[str]:
+        """Names of values that can read as 'no reading' (no_reading: or bcd)."""
+        bodies: list[FrameBodySpec] = list(self.variants) if self.variants else [self]
+        names: set[str] = set()
+        for body in bodies:
+            groups = [body.fields, *(group.fields for group in body.then)]
+            groups += [entry.fields for entry in body.channels.entries] if body.channels else []
+            for fields in groups:
+                names.update(n for n, f in fields.items() if f.no_reading or f.type == "bcd")
+        return frozenset(names)
+
+    def uses_fport(self) -> bool:
+        return any(v.when is not None and v.when.fport is not None for v in self.variants or ())
+
+    def is_plain(self) -> bool:
+        """Only fixed fields the original decoder reads (see BinaryFieldSpec.is_plain)."""
+        return (
+            self.variants is None
+            and not (self.then or self.channels or self.constants)
+            and all(field.is_plain for field in self.fields.values())
+        )
+
+
+def _no_fport(layout: BinaryLayoutSpec) -> None:
+    if layout.uses_fport():
+        raise ValueError(
+            "when.fport needs an envelope that carries the LoRaWAN port: format chirpstack_v4 "
+            "or tts_v3"
+        )
 
 
 class JsonBinarySpec(_Strict):
@@ -201,6 +496,12 @@ class JsonBinarySpec(_Strict):
     layout: BinaryLayoutSpec = Field(
         description="The byte layout; its fields appear under `payload.` (e.g. payload.power_w)."
     )
+
+    @field_validator("layout")
+    @classmethod
+    def _layout_without_port(cls, value: BinaryLayoutSpec) -> BinaryLayoutSpec:
+        _no_fport(value)
+        return value
 
 
 class JsonDecodeSpec(_Strict):
@@ -231,8 +532,13 @@ class TtsV3DecodeSpec(_Strict):
 
 class BinaryDecodeSpec(BinaryLayoutSpec):
     format: Literal["binary"] = Field(
-        description="The payload is a fixed binary layout; fields are addressed by name."
+        description="The payload is a binary frame; its values are addressed by name."
     )
+
+    @model_validator(mode="after")
+    def _without_port(self) -> BinaryDecodeSpec:
+        _no_fport(self)
+        return self
 
 
 _COLUMN = r"^[A-Za-z_][A-Za-z0-9_-]*$"
@@ -351,7 +657,38 @@ class ReadingsSpec(_Strict):
     )
 
 
-TimeFormat = Literal["epoch_s", "epoch_ms", "epoch_us", "epoch_ns", "iso8601"]
+TimeFormat = Literal[
+    "epoch_s",
+    "epoch_ms",
+    "epoch_us",
+    "epoch_ns",
+    "epoch_s_text",
+    "epoch_ms_text",
+    "epoch_us_text",
+    "epoch_ns_text",
+    "iso8601",
+]
+# A pattern must read back what it writes (aware, so %z and %Z write something).
+_STRPTIME_EXAMPLE = datetime(2026, 11, 24, 8, 30, 15, tzinfo=UTC)
+
+
+def _time_format(value: str) -> str:
+    """A named format, or a strptime pattern that can read a time it wrote."""
+    if value in get_args(TimeFormat):
+        return value
+    if "%" in value:
+        try:
+            written = _STRPTIME_EXAMPLE.strftime(value)
+            datetime.strptime(written, value)  # naive: `timezone` applies
+        except ValueError as exc:
+            raise ValueError(
+                f"strptime pattern {value!r} cannot read what it writes: {exc}"
+            ) from None
+        return value
+    raise ValueError(
+        f"Input should be {', '.join(repr(name) for name in get_args(TimeFormat))} or a strptime "
+        f"pattern such as '%Y/%m/%d %H:%M:%S' (got {value!r})"
+    )
 
 
 class TimeSpec(_Strict):
@@ -359,11 +696,20 @@ class TimeSpec(_Strict):
         "payload", description="payload: the device's timestamp; receive: the gateway's clock."
     )
     path: str | None = Field(None, description="Dotted path of the timestamp (source=payload).")
-    format: TimeFormat = Field(
+    format: TimeFormat | str = Field(
         "epoch_ms",
-        description="epoch_s/ms/us/ns numbers, or iso8601 text (an offset like +07:00 or Z is "
-        "required unless `timezone` says which local time the device uses).",
+        description="epoch_s/ms/us/ns numbers; epoch_s_text (and _ms/_us/_ns) the same numbers "
+        'sent as text ("1732435200"), numbers accepted too; iso8601 text (an offset like '
+        "+07:00 or Z is required unless `timezone` says which local time the device uses); or "
+        "a strptime pattern such as '%Y/%m/%d %H:%M:%S' or '%d/%m/%Y %H:%M:%S' (local time in "
+        "`timezone` unless the pattern has %z).",
     )
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        return _time_format(value)
+
     timezone: str = Field(
         "Asia/Ho_Chi_Minh",
         description="IANA zone of naive local timestamps (iso8601 without an offset).",
@@ -387,13 +733,7 @@ class TimeSpec(_Strict):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"unknown time zone {value!r}; use an IANA name such as Asia/Ho_Chi_Minh or UTC"
-            ) from None
-        return value
+        return _known_zone_name(value)
 
     @model_validator(mode="after")
     def _path_for_payload(self) -> TimeSpec:

@@ -32,6 +32,7 @@ from gateway.profiles.schema import (
 )
 from gateway.stages.codec import CodecLimits, JavascriptCodec
 from gateway.stages.envelope import EMPTY_FRAME, from_base64, lorawan_decoder
+from gateway.stages.layouts import STRUCT_CODES, FrameDecoder, compile_frame
 
 Decoder = Callable[[bytes], Any]
 
@@ -42,12 +43,12 @@ def decoder_for(spec: DecodeSpec) -> Decoder:  # noqa: PLR0911  # one return per
         case JsonDecodeSpec(binary=JsonBinarySpec() as binary):
             return _envelope(binary.path, binary.encoding, binary.layout)
         case ChirpstackV4DecodeSpec() | TtsV3DecodeSpec():
-            unpack = compile_layout(spec.layout)
-            return lorawan_decoder(spec.format, lambda frame, fport, received_ms: unpack(frame))
+            unpack = frame_decoder(spec.layout)
+            return lorawan_decoder(spec.format, lambda frame, fport, _: unpack(frame, fport))
         case JavascriptDecodeSpec():
             return _javascript(spec)
         case BinaryDecodeSpec():
-            return compile_layout(spec)
+            return compile_layout(spec) if spec.is_plain() else _without_port(compile_frame(spec))
         case CsvDecodeSpec():
             return _csv(spec)
         case KeyValueDecodeSpec():
@@ -160,20 +161,20 @@ def _raw(spec: RawDecodeSpec) -> Decoder:
 
 # --- binary ----------------------------------------------------------------------------------
 
-_STRUCT_CODES = {
-    "u8": "B",
-    "i8": "b",
-    "u16": "H",
-    "i16": "h",
-    "u32": "I",
-    "i32": "i",
-    "u64": "Q",
-    "i64": "q",
-    "f32": "f",
-    "f64": "d",
-}
-
 Unpacker = Callable[[bytes], dict[str, int | float]]
+
+
+def frame_decoder(layout: BinaryLayoutSpec) -> FrameDecoder:
+    """(frame, fPort) -> values: plain fixed-offset layouts keep the original decoder below (the
+    cheapest), the others get the layout engine (variants, groups, channels: layouts.py)."""
+    if layout.is_plain():
+        unpack = compile_layout(layout)
+        return lambda frame, fport: unpack(frame)
+    return compile_frame(layout)
+
+
+def _without_port(decode: FrameDecoder) -> Decoder:
+    return lambda frame: decode(frame, None)
 
 
 def compile_layout(layout: BinaryLayoutSpec) -> Unpacker:
@@ -193,7 +194,7 @@ def compile_layout(layout: BinaryLayoutSpec) -> Unpacker:
 def _field_reader(
     name: str, field: BinaryFieldSpec, prefix: str
 ) -> Callable[[bytes], tuple[str, int | float]]:
-    unpack_from = struct.Struct(prefix + _STRUCT_CODES[field.type]).unpack_from
+    unpack_from = struct.Struct(prefix + STRUCT_CODES[field.type]).unpack_from
     offset = field.offset
     if field.bits is None:
         return lambda frame: (name, unpack_from(frame, offset)[0])
@@ -233,7 +234,7 @@ def _javascript(spec: JavascriptDecodeSpec) -> Decoder:
 def _envelope(path: str, encoding: str, layout: BinaryLayoutSpec) -> Decoder:
     get = make_getter(path, relative=False)
     to_bytes = from_base64 if encoding == "base64" else _from_hex
-    unpack = compile_layout(layout)
+    unpack = frame_decoder(layout)
 
     def decode(payload: bytes) -> dict[str, Any]:
         document = decode_json(payload)
@@ -242,7 +243,7 @@ def _envelope(path: str, encoding: str, layout: BinaryLayoutSpec) -> Decoder:
         text = get(document, document)
         if text is MISSING or type(text) is not str:
             raise DecodeError("missing_field", f"no {encoding} text at {path!r}")
-        return {**document, "payload": unpack(to_bytes(text))}
+        return {**document, "payload": unpack(to_bytes(text), None)}
 
     return decode
 

@@ -5,18 +5,21 @@ so that existing commands build exactly the fleets they always did.
 """
 
 from simulators.devices import (
+    air_station,
     anpr_camera,
     cabinet,
     lighting,
     lorawan_light,
     pressure_logger,
     radar,
+    river_probe,
     signal_controller,
     site_monitor,
     speed_probe,
     tank,
     traffic,
     water,
+    water_meter,
     water_quality,
 )
 from simulators.devices.base import Device, DeviceKind, DeviceSpec, Telemetry
@@ -37,6 +40,9 @@ KINDS: dict[str, DeviceKind] = {
         pressure_logger.KIND,
         lorawan_light.KIND,
         anpr_camera.KIND,
+        air_station.KIND,
+        water_meter.KIND,
+        river_probe.KIND,
     )
 }
 
