@@ -27,6 +27,7 @@ def profile_policy(settings: GatewaySettings) -> LoadPolicy:
             for name, t in settings.tenants.items()
         },
         default_database=(influx.bucket if influx.api == "v2" else influx.database),
+        distinct_tag_and_field_names=influx.api == "v3",
     )
 
 

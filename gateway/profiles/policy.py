@@ -1,7 +1,7 @@
 """What the gateway's configuration imposes on profiles when they load: tenants and the hash key.
 
 Profiles are written by technicians, possibly of several agencies sharing one gateway; the
-configuration is the operator's. Two rules cross that line and are checked when profiles load
+configuration is the operator's. Three rules cross that line and are checked when profiles load
 (at start-up and at every hot reload, so a bad profile is refused and the old set stays):
 
 - **Tenants.** `[tenants.<name>]` lists the destinations (v1 databases with optional retention
@@ -10,6 +10,10 @@ configuration is the operator's. Two rules cross that line and are checked when 
   The destination is a constant of the compiled profile: no topic segment or payload value can
   choose it (see `output.database` in schema.py).
 - **The keyed hash** of `privacy: hash` fields (HMAC-SHA256 with `[privacy] hash_key`).
+- **The engine's schema rules.** InfluxDB 3 (`[influx] api = "v3"`) refuses a line whose field
+  has the name of a tag of the same table (measurement), so profiles writing one measurement of
+  one database must keep tag and field names apart across files (schema.py already refuses it
+  within one); InfluxDB 1.x and 2.x store both.
 
 Pure: the caller builds a LoadPolicy from the settings (gateway/policies/tenants.py).
 """
@@ -46,6 +50,7 @@ class LoadPolicy:
     tenants: Mapping[str, Tenant] | None = None
     default_database: str | None = None  # where a profile without output.database writes
     hash_key_is_ephemeral: bool = False  # no key configured: random for this process
+    distinct_tag_and_field_names: bool = False  # InfluxDB 3's rule ([influx] api = "v3")
 
 
 OFFLINE_POLICY = LoadPolicy(hash_key=OFFLINE_HASH_KEY)
@@ -75,14 +80,18 @@ class Destination:
     tenant: str | None
     database: str | None
     retention_policy: str | None
+    measurement: str = ""
+    tag_names: frozenset[str] = frozenset()
+    field_names: frozenset[str] = frozenset()
 
 
 def check_tenancy(profiles: Sequence[Destination], policy: LoadPolicy) -> list[str]:
-    """One problem per profile that writes outside its tenant, naming file, field and choices."""
+    """One problem per profile that writes outside its tenant, naming file, field and choices;
+    and, when the engine needs them apart, per field named like a tag of its measurement."""
+    problems = _tag_field_clashes(profiles, policy) if policy.distinct_tag_and_field_names else []
     tenants = policy.tenants
     if tenants is None:
-        return []
-    problems = []
+        return problems
     for profile in profiles:
         problem = _tenancy_problem(profile, tenants, policy.default_database)
         if problem is not None:
@@ -121,3 +130,24 @@ def _tenancy_problem(
             f"(allowed: {', '.join(sorted(tenant.retention_policies))})"
         )
     return None
+
+
+def _tag_field_clashes(profiles: Sequence[Destination], policy: LoadPolicy) -> list[str]:
+    """Fields named like a tag of the same measurement in the same database, in any profile."""
+    tags: dict[tuple[str | None, str, str], str] = {}  # (database, measurement, tag) -> file
+    for profile in profiles:
+        table = (profile.database or policy.default_database, profile.measurement)
+        for tag in profile.tag_names:
+            tags.setdefault((*table, tag), profile.file)
+    problems = []
+    for profile in profiles:
+        table = (profile.database or policy.default_database, profile.measurement)
+        for field in sorted(profile.field_names):
+            owner = tags.get((*table, field))
+            if owner is not None:  # in another profile: schema.py refuses it within one
+                problems.append(
+                    f'{profile.file}: fields.{field}: InfluxDB 3 ([influx] api = "v3") refuses '
+                    f"a field named like a tag of measurement {profile.measurement!r} (tag "
+                    f"{field!r} in {owner}); rename the field or the tag"
+                )
+    return problems

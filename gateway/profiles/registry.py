@@ -259,7 +259,15 @@ def load_directory(directory: Path, policy: LoadPolicy | None = None) -> Profile
 
 
 def profile_destination(profile: CompiledProfile) -> Destination:
-    return Destination(profile.file, profile.tenant, profile.database, profile.retention_policy)
+    return Destination(
+        profile.file,
+        profile.tenant,
+        profile.database,
+        profile.retention_policy,
+        profile.measurement,
+        frozenset(tag.name for tag in profile.tags),
+        frozenset(field.name for field in profile.fields),
+    )
 
 
 def load_files(
