@@ -292,6 +292,30 @@ def profiles_schema() -> None:
     typer.echo(json.dumps(ProfileSpec.model_json_schema(), indent=2))
 
 
+@profiles_app.command("reference")
+def profiles_reference(
+    readme: Annotated[
+        Path | None,
+        typer.Option(
+            help="Rewrite the reference between its markers in this file "
+            "(device_profiles/README.md); default: print it"
+        ),
+    ] = None,
+) -> None:
+    """Every profile key with its type, limits, default and meaning, generated from the
+    profile schema (the "every key" tables of device_profiles/README.md)."""
+    from gateway.operations.profile_reference import (  # noqa: PLC0415  # only this command
+        render_profile_reference,
+        write_profile_reference,
+    )
+
+    if readme is None:
+        typer.echo(render_profile_reference(), nl=False)
+        return
+    changed = write_profile_reference(readme)  # no markers: ConfigError, shown by main()
+    typer.echo(f"{'wrote' if changed else 'unchanged'}: {readme}")
+
+
 @profiles_app.command("test")
 def profiles_test(  # noqa: PLR0917  # typer turns each parameter into an option
     profile_id: Annotated[

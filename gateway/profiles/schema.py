@@ -871,24 +871,38 @@ class DevicesSpec(_Strict):
 class ProfileSpec(_Strict):
     id: str = Field(pattern=_PROFILE_ID, description="Unique profile id, e.g. mh-streetlight-json.")
     version: int = Field(ge=1, description="Bump when the mapping changes.")
-    domain: Literal["lighting", "water", "traffic", "connectivity", "environment", "energy"]
-    manufacturer: str = ""
-    model: str = ""
-    description: str = ""
-    match: MatchSpec
-    decode: DecodeSpec
+    domain: Literal["lighting", "water", "traffic", "connectivity", "environment", "energy"] = (
+        Field(description="The town service the data belongs to; the file's folder.")
+    )
+    manufacturer: str = Field("", description="Free text: who makes the device.")
+    model: str = Field("", description="Free text: the device model.")
+    description: str = Field("", description="Free text: what the device is and how it reports.")
+    match: MatchSpec = Field(description="Which MQTT messages this profile takes.")
+    decode: DecodeSpec = Field(
+        description="How the payload's bytes become a structure; `format` picks the table."
+    )
     readings: ReadingsSpec | None = Field(
         None, description="Present when one message carries an array of readings."
     )
-    time: TimeSpec
+    time: TimeSpec = Field(
+        description="Where each reading's time comes from, and how far a device clock may be off."
+    )
     liveness: LivenessSpec | None = Field(
         None,
         description="Device liveness: the expected reporting interval and the availability "
         "(last will) topic. Absent: devices of this profile are never reported stale.",
     )
-    output: OutputSpec
-    tags: dict[Annotated[str, Field(pattern=_IDENT)], TagSpec] = Field(default_factory=dict)
-    fields: dict[Annotated[str, Field(pattern=_IDENT)], FieldSpec] = Field(min_length=1)
+    output: OutputSpec = Field(
+        description="Where the points go: measurement, database, retention policy, series budget."
+    )
+    tags: dict[Annotated[str, Field(pattern=_IDENT)], TagSpec] = Field(
+        default_factory=dict,
+        description="name -> where its value comes from; tags identify a series, keep them few.",
+    )
+    fields: dict[Annotated[str, Field(pattern=_IDENT)], FieldSpec] = Field(
+        min_length=1,
+        description="name -> where its value comes from and how it is checked and converted.",
+    )
     tenant: str | None = Field(
         None,
         pattern=_IDENT,
