@@ -10,17 +10,20 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 import tomllib
+import urllib.request
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
+from gateway.operations.endpoint import parse_metrics
 from tests.servers import Influxd, Mosquitto
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -136,6 +139,21 @@ class GatewayProcess:
                 return False
             time.sleep(0.05)
 
+    def health_url(self) -> str:
+        """The running process's health endpoint: its port is chosen free at start and logged."""
+        found: list[str] = re.findall(r"health endpoint on (http://\S+)/", self.log())
+        if not found or not self.running:
+            raise AssertionError(f"no running gateway with a health endpoint:\n{self.log()}")
+        return found[-1]  # the log is kept across restarts: the last start's port
+
+    def metric(self, name: str, **labels: str) -> float:
+        """`mh_gateway_<name>` from /metrics (counters end in `_total`), summed over the series
+        that carry `labels`. Counters start at 0 with each process."""
+        url = self.health_url() + "/metrics"
+        with urllib.request.urlopen(url, timeout=5) as answer:  # noqa: S310  # http:// from the log
+            samples = parse_metrics(answer.read().decode()).get(f"mh_gateway_{name}", [])
+        return sum(v for got, v in samples if all(got.get(k) == w for k, w in labels.items()))
+
     def stop(self, timeout_s: float = 20.0) -> int:
         """SIGTERM and wait: the gateway flushes, acknowledges and exits."""
         assert self.process is not None
@@ -204,6 +222,14 @@ def stored_counts(influxd: Influxd, database: str, measurements: list[str]) -> C
             # COUNT(*) gives one column per field; the largest is the number of points.
             counts[measurement] = max(v for v in series[0]["values"][0][1:] if v is not None)
     return counts
+
+
+def stored_readings(influxd: Influxd, database: str) -> int:
+    """Points in every measurement of `database` but the gateway's own (`gateway_*`)."""
+    answer = influxd.query("SHOW MEASUREMENTS", db=database)
+    names = [row[0] for s in answer["results"][0].get("series", []) for row in s["values"]]
+    readings = [name for name in names if not name.startswith("gateway_")]
+    return sum(stored_counts(influxd, database, readings).values())
 
 
 def wait_for_counts(

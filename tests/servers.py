@@ -291,6 +291,10 @@ class Mosquitto(ServerProcess):
     def log_path(self) -> Path:
         return self.workdir / "mosquitto.log"
 
+    def log(self) -> str:
+        """The broker's log file: connections, subscriptions, warnings."""
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
     @property
     def persistence_path(self) -> Path:
         return self.workdir / "mosquitto.db"
@@ -320,6 +324,9 @@ class Mosquitto(ServerProcess):
             "log_type warning",
             "log_type notice",
             "log_type information",
+            # "<client id> <qos> <filter>" once a SUBSCRIBE is handled: tests wait for that line
+            # rather than guess how long the broker takes.
+            "log_type subscribe",
             # The default of 1000 per client silently drops the rest of an offline persistent
             # session's QoS 1 backlog; the gateway's outage tests queue far more than that.
             "max_queued_messages 0",

@@ -6,7 +6,6 @@ import json
 import re
 import subprocess
 import sys
-import time
 import urllib.request
 from collections import Counter
 from pathlib import Path
@@ -25,6 +24,7 @@ from tests.harness import (
     wait_for_counts,
 )
 from tests.servers import Influxd, Mosquitto
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -87,7 +87,7 @@ def test_broker_restart_mid_stream_loses_nothing(
             "--messages", "5000", "--rate", "1000", "--seed", "11",
         )  # fmt: skip
         gateway.wait_for_log("subscribed to")
-        time.sleep(2.0)
+        wait_for(lambda: gateway.metric("messages_acked_total") >= 1500, 60, "the stream flows")
         assert publisher.poll() is None, "the stream ended before the broker restart"
         mosquitto.restart(down_s=1.0)
         assert publisher.wait(timeout=120) == 0

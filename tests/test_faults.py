@@ -9,6 +9,12 @@ simulators' truth file: 0 readings lost, 0 stored twice. Each scenario records o
 The gateway is configured to give up on a failing write after 1 s (`[spool] write_timeout_s`)
 and to time a request out after 1 s (`[influx] timeout_s`), so each outage reaches the
 store-and-forward spool within a second or two.
+
+Faults start and end on events the gateway shows (its /metrics counters and log lines), not
+after fixed times: a fault begins once the stream flows through the gateway, lasts until the
+gateway has reacted to it (spooled, reconnected, restarted), and the stream ends once the
+gateway has written again after the repair. On a slow, busy machine a scenario only takes
+longer; every wait has a deadline.
 """
 
 from __future__ import annotations
@@ -18,7 +24,6 @@ import random
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +44,7 @@ from tests.harness import (
     wait_for_counts,
 )
 from tests.servers import Influxd, Mosquitto
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -53,6 +59,13 @@ SPOOL_MIN_BYTES = 1024**2  # the smallest [spool] max_bytes the configuration ac
 # What the gateway logs when an outage outlasts write_timeout_s, and when the spool is full.
 SPOOLING_LOG = "spooling batches to disk"
 SPOOL_FULL_LOG = "spool full"
+RECOVERED_LOG = "InfluxDB accepts writes again"
+# "The stream flows": this many messages acknowledged by the gateway process (about 1 s of it).
+FLOWING = RATE
+# The long outage lasts until the spool holds this many readings (about 10 s of the stream,
+# some 40 batches): a backlog the replay must write back while the live stream goes on.
+OUTAGE_POINTS = 20_000
+EVENT_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,11 +137,27 @@ def rig(
     return Rig(tmp_path, mosquitto, influxd, influx_db, scenario_results)
 
 
-def end_stream(publisher: subprocess.Popen[bytes], after_s: float) -> None:
-    """Let the stream run `after_s` more seconds, then stop it: on SIGTERM the simulators stop
-    generating, publish what they already wrote to the truth file, and exit 0. Ending streams
-    on events rather than fixed lengths keeps each fault mid-stream on a slow, busy machine."""
-    time.sleep(after_s)
+def acked(gateway: GatewayProcess) -> float:
+    """Messages the running gateway process acknowledged (durable in InfluxDB or the spool)."""
+    return gateway.metric("messages_acked_total")
+
+
+def wait_for_flow(gateway: GatewayProcess, messages: int = FLOWING) -> None:
+    """Wait until the gateway process acknowledges `messages` more than it has so far."""
+    target = acked(gateway) + messages
+    wait_for(lambda: acked(gateway) >= target, EVENT_TIMEOUT_S, f"{target:.0f} messages acked")
+
+
+def wait_for_log(gateway: GatewayProcess, text: str, occurrences: int) -> None:
+    gateway.wait_for_log(text, occurrences=occurrences, timeout_s=EVENT_TIMEOUT_S)
+
+
+def end_stream(publisher: subprocess.Popen[bytes], gateway: GatewayProcess) -> None:
+    """Once the gateway has taken FLOWING more messages, stop the stream: on SIGTERM the
+    simulators stop generating, publish what they already wrote to the truth file, and exit
+    0. Ending streams on events rather than fixed lengths keeps each fault mid-stream on a
+    slow, busy machine."""
+    wait_for_flow(gateway)
     assert publisher.poll() is None, "the stream ended before the fault was over"
     publisher.send_signal(signal.SIGTERM)
 
@@ -139,21 +168,26 @@ def assert_nothing_lost(outcome: ScenarioReport, gateway: GatewayProcess) -> Non
     assert "Traceback" not in gateway.log()
 
 
-def test_influxd_stopped_for_a_minute_mid_stream(
+def test_influxd_stopped_while_the_spool_fills_mid_stream(
     tmp_path: Path, mosquitto: Mosquitto, private_influxd: Influxd, scenario_results: Path
 ) -> None:
     rig = Rig(tmp_path, mosquitto, private_influxd, "faults", scenario_results)
     private_influxd.create_database(rig.database)
     with rig.gateway() as gateway, rig.stream(seed=21) as publisher:
-        time.sleep(4.0)
+        wait_for_flow(gateway)
         private_influxd.stop()
-        time.sleep(60.0)
+        wait_for_log(gateway, SPOOLING_LOG, 1)
+        wait_for(
+            lambda: gateway.metric("spool_points") >= OUTAGE_POINTS,
+            2 * EVENT_TIMEOUT_S,
+            f"{OUTAGE_POINTS} readings in the spool",
+        )
         assert gateway.running, "the gateway died during the outage"
         private_influxd.start()
-        end_stream(publisher, after_s=4.0)
-        outcome = rig.settle("influxd_stopped_60s", gateway, publisher, timeout_s=120)
+        wait_for_log(gateway, RECOVERED_LOG, 1)
+        end_stream(publisher, gateway)
+        outcome = rig.settle("influxd_stopped", gateway, publisher, timeout_s=120)
     assert_nothing_lost(outcome, gateway)
-    assert SPOOLING_LOG in gateway.log()
 
 
 def test_influx_errors_and_timeouts_mid_stream(rig: Rig, fault_proxy: FaultProxy) -> None:
@@ -165,12 +199,14 @@ def test_influx_errors_and_timeouts_mid_stream(rig: Rig, fault_proxy: FaultProxy
         (Mode.HANG, 503, None),
     ]
     with rig.gateway(influx_url=fault_proxy.url) as gateway, rig.stream(seed=22) as publisher:
-        for mode, status, retry_after in faults:
-            time.sleep(1.5)
+        for number, (mode, status, retry_after) in enumerate(faults, start=1):
+            wait_for_flow(gateway)
             fault_proxy.set_mode(mode, status=status, retry_after=retry_after)
-            time.sleep(3.0)
+            wait_for_log(gateway, SPOOLING_LOG, number)  # the fault outlasted write_timeout_s
+            wait_for_flow(gateway)  # and the stream goes on into the spool
             fault_proxy.pass_through()
-        end_stream(publisher, after_s=1.5)
+            wait_for_log(gateway, RECOVERED_LOG, number)
+        end_stream(publisher, gateway)
         outcome = rig.settle("influx_500_503_429_hang", gateway, publisher)
     assert_nothing_lost(outcome, gateway)
     assert fault_proxy.counts[Mode.ERROR] >= 3
@@ -181,10 +217,10 @@ def test_influx_errors_and_timeouts_mid_stream(rig: Rig, fault_proxy: FaultProxy
 def test_gateway_killed_three_times_mid_stream(rig: Rig) -> None:
     with rig.gateway() as gateway, rig.stream(seed=23) as publisher:
         for _ in range(3):
-            time.sleep(2.5)
+            wait_for_flow(gateway)
             assert publisher.poll() is None, "the stream ended before the crash"
             gateway.restart(crash=True)  # SIGKILL: no flush, no acknowledgement
-        end_stream(publisher, after_s=2.0)
+        end_stream(publisher, gateway)
         outcome = rig.settle("gateway_kill9_x3", gateway, publisher)
     assert_nothing_lost(outcome, gateway)
     assert gateway.log().count("subscribed to") == 4
@@ -193,11 +229,11 @@ def test_gateway_killed_three_times_mid_stream(rig: Rig) -> None:
 def test_broker_restarted_mid_stream(rig: Rig) -> None:
     assert rig.broker.persistence, "the broker must keep the queued messages over a restart"
     with rig.gateway() as gateway, rig.stream(seed=24) as publisher:
-        time.sleep(3.0)
+        wait_for_flow(gateway)
         assert publisher.poll() is None, "the stream ended before the broker restart"
-        rig.broker.restart(down_s=1.0)
+        rig.broker.restart(down_s=1.0)  # the scenario: a broker away for a second
         gateway.wait_for_log("subscribed to", occurrences=2)
-        end_stream(publisher, after_s=2.0)
+        end_stream(publisher, gateway)
         outcome = rig.settle("broker_restart", gateway, publisher)
     assert_nothing_lost(outcome, gateway)
 
@@ -209,7 +245,7 @@ def test_spool_fills_up_during_an_outage(rig: Rig, fault_proxy: FaultProxy) -> N
         rig.gateway(influx_url=fault_proxy.url, max_bytes=SPOOL_MIN_BYTES) as gateway,
         rig.stream(messages=18_000, seed=25) as publisher,
     ):
-        time.sleep(1.5)
+        wait_for_flow(gateway)
         fault_proxy.error(503)
         spool_filled = gateway.logged_within(SPOOL_FULL_LOG, timeout_s=30.0)
         assert publisher.wait(timeout=120) == 0, "the broker must take the stream while full"
@@ -226,10 +262,11 @@ def test_torn_spool_record_after_a_crash(rig: Rig, fault_proxy: FaultProxy) -> N
         rig.stream(seed=26) as publisher,
     ):
         wal = gateway.state_dir / f"{SPOOL_FILE}-wal"
-        time.sleep(1.5)
+        wait_for_flow(gateway)
         fault_proxy.drop()
         spooling = gateway.logged_within(SPOOLING_LOG, timeout_s=15.0)
-        time.sleep(1.0)  # crash in the middle of spooling, not at its start
+        # Crash in the middle of spooling, not at its start: once batches are going to disk.
+        wait_for(lambda: gateway.metric("spooled_batches_total") >= 5, 30, "5 batches spooled")
         gateway.kill()
         torn = spooling and wal.exists()
         if torn:
@@ -238,9 +275,11 @@ def test_torn_spool_record_after_a_crash(rig: Rig, fault_proxy: FaultProxy) -> N
                 handle.write(random.Random(26).randbytes(100))
         acknowledged = spooled_batches(gateway.state_dir, rig.workdir / "spool-copy")
         gateway.start()  # must start on the torn spool (start() fails if it exits instead)
-        time.sleep(2.0)  # still down: the new process spools on top of the torn file
+        # Still down: the new process spools on top of the torn file. (It may log no
+        # SPOOLING_LOG: its spool replay can find InfluxDB down before a live write does.)
+        wait_for(lambda: gateway.metric("spooled_batches_total") >= 1, 30, "spooled after restart")
         fault_proxy.pass_through()
-        end_stream(publisher, after_s=1.5)
+        end_stream(publisher, gateway)
         outcome = rig.settle("torn_spool_record", gateway, publisher)
     assert_nothing_lost(outcome, gateway)
     assert spooling, f"the gateway never logged {SPOOLING_LOG!r} while InfluxDB was down"

@@ -19,11 +19,13 @@ from tests.harness import (
     wait_for_counts,
 )
 from tests.servers import Influxd, Mosquitto
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.integration
 
 FLOOD_TOPIC = "city/lighting/di-su/sl-9999/telemetry"
 FLOOD_MESSAGES = 20_000
+TOWN_MESSAGES = 2000
 RATE_PER_S, BURST = 20.0, 200
 
 
@@ -49,7 +51,7 @@ def test_a_flooding_device_cannot_crowd_out_the_others(
         town = start_simulators(
             mosquitto, truth_file,
             "--lighting", "20", "--water", "20", "--traffic", "0",
-            "--messages", "2000", "--rate", "400", "--seed", "3",
+            "--messages", str(TOWN_MESSAGES), "--rate", "400", "--seed", "3",
         )  # fmt: skip
         subprocess.run(
             ["mosquitto_pub", "-p", str(mosquitto.port), "-q", "1", "-t", FLOOD_TOPIC, "-l"],
@@ -60,7 +62,12 @@ def test_a_flooding_device_cannot_crowd_out_the_others(
         expected = truth_counts(truth)
         expected["streetlight"] += 1  # at least the flooder's first message is stored
         wait_for_counts(influxd, influx_db, expected, timeout_s=30)
-        time.sleep(1.0)
+        # Every message handled and durable (stored or dead-lettered) before the stop.
+        wait_for(
+            lambda: gateway.metric("messages_acked_total") >= TOWN_MESSAGES + FLOOD_MESSAGES,
+            60,
+            "every message of the town and the flooder acknowledged",
+        )
         elapsed_s = time.monotonic() - started
         assert gateway.stop() == 0
 

@@ -30,6 +30,7 @@ import pytest
 from gateway.operations.endpoint import parse_metrics
 from tests.harness import ROOT, GatewayProcess, gateway_config, wait_for_counts
 from tests.servers import Influxd, Mosquitto, find_binary
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -84,14 +85,6 @@ def counter(url: str, name: str, **labels: str) -> float:
     return sum(v for got, v in samples if all(got.get(k) == w for k, w in labels.items()))
 
 
-def eventually(check: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout_s}s: {what}")
-        time.sleep(0.2)
-
-
 def status(url: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "gateway", "status", "--url", url],
@@ -125,13 +118,13 @@ def test_health_readiness_metrics_and_status_follow_the_real_services(
     gateway = gateway_without_spool
     url = health_url(gateway)
     assert get(f"{url}/healthz") == (200, "ok\n")
-    eventually(lambda: get(f"{url}/readyz")[0] == 200, "ready once connected")
+    wait_for(lambda: get(f"{url}/readyz")[0] == 200, 60, "ready once connected")
 
     sent = 25
     publish(mosquitto, telemetry_topic("sl-0001"), [reading(n) for n in range(sent)])
     stored = wait_for_counts(private_influxd, DATABASE, Counter({"streetlight": sent}))
     assert stored == Counter({"streetlight": sent})
-    eventually(lambda: counter(url, "messages_acked") == sent, "all acknowledged")
+    wait_for(lambda: counter(url, "messages_acked") == sent, 60, "all acknowledged")
     assert counter(url, "messages_received") == sent
     assert counter(url, "points_written", domain="lighting") == sent
     assert counter(url, "points_written") == sent  # nothing else was written
@@ -146,7 +139,7 @@ def test_health_readiness_metrics_and_status_follow_the_real_services(
     # InfluxDB goes away: the next write fails and, without a spool, the gateway is not ready.
     private_influxd.stop()
     publish(mosquitto, telemetry_topic("sl-0001"), [reading(sent)])
-    eventually(lambda: get(f"{url}/readyz")[0] == 503, "not ready while InfluxDB is down")
+    wait_for(lambda: get(f"{url}/readyz")[0] == 503, 60, "not ready while InfluxDB is down")
     answer = json.loads(get(f"{url}/readyz")[1])
     assert answer["ready"] is False
     assert any(reason.startswith("influxdb: writes failing") for reason in answer["reasons"])
@@ -158,10 +151,10 @@ def test_health_readiness_metrics_and_status_follow_the_real_services(
 
     # It returns: the held reading is written and the gateway is ready again.
     private_influxd.start()
-    eventually(lambda: get(f"{url}/readyz")[0] == 200, "ready again after InfluxDB returned")
+    wait_for(lambda: get(f"{url}/readyz")[0] == 200, 60, "ready again after InfluxDB returned")
     stored = wait_for_counts(private_influxd, DATABASE, Counter({"streetlight": sent + 1}))
     assert stored == Counter({"streetlight": sent + 1})
-    eventually(lambda: counter(url, "messages_acked") == sent + 1, "the held one acknowledged")
+    wait_for(lambda: counter(url, "messages_acked") == sent + 1, 60, "the held one acknowledged")
     assert gateway.stop() == 0
     assert "Traceback" not in gateway.log()
 
@@ -217,6 +210,8 @@ def test_a_silent_device_is_stale_after_its_interval_and_back_when_it_resumes(
                 assert time.monotonic() < deadline, f"not within 60 s: {what}"
                 for device in devices:
                     device.report()
+                # The scenario: devices report every interval_s / 4 of real time, as the
+                # liveness tracker in the gateway process reads the real clock.
                 time.sleep(interval_s / 4)
 
         keep_reporting([steady, flaky], lambda: counter(url, "messages_acked") >= 8, "reports")
@@ -235,9 +230,9 @@ def test_a_silent_device_is_stale_after_its_interval_and_back_when_it_resumes(
         # topic. A lamp that sends no readings here, so only its availability decides.
         status_topic = STATUS_TOPIC.format(district=DISTRICT, device="sl-0199")
         publish(mosquitto, status_topic, ["offline"], retain=True)
-        eventually(lambda: stale_devices(url).get("sl-0199") == "offline", "sl-0199 offline")
+        wait_for(lambda: stale_devices(url).get("sl-0199") == "offline", 60, "sl-0199 offline")
         publish(mosquitto, status_topic, ["online"], retain=True)
-        eventually(lambda: "sl-0199" not in stale_devices(url), "sl-0199 online again")
+        wait_for(lambda: "sl-0199" not in stale_devices(url), 60, "sl-0199 online again")
         assert counter(url, "availability_messages", state="offline") == 1
         assert counter(url, "dead_letters") == 0  # availability is not a reading
         steady.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -24,9 +23,12 @@ from tests.harness import (
     wait_for_counts,
 )
 from tests.servers import Influxd, Mosquitto
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.integration
 
+# What mosquitto logs (`log_type subscribe`) once it has handled the gateway's SUBSCRIBE.
+LEVEL_SUBSCRIBED = "test-gateway 1 test/level/+"
 NEW_FIELD = "  flow_lps: {path: flow.value, type: float, unit: L/s, min: 0}\n"
 
 
@@ -55,14 +57,19 @@ def test_profiles_change_arrive_and_leave_while_streaming(
             "--lighting", "20", "--water", "20", "--traffic", "0",
             "--messages", "9000", "--rate", "1500", "--seed", "21",
         )  # fmt: skip
-        time.sleep(1.5)
+        wait_for(lambda: gateway.metric("messages_acked_total") >= 1500, 60, "the stream flows")
         assert publisher.poll() is None, "the stream ended before the reload"
         flow_profile.write_text(flow_profile.read_text() + NEW_FIELD)
         gateway.wait_for_log("profiles reloaded", 1)
 
+        subscribed = mosquitto.log().count(LEVEL_SUBSCRIBED)
         level_profile.write_text(LEVEL_PROFILE)
         gateway.wait_for_log("MQTT subscribed to test/level/+")
-        time.sleep(0.3)  # the broker handles our SUBSCRIBE before mosquitto_pub connects
+        wait_for(  # the broker handles our SUBSCRIBE before mosquitto_pub connects
+            lambda: mosquitto.log().count(LEVEL_SUBSCRIBED) > subscribed,
+            20,
+            f"the broker's log line {LEVEL_SUBSCRIBED!r}",
+        )
         for value in ("1.25", "1.5", "1.75"):
             publish(mosquitto, "test/level/tank-1", value)
         # They queue behind the stream: removing the profile before they are handled would
@@ -76,7 +83,15 @@ def test_profiles_change_arrive_and_leave_while_streaming(
         truth = load_truth(truth_file)
         wait_for_counts(influxd, influx_db, truth_counts(truth))
         publish(mosquitto, "test/level/tank-1", "9.0")  # no profile, no subscription: not stored
-        time.sleep(0.5)
+        # A marker after it, dead-lettered: had the broker still sent test/level/+, 9.0 would
+        # have reached the gateway before the marker (and the stop's drain would store it).
+        invalid = gateway.metric("dead_letters_total", reason="invalid_json")
+        publish(mosquitto, "city/lighting/di-su/sl-0999/telemetry", "not json")
+        wait_for(
+            lambda: gateway.metric("dead_letters_total", reason="invalid_json") > invalid,
+            20,
+            "the marker dead-lettered",
+        )
         assert gateway.stop() == 0
 
     # Everything the simulators sent is there exactly once, with the truth's values.

@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -26,6 +23,7 @@ from simulators.devices import KINDS
 from simulators.faults import FAULTS
 from tests.harness import ROOT, GatewayProcess, gateway_config, run_simulators
 from tests.servers import Influxd, Mosquitto
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -48,24 +46,15 @@ def device_counts() -> list[str]:
     return arguments
 
 
-def messages_received(health: str) -> float:
-    with urllib.request.urlopen(health + "metrics", timeout=5) as answer:  # noqa: S310  # http:// from the log
-        exposition = answer.read().decode()
-    found = re.search(r"^mh_gateway_messages_received_total (\S+)$", exposition, re.M)
-    assert found is not None, exposition[:500]
-    return float(found.group(1))
-
-
 HASH_KEY = "faulty-town-test-key-not-secret"
 
 
 def wait_until_received(gateway: GatewayProcess, published: int) -> None:
-    found = re.search(r"health endpoint on (http://\S+/)", gateway.log())
-    assert found is not None, gateway.log()
-    deadline = time.monotonic() + RECEIVE_DEADLINE_S
-    while (received := messages_received(found.group(1))) < published:
-        assert time.monotonic() < deadline, f"gateway received {received} of {published}"
-        time.sleep(0.5)
+    wait_for(
+        lambda: gateway.metric("messages_received_total") >= published,
+        RECEIVE_DEADLINE_S,
+        f"the gateway received all {published} published messages",
+    )
 
 
 def test_a_faulty_town_is_stored_exactly_as_the_truth_says(

@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Self
 
@@ -23,10 +22,12 @@ from tests.harness import (
     load_truth,
     run_simulators,
     start_simulators,
+    stored_readings,
     truth_counts,
     wait_for_counts,
 )
 from tests.servers import Influxd, Mosquitto
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -97,7 +98,9 @@ def test_a_killed_worker_is_restarted_and_nothing_is_lost_or_doubled(
     with WorkersProcess(_config(tmp_path, mosquitto, influxd, influx_db)) as gateway:
         publisher = start_simulators(mosquitto, truth_file, *FLEET, *stream)
         try:
-            time.sleep(2.0)
+            wait_for(
+                lambda: stored_readings(influxd, influx_db) >= 2000, 60, "2,000 readings stored"
+            )
             assert publisher.poll() is None, "the stream ended before the crash"
             os.kill(gateway.worker_pids()[0], signal.SIGKILL)  # no flush, no acknowledgement
             gateway.wait_for_log("starting it again")
