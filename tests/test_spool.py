@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,6 +21,7 @@ from gateway.profiles.registry import load_directory
 from gateway.stages.deadletter import DEAD_LETTER_FILE, DeadLetter, DeadLetterStore
 from gateway.stages.sinks.recording import RecordingSink
 from gateway.stages.spool import SPOOL_FILE, Spool
+from gateway.stages.storage import RESERVE_BYTES, RESERVE_FILE
 from tests.fakes import (
     LEVEL_PROFILE,
     LEVEL_TOPIC,
@@ -33,7 +32,7 @@ from tests.fakes import (
     run_and_drain,
 )
 from tests.small_disk import fill, free, small_disk
-from tests.waits import wait_for_async
+from tests.waits import wait_for, wait_for_async
 
 PROFILES = Path(__file__).resolve().parent.parent / "device_profiles"
 
@@ -292,6 +291,24 @@ def test_a_full_disk_refuses_the_batch_and_names_sqlites_error_then_recovers(
         spool.close()
 
 
+def test_the_stores_open_on_a_full_disk_in_the_room_of_the_reserve(tmp_path: Path) -> None:
+    with small_disk(tmp_path / "state", 2 * 1024**2) as state:
+        Spool(state / SPOOL_FILE, max_bytes=1024**2).close()
+        DeadLetterStore(state / DEAD_LETTER_FILE).close()
+        assert (state / RESERVE_FILE).stat().st_size == RESERVE_BYTES
+        fill(state)  # a clean stop removed the -wal and -shm files: opening must make them
+        spool = Spool(state / SPOOL_FILE, max_bytes=64 * 1024**2)  # the disk is the limit
+        store = DeadLetterStore(state / DEAD_LETTER_FILE)
+        assert not (state / RESERVE_FILE).exists()
+        # The reserve's room is the stores' to use; then the disk is full again: refused.
+        assert not all(spool.append(None, None, ["m v=1i 1"] * 20_000) for _ in range(10))
+        assert spool.storage.disk_full is not None
+        free(state)
+        assert spool.append(None, None, ["m v=1i 1"])
+        spool.close()
+        store.close()
+
+
 def test_dead_letters_wait_for_space_and_close_ends_the_wait(tmp_path: Path) -> None:
     with small_disk(tmp_path / "state", 2 * 1024**2) as state:
         store = DeadLetterStore(state / DEAD_LETTER_FILE)
@@ -299,7 +316,7 @@ def test_dead_letters_wait_for_space_and_close_ends_the_wait(tmp_path: Path) -> 
         letters = [DeadLetter(i, "t/x", b"p" * 4096, "invalid_json") for i in range(100)]
         adding = threading.Thread(target=store.add, args=(letters,))
         adding.start()
-        wait_until(lambda: store.storage.disk_full is not None, "disk-full state")
+        wait_for(lambda: store.storage.disk_full is not None, 10, "the disk-full state")
         assert adding.is_alive()  # not acknowledged, not lost: waiting
         free(state)
         adding.join(timeout=10)
@@ -310,7 +327,7 @@ def test_dead_letters_wait_for_space_and_close_ends_the_wait(tmp_path: Path) -> 
         failed: list[BaseException] = []
         stuck = threading.Thread(target=_add_catching, args=(store, letters, failed))
         stuck.start()
-        wait_until(lambda: store.storage.disk_full is not None, "disk-full state")
+        wait_for(lambda: store.storage.disk_full is not None, 10, "the disk-full state")
         store.close()  # what the pipeline does on SIGTERM
         stuck.join(timeout=10)
         assert not stuck.is_alive()
@@ -324,13 +341,6 @@ def _add_catching(
         store.add(letters)
     except StorageFullError as exc:
         failed.append(exc)
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"no {what} within {timeout_s}s"
-        time.sleep(0.01)
 
 
 def test_dead_letters_are_bounded_by_bytes_oldest_evicted_and_counted(tmp_path: Path) -> None:

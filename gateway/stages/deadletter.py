@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.stages.storage import StorageState, create_private, run_transaction
+from gateway.stages.storage import StorageState, create_private, open_database, run_transaction
 
 log = logging.getLogger(__name__)
 
@@ -83,11 +83,7 @@ class DeadLetterStore:
         self._evicted_logged_at = -_EVICTION_LOG_EVERY_S
         # A commit waiting for space and close() on SIGTERM come from different threads.
         self._lock = threading.Lock()
-        # check_same_thread=False: the pipeline commits from one worker thread at a time.
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        self._db = open_database(path, _connect)
         self._add_missing_columns()
         rows, size = self._db.execute(
             "SELECT COUNT(*), COALESCE(SUM(length(topic) + length(payload) + length(detail)), 0)"
@@ -254,3 +250,16 @@ def _size(letter: DeadLetter) -> int:
     """What the size queries measure: SQLite's length() counts characters of text, bytes of a
     blob."""
     return len(letter.topic) + len(letter.payload) + len(letter.detail)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    # check_same_thread=False: the pipeline commits from one worker thread at a time.
+    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.executescript(_SCHEMA)
+    except sqlite3.Error:
+        db.close()
+        raise
+    return db

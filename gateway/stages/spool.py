@@ -31,7 +31,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.stages.storage import StorageState, create_private, is_storage_full, run_transaction
+from gateway.stages.storage import (
+    StorageState,
+    create_private,
+    is_storage_full,
+    open_database,
+    run_transaction,
+)
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +95,7 @@ class Spool:
         self.path = path
         self.max_bytes = max_bytes
         self.storage = StorageState("spool")
-        self._db = _open(path)
+        self._db = open_database(path, _open)
         # The live writer and the replayer call from different worker threads.
         self._lock = threading.Lock()
         row = self._db.execute(

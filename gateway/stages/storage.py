@@ -9,6 +9,12 @@ its messages are not acknowledged, the writer stops, intake pauses and the broke
 everything. The first write that succeeds again clears the state: recovery needs no restart.
 `close()` ends the wait (raising StorageFullError), so SIGTERM still ends the process.
 
+Opening needs space too: a WAL database's shared-memory file (32 KiB) is created at open,
+so after a clean stop on a full disk the stores could not even open, and the gateway would
+crash-loop. So the state directory keeps a reserve file (`RESERVE_FILE`, 1 MiB, made when
+there is room): a store that cannot open for lack of space deletes it and opens in its room,
+then runs in the disk-full state above. The next start with room makes a new one.
+
 The files are created 0600: they hold payloads, possibly personal data, and nothing but the
 gateway's own user needs to read them (outside systemd, whose StateDirectory does this too).
 """
@@ -139,6 +145,51 @@ def run_transaction(db: sqlite3.Connection, work: Callable[[sqlite3.Connection],
             db.execute("ROLLBACK")
         raise
     return result
+
+
+RESERVE_FILE = "reserve.bin"
+RESERVE_BYTES = 1024 * 1024
+
+
+def open_database(path: Path, connect: Callable[[Path], sqlite3.Connection]) -> sqlite3.Connection:
+    """`connect(path)`; on a full disk, once more after giving up the reserve file."""
+    try:
+        db = connect(path)
+    except sqlite3.OperationalError as exc:
+        reserve = path.parent / RESERVE_FILE
+        if not is_storage_full(exc) or not reserve.exists():
+            raise
+        log.error(
+            "%s: %s while opening; the disk is full: the reserve file %s is deleted to open "
+            "the store, intake stays paused until there is space",
+            path,
+            exc,
+            reserve,
+        )
+        reserve.unlink()
+        return connect(path)
+    _keep_reserve(path.parent / RESERVE_FILE)
+    return db
+
+
+def _keep_reserve(reserve: Path) -> None:
+    """Make the reserve file if it is missing and there is room for it (else try next time)."""
+    if reserve.exists():
+        return
+    try:
+        fd = os.open(reserve, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
+    except OSError:
+        return  # another store made it just now, or the directory is read-only
+    try:
+        block = bytes(64 * 1024)  # written, not sparse: the blocks must be taken
+        written = 0
+        while written < RESERVE_BYTES:  # a write near a full disk may be short: no error yet
+            written += os.write(fd, block)
+        os.fsync(fd)
+    except OSError:
+        reserve.unlink(missing_ok=True)  # no room: no reserve
+    finally:
+        os.close(fd)
 
 
 def create_private(path: Path) -> None:
