@@ -6,7 +6,9 @@ measures the gateway's own per-message CPU cost: profile resolution, decoding, n
 (types, units, ranges, time), line protocol and batching. The MQTT receive path and the HTTP
 write are not included: `python -m benchmarks.full` measures the whole drain.
 
-Prints one JSON line: median and spread over several runs, per message and per reading.
+Prints one JSON line: median and spread over several runs, per message and per reading; then
+one line per device profile kind (benchmarks/profiles.py: JSON, fixed binary layouts, and the
+declarative channel/variant/flag layouts), the CPU per message of each on its own.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import time
 from pathlib import Path
 
 from benchmarks.backlog import backlog_end_ms, town_readings
+from benchmarks.profiles import per_profile
 from gateway.config import GatewaySettings
 from gateway.model import Message
 from gateway.pipeline import Gateway
@@ -92,6 +95,12 @@ def main() -> None:
     messages, readings = _messages(args.messages)
     with tempfile.TemporaryDirectory() as state:
         timings = [asyncio.run(_one_run(messages, Path(state))) for _ in range(args.runs)]
+    parser.add_argument(
+        "--profile-messages",
+        type=int,
+        default=4000,
+        help="messages per profile for the per-profile lines (benchmarks/profiles.py); 0: none",
+    )
     per_message = [t / len(messages) * 1e6 for t in timings]
     summary = {
         "benchmark": "hot_path_in_process",
@@ -108,3 +117,6 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    if args.profile_messages > 0:
+        for line in per_profile(args.profile_messages, args.runs):
+            print(json.dumps(line))
