@@ -172,7 +172,12 @@ async def test_a_spool_left_by_a_previous_run_is_replayed_at_start(tmp_path: Pat
     instance, _ = make_gateway(tmp_path, sink)
     stop = asyncio.Event()
     task = asyncio.create_task(instance.run(stop))
-    await wait_for_async(lambda: len(sink.lines) == 2, 5, "the old spool replayed")
+    # Written, and then removed from the spool: a stop between the two replays it again.
+    await wait_for_async(
+        lambda: len(sink.lines) == 2 and instance.metrics.spool_batches == 0,
+        5,
+        "the old spool written and emptied",
+    )
     stop.set()
     await asyncio.wait_for(task, 5)
     assert Spool(tmp_path / SPOOL_FILE, max_bytes=1024**2).depth.batches == 0
