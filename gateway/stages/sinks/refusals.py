@@ -119,8 +119,7 @@ def _unparsable(text: str, lines: Sequence[str]) -> dict[int, str] | None:
         if start >= 0:
             end = text.find("\n", start)
             refused[index] = text[start : end if end >= 0 else len(text)]
-    found = len({lines[index] for index in refused})
-    return refused if found == named else None
+    return refused if len(refused) == named else None  # 1.x names each refused line once
 
 
 def _go_unquote(quoted: str) -> str:
