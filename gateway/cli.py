@@ -358,13 +358,14 @@ def profiles_test(  # noqa: PLR0917  # typer turns each parameter into an option
         return
     if topic is None or payload is None:
         raise typer.BadParameter("give --topic and --payload, or --golden FILE")
-    profile, segments = _resolve(registry, topic, expected_id)
+    message = _payload_bytes(payload)
+    profile, segments = _resolve(registry, topic, message, expected_id)
     received_ns = time.time_ns() if received is None else parse_received(received, "--received")
     _print_warnings([profile])
     typer.echo(f"profile {profile.id} v{profile.version} ({profile.file})")
     drops: list[Drop] = []
     try:
-        points = run_profile(profile, segments, _payload_bytes(payload), received_ns, drops)
+        points = run_profile(profile, segments, message, received_ns, drops)
     except DecodeError as exc:
         _print_drops(drops)
         typer.echo(f"dead letter: {exc}", err=True)
@@ -416,7 +417,7 @@ def _registry_for(profile_arg: str | None, directory: Path) -> tuple[ProfileRegi
 
 
 def _resolve(
-    registry: ProfileRegistry, topic: str, expected_id: str | None
+    registry: ProfileRegistry, topic: str, payload: bytes, expected_id: str | None
 ) -> tuple[CompiledProfile, dict[str, str]]:
     if expected_id is not None:
         profile = registry.get(expected_id)
@@ -427,7 +428,7 @@ def _resolve(
                 f"topic {topic!r} does not match profile {expected_id!r} (pattern {pattern!r})"
             )
         return profile, segments
-    resolved = registry.resolve(topic)
+    resolved = registry.resolve(topic, payload)
     if resolved is None:
         raise ConfigError(f"topic {topic!r} matches no profile (see `profiles list`)")
     return resolved.profile, resolved.segments
@@ -537,14 +538,14 @@ def golden_failures(
     registry: ProfileRegistry, expected_id: str | None, case: dict[str, Any]
 ) -> list[str]:
     """How the profile's output differs from the case; [] when the case passes."""
-    resolved = registry.resolve(case["topic"])
+    payload = (
+        bytes.fromhex(case["payload_hex"]) if "payload_hex" in case else case["payload"].encode()
+    )
+    resolved = registry.resolve(case["topic"], payload)
     if resolved is None:
         return [f"topic {case['topic']!r} matches no profile"]
     if expected_id is not None and resolved.profile.id != expected_id:
         return [f"topic resolves to profile {resolved.profile.id!r}, not {expected_id!r}"]
-    payload = (
-        bytes.fromhex(case["payload_hex"]) if "payload_hex" in case else case["payload"].encode()
-    )
     received_ns = parse_received(case.get("received", 0), "received")
     drops: list[Drop] = []
     try:
@@ -580,6 +581,35 @@ def _run_golden_file(registry: ProfileRegistry, expected_id: str | None, file: P
     typer.echo(f"{file}: {len(cases) - failed} passed, {failed} failed")
     if failed:
         raise typer.Exit(1)
+
+
+@profiles_app.command("import")
+def profiles_import(  # noqa: PLR0917  # typer turns each parameter into an option
+    device: Annotated[str, typer.Argument(help="vendor/device, e.g. milesight-iot/am103")],
+    repo: Annotated[Path, typer.Option(help="Local checkout of TheThingsNetwork/lorawan-devices")],
+    out: Annotated[Path, typer.Option(help="Folder for the profile, codec and golden file")],
+    firmware: Annotated[
+        str | None, typer.Option(help="Firmware version, when the device lists several codecs")
+    ] = None,
+    region: Annotated[
+        str | None, typer.Option(help="Region profile (e.g. EU863-870), when codecs differ")
+    ] = None,
+    envelope: Annotated[
+        str, typer.Option(help="Uplinks from tts_v3 (The Things Stack) or chirpstack_v4")
+    ] = "tts_v3",
+    domain: Annotated[str, typer.Option(help="The profile's domain")] = "environment",
+) -> None:
+    """Write a profile that runs the vendor's codec, the codec next to it and golden vectors
+    from the codec's examples; then run `gateway profiles test --dir OUT --golden FILE`."""
+    from gateway.profiles.importer import import_device  # noqa: PLC0415  # keep `--help` fast
+
+    report = import_device(repo, device, out, firmware, region, envelope, domain)
+    typer.echo(f"profile: {report.profile}\ncodec:   {report.codec}")
+    typer.echo(f"golden:  {report.golden} ({len(report.examples)} examples)")
+    typer.echo(f"not mapped: {len(report.unmapped) or 'nothing'}")
+    for note in report.unmapped:
+        typer.echo(f"  {note}")
+    typer.echo(f"check: gateway profiles test --dir {out} --golden {report.golden}")
 
 
 @profiles_app.command("add")
