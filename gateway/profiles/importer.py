@@ -34,7 +34,8 @@ from gateway.errors import ConfigError, DecodeError
 from gateway.profiles.compile import check_unit
 from gateway.profiles.registry import load_file
 from gateway.stages.envelope import lorawan_decoder
-from gateway.stages.normalize import rows_normalizer
+from gateway.stages.lineprotocol import encode_point
+from gateway.stages.normalize import normalize
 
 ENVELOPES = ("tts_v3", "chirpstack_v4")
 RECEIVED = "2026-11-24T01:00:00Z"  # the golden uplinks' receive time (a fixed, recent day)
@@ -300,7 +301,6 @@ def _golden_cases(
     device: _Device, profile_file: Path, envelope: str, unmapped: list[str]
 ) -> Iterator[dict[str, Any]]:
     profile = load_file(profile_file)
-    normalize = rows_normalizer(profile)
     topic = _TOPICS[envelope][1].format(device=f"{device.name}-1")
     segments = profile.pattern.match(topic) or {}
     for number, example in enumerate(device.examples, 1):
@@ -324,11 +324,12 @@ def _golden_cases(
         expected = lorawan_decoder(envelope, lambda *_: wanted.get("data"))  # noqa: B023  # used at once
         drops: list[tuple[str, str]] = []
         try:
-            rows = normalize(expected(payload.encode()), segments, _received_ns(), drops)
+            points = normalize(profile, expected(payload.encode()), segments, _received_ns(), drops)
         except DecodeError as exc:
             yield {**case, "dead_letter": exc.reason}
             continue
-        yield {**case, "lines": [row.line for row in rows], "drops": [list(d) for d in drops]}
+        lines = [encode_point(point) for point in points]
+        yield {**case, "lines": lines, "drops": [list(d) for d in drops]}
 
 
 def _uplink(envelope: str, device: _Device, frame: bytes, fport: int) -> str:
