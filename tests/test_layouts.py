@@ -335,3 +335,18 @@ def test_channel_tables_are_checked(tmp_path: Path) -> None:
     assert "decode.layout.channels: channel 1 type 2 is listed twice" in str(raised.value).replace(
         str(tmp_path) + "/", ""
     )
+
+
+def test_a_sentinel_read_as_a_tag_is_a_missing_tag(tmp_path: Path) -> None:
+    file = tmp_path / "p.yaml"
+    file.write_text(
+        PROFILE.replace("fields:\n  co2_ppm", "tags:\n  band: {path: co2}\nfields:\n  co2_ppm")
+    )
+    profile = load_file(file)
+    decode = decoder_for(profile.decode_spec)
+    drops: list[tuple[str, str]] = []
+    points = normalize(profile, decode(bytes.fromhex("ffff19")), {"device_id": "x"}, 5, drops)
+    assert [dict(point.tags) for point in points] == [{}]
+    assert ("band", "missing_tag") in drops
+    points = normalize(profile, decode(bytes.fromhex("000719")), {"device_id": "x"}, 5, [])
+    assert [dict(point.tags) for point in points] == [{"band": "7"}]

@@ -613,6 +613,9 @@ def test_cli_parses_the_documented_command() -> None:
         "pressure-loggers": 0,
         "lorawan-lights": 0,
         "anpr-cameras": 0,
+        "air-stations": 0,
+        "water-meters": 0,
+        "river-probes": 0,
     }
     assert (command.messages, command.seed, command.start_ms) == (2000, 9, START_MS)
     assert command.qos == QosPlan(0)

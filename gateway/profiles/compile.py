@@ -194,7 +194,11 @@ def compile_profile(
         retention_policy=spec.output.retention_policy,
         max_series=spec.output.max_series,
         tags=tuple(
-            _private_tag(_compile_tag(name, tag, relative=relative), tag.privacy, digest)
+            _private_tag(
+                _sentinel_tag(_compile_tag(name, tag, relative=relative), sentinels),
+                tag.privacy,
+                digest,
+            )
             for name, tag in sorted(spec.tags.items())
             if tag.privacy != "drop"
         ),
@@ -247,6 +251,21 @@ def _sentinel_aware(
         return convert(raw)
 
     return replace(compiled, convert=checked, number=None)
+
+
+def _sentinel_tag(
+    compiled: CompiledTag, sentinels: frozenset[tuple[str | int, ...]]
+) -> CompiledTag:
+    """A tag reading a value that may be NO_READING reads it as absent (missing_tag)."""
+    get = compiled.get
+    if get is None or compiled.path[1] not in sentinels:
+        return compiled
+
+    def checked(reading: Any, root: Any) -> Any:
+        raw = get(reading, root)
+        return None if raw is NO_READING else raw
+
+    return replace(compiled, get=checked, path=(False, ()))  # no path: normalize calls `get`
 
 
 def _compile_liveness(spec: LivenessSpec | None) -> CompiledLiveness | None:

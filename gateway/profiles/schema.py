@@ -316,8 +316,9 @@ class ChannelsSpec(_Strict):
     )
     skip: dict[_BYTE, Annotated[int, Field(ge=0, le=255)]] = Field(
         default_factory=dict,
-        description="type byte -> value size, for values without an entry: skipped and counted "
-        "(unknown_channel). A value of unknown size dead-letters the message (unknown_channel), "
+        description="type byte -> value size, for values without an entry: skipped, so the rest "
+        "of the frame is still read (the decoded frame lists each skipped pair under "
+        "'(skipped)'). A value of unknown size dead-letters the message (unknown_channel), "
         "since the rest of the frame cannot be found.",
     )
 

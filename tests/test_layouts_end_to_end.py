@@ -1,0 +1,55 @@
+"""The declarative-layout devices through real processes: simulators -> mosquitto -> gateway ->
+influxd. A channel/type stream (air stations), fPort/header variants (water meters) and flag
+groups with an optional status word (river probes), each in a The Things Stack v3 uplink, are
+stored exactly as the simulators' truth says: values, types and times, with the sentinel
+readings ("no reading") left out rather than stored as numbers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.harness import (
+    GatewayProcess,
+    compare_with_truth,
+    field_type_mismatches,
+    gateway_config,
+    load_truth,
+    run_simulators,
+    truth_counts,
+    wait_for_counts,
+)
+from tests.servers import Influxd, Mosquitto
+
+pytestmark = pytest.mark.integration
+
+
+def test_layout_devices_are_stored_exactly(
+    tmp_path: Path, mosquitto: Mosquitto, influxd: Influxd, influx_db: str
+) -> None:
+    config = gateway_config(tmp_path / "gateway.toml", mosquitto, influxd, influx_db)
+    truth_file = tmp_path / "truth.jsonl"
+    with GatewayProcess(config) as gateway:
+        run_simulators(
+            mosquitto, truth_file,
+            "--air-stations", "20", "--water-meters", "20", "--river-probes", "20",
+            "--messages", "3000", "--rate", "0", "--seed", "5",
+        )  # fmt: skip
+        truth = load_truth(truth_file)
+        expected = truth_counts(truth)
+        stored = wait_for_counts(influxd, influx_db, expected)
+        assert gateway.stop() == 0
+    assert set(expected) == {"air_quality", "water_meter", "river_level"}
+    assert stored == expected
+    assert sum(expected.values()) == 3000
+    missing, extra, differences = compare_with_truth(influxd, influx_db, truth)
+    assert (missing, extra, differences[:5]) == (0, 0, [])
+    assert field_type_mismatches(influxd, influx_db, truth) == []
+    sentinel_left_out = [
+        row
+        for row in truth
+        if row["measurement"] == "air_quality" and "co2_ppm" not in row["fields"]
+    ]
+    assert sentinel_left_out, "the run should include CO2 cells warming up (ffff)"
+    assert "Traceback" not in gateway.log()
