@@ -12,6 +12,10 @@ every session. Then, one contender at a time, it drains that backlog:
 - reference (b), benchmarks/naive.py: paho -> orjson -> line protocol -> 5000-point batches
   -> HTTP.
 
+Then, once, the QoS 0 live flood (benchmarks/flood.py): the gateway and the naive script side by
+side while the backlog's messages are published at QoS 0 as fast as possible; stored/sent for
+both and their ratio (a QoS 0 backlog cannot be held by the broker, so it is a live flood).
+
 A drain's clock and CPU count start when the broker comes up with the backlog, the contender
 already loaded and idle, and stop when InfluxDB has accepted every point (paho_count: when it
 has counted every message). CPU is user + system time of the process tree from /proc; peak
@@ -40,8 +44,9 @@ from typing import Any
 
 from benchmarks.backlog import Readings, backlog_end_ms, latency_end_ms, town_readings
 from benchmarks.contenders import GatewayContender, PahoContender, Running
+from benchmarks.flood import QOS0_FLOOD, FloodSetup, describe, flood_phase
 from benchmarks.influx import lost_and_doubled, measurement_points, points_written, stored_series
-from benchmarks.naive import lines_for
+from benchmarks.naive import points_of
 from benchmarks.outage import outage_phase
 from benchmarks.publish import Publisher
 from tests.servers import Influxd, Mosquitto
@@ -100,6 +105,7 @@ class Bench:
     timeout_s: float
     outage_s: float = 0.0  # 0: no outage phase
     only: frozenset[str] = frozenset()  # empty: every contender
+    flood_messages: int = 0  # the QoS 0 flood's size; 0: no flood
     py_spy: Path | None = None  # record the gateway's drain with py-spy into this file
 
     def gateway(self, workers: int) -> GatewayContender:
@@ -120,6 +126,20 @@ class Bench:
             found.append(self.gateway(self.workers))
         found = [*found, self.paho(), self.naive()]
         return [contender for contender in found if not self.only or contender.name in self.only]
+
+    def flood(self) -> dict[str, Any] | None:
+        """The QoS 0 live flood, if asked for; None otherwise."""
+        if not self.flood_messages or (self.only and QOS0_FLOOD not in self.only):
+            return None
+        readings = self.backlog.prefix(self.flood_messages)
+        naive_points = points_of(readings.messages)
+        setup = FloodSetup(
+            self.broker, self.influxd, self.workdir, readings, naive_points, self.timeout_s
+        )
+        _say(f"QoS 0 flood: {len(readings.messages)} messages, gateway and naive side by side ...")
+        result = flood_phase(setup)
+        _say(describe(result))
+        return result
 
     # ---- one run ---------------------------------------------------------------------------
 
@@ -359,8 +379,10 @@ def _cpu(drain: Drain) -> float:
     return drain.cpu_us_per_message
 
 
-def summarise(runs: list[dict[str, Drain]], config: dict[str, Any]) -> dict[str, Any]:
-    names = [name for name in (GATEWAY, WORKERS, PAHO, NAIVE) if name in runs[0]]
+def summarise(
+    runs: list[dict[str, Drain]], config: dict[str, Any], flood: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    names = [name for name in (GATEWAY, WORKERS, PAHO, NAIVE) if runs and name in runs[0]]
     latency = [run[GATEWAY].latency for run in runs if GATEWAY in run]
     gateway_drains = [run[name] for run in runs for name in (GATEWAY, WORKERS) if name in run]
     ratios = {
@@ -369,6 +391,9 @@ def summarise(runs: list[dict[str, Drain]], config: dict[str, Any]) -> dict[str,
         "gateway_vs_paho_count_cpu_per_message": _ratio(runs, GATEWAY, PAHO, _cpu),
         "gateway_vs_paho_count_drain_rate": _ratio(runs, GATEWAY, PAHO, _rate),
         "two_workers_vs_one_drain_rate": _ratio(runs, WORKERS, GATEWAY, _rate),
+        "qos0_flood_gateway_vs_naive_stored": flood["gateway_vs_naive_stored_ratio"]
+        if flood
+        else None,
     }
     summary: dict[str, Any] = {
         "benchmark": "full",
@@ -388,6 +413,8 @@ def summarise(runs: list[dict[str, Drain]], config: dict[str, Any]) -> dict[str,
         "lost": sum(d.lost for d in gateway_drains) + sum(p["lost"] for p in latency),
         "doubled": sum(d.doubled for d in gateway_drains) + sum(p["doubled"] for p in latency),
     }
+    if flood:
+        summary[QOS0_FLOOD] = flood
     summary["targets"] = _targets(summary)
     return summary
 
@@ -437,7 +464,12 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument(
         "--only",
         default="",
-        help=f"comma-separated contenders ({GATEWAY},{WORKERS},{PAHO},{NAIVE})",
+        help=f"comma-separated contenders ({GATEWAY},{WORKERS},{PAHO},{NAIVE},{QOS0_FLOOD})",
+    )
+    parser.add_argument(
+        "--qos0-flood",
+        type=int,
+        help="messages in the QoS 0 live flood (default: the backlog's size; 0: none)",
     )
     parser.add_argument(
         "--py-spy",
@@ -450,6 +482,8 @@ def _arguments() -> argparse.Namespace:
         args.messages, args.runs, args.latency_s = min(args.messages, 3000), 1, 3.0
     if args.outage_s is None:
         args.outage_s = 10.0 if args.quick else 120.0
+    if args.qos0_flood is None:
+        args.qos0_flood = args.messages
     return args
 
 
@@ -466,7 +500,7 @@ def main() -> None:
     # The same seed: the same devices in the same districts, so the same series (a second
     # town would double the series and run into the profiles' series budgets).
     pool = town_readings(pool_size, seed=1, end_ms=latency_end_ms(), devices_scale=scale)
-    naive_points = sum(len(lines_for(topic, payload, 0)) for topic, payload in backlog.messages)
+    naive_points = points_of(backlog.messages)
     config = {
         "messages": len(backlog.messages),
         "readings": backlog.points,
@@ -486,10 +520,14 @@ def main() -> None:
                 broker, influxd, root, backlog, pool, naive_points, args.latency_s,
                 args.workers, timeout_s=max(120.0, args.messages / 500), outage_s=args.outage_s,
                 only=frozenset(filter(None, args.only.split(","))), py_spy=args.py_spy,
+                flood_messages=args.qos0_flood,
             )  # fmt: skip
-            runs = [bench.run(number) for number in range(1, args.runs + 1)]
+            drains = range(1, args.runs + 1) if bench.contenders() else range(0)
+            runs = [bench.run(number) for number in drains]
+            flood = bench.flood()
+    config["runs"] = len(runs)  # 0 when --only names no drain contender
     config["load_after"] = _load()
-    summary = summarise(runs, config)
+    summary = summarise(runs, config, flood)
     for name, target in summary["targets"].items():
         _say(f"target {name}: {target['measured']} vs {target['target']}: "
              f"{'met' if target['met'] else 'MISSED'}")  # fmt: skip

@@ -53,6 +53,8 @@ def measurement_points(influxd: Influxd, database: str) -> int:
         for (measurement,) in series["values"]:
             select = f"SELECT COUNT(*) FROM {quote_ident(measurement)}"  # noqa: S608 - quoted name
             rows = influxd.query(select, db=database)["results"][0].get("series", [])
+            if not rows:  # listed while its first write is still being indexed
+                continue
             counts = [value for value in rows[0]["values"][0][1:] if value is not None]
             total += max(counts, default=0)
     return total

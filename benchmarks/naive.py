@@ -58,6 +58,11 @@ def lines_for(topic: str, payload: bytes | bytearray, time_ns: int) -> list[str]
     ]
 
 
+def points_of(messages: list[tuple[str, bytes]]) -> int:
+    """How many points this script writes for `messages` (what it must store)."""
+    return sum(len(lines_for(topic, payload, 0)) for topic, payload in messages)
+
+
 def _records(payload: bytes | bytearray) -> list[dict[str, Any]]:
     try:
         document = orjson.loads(payload)

@@ -1,5 +1,7 @@
 """Publishing the benchmark's messages at QoS 1: as fast as the broker takes them (the backlog)
-or paced at a fixed rate with the publish time of every message kept (the latency phase).
+or paced at a fixed rate with the publish time of every message kept (the latency phase); and
+at QoS 0 as fast as paho writes them (the QoS 0 flood, where paho's on_publish means "written
+to the socket": there is no PUBACK).
 
 paho-mqtt on MQTT 3.1.1 with a window of 1000 unacknowledged messages: the benchmark's own
 publisher must not be what limits the backlog load. The caller waits for a free slot of the
@@ -48,11 +50,12 @@ class Publisher:
         if self._acked >= self._expected:
             self._all_acked.set()
 
-    def publish_all(self, messages: list[tuple[str, bytes]]) -> None:
-        """Publish and wait for every PUBACK: then the broker has queued all of them."""
+    def publish_all(self, messages: list[tuple[str, bytes]], qos: int = 1) -> None:
+        """Publish and wait for every PUBACK (QoS 1: then the broker has queued all of them)
+        or, at QoS 0, until every message is written to the socket."""
         self._expect(len(messages))
         for topic, payload in messages:
-            self._publish(topic, payload)
+            self._publish(topic, payload, qos)
         self._wait()
 
     def publish_paced(self, messages: list[tuple[str, bytes]], rate: float) -> list[float]:
@@ -92,10 +95,10 @@ class Publisher:
             if number % 100 == 0:
                 published.append((time.monotonic(), total))
 
-    def _publish(self, topic: str, payload: bytes) -> None:
+    def _publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
         if not self._slots.acquire(timeout=_TIMEOUT_S):
             raise RuntimeError("the broker stopped acknowledging")
-        self._client.publish(topic, payload, qos=1)
+        self._client.publish(topic, payload, qos=qos)
 
     def _expect(self, count: int) -> None:
         self._acked = 0
