@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import InfluxSettings
+from gateway.errors import SinkError
 from gateway.stages.sinks.influx import InfluxSink, ServerIdentity
 from tests.harness import ROOT, gateway_config
 from tests.scripted_http import Step, scripted_server
@@ -87,3 +88,12 @@ def test_doctor_says_victoria_metrics_and_whether_the_api_fits(
     assert line.split()[0] == verdict, result.stdout
     assert "VictoriaMetrics" in line
     assert "Traceback" not in result.stdout + result.stderr
+
+
+async def test_a_ping_refused_for_want_of_a_token_says_so() -> None:
+    """InfluxDB 3 answers /ping 401 without a valid token (its docs: tokens on every endpoint)."""
+    unauthorized = b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n"
+    async with scripted_server(Step(unauthorized)) as server:
+        with pytest.raises(SinkError, match=r"HTTP 401: InfluxDB 3 wants a token") as raised:
+            await identify(server.url)
+    assert raised.value.status == 401

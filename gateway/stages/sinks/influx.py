@@ -309,6 +309,13 @@ class InfluxSink:
         header, and is told apart by its own /metrics. Raises SinkError when nothing that
         speaks this protocol answers."""
         answer = await self._request("GET", f"{self._path}/ping")
+        if answer.status in (401, 403):
+            raise SinkError(
+                f"{self._base}/ping answered HTTP {answer.status}: InfluxDB 3 wants a token on "
+                "every endpoint; check [influx] token (or token_file)",
+                retryable=True,
+                status=answer.status,
+            )
         if answer.status not in (200, 204):
             raise SinkError(
                 f"{self._base}/ping answered HTTP {answer.status}: is this InfluxDB?",
