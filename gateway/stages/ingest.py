@@ -301,7 +301,10 @@ class MqttIngest:
             await self._handshake(protocol)
         except BaseException:
             protocol.abort("handshake failed")
-            _settle(protocol.suback)  # nobody awaits it once the CONNACK was refused
+            # Nobody awaits them any more (no CONNACK in time, or it was refused): the lost
+            # connection would otherwise leave exceptions asyncio logs as never retrieved.
+            _settle(protocol.connack)
+            _settle(protocol.suback)
             raise
         return protocol
 
@@ -621,7 +624,7 @@ def _connect_failure(exc: Exception, settings: MqttSettings) -> tuple[int, str]:
     return logging.WARNING, str(exc) or type(exc).__name__
 
 
-def _settle(future: asyncio.Future[object] | asyncio.Future[mqtt5.SubAckPacket]) -> None:
+def _settle(future: asyncio.Future[_T]) -> None:
     """Retrieve or cancel a future left behind, so asyncio does not log it as never retrieved."""
     if future.done():
         if not future.cancelled():
