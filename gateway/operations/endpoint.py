@@ -26,8 +26,11 @@ No authentication: listen on loopback or a management network only.
 Hostile or broken clients cost bounded memory and no event-loop time worth noticing: at most
 `[http] max_connections` at once (more are closed unanswered and counted), a request must
 arrive within `_REQUEST_TIMEOUT_S` and an answer be taken within `_WRITE_TIMEOUT_S` (a client
-that never reads is cut, its buffer freed), and /devices/stale is built at most once a
-second, at most `_STALE_LIST_LIMIT` devices (`?limit=` asks for fewer).
+that never reads is cut, its buffer freed), /devices/stale is built at most once a second,
+at most `_STALE_LIST_LIMIT` devices (`?limit=`, default `_STALE_LIST_DEFAULT`), and the two
+answers that cost something, /metrics and /devices/stale, go out at most
+`_HEAVY_ANSWERS_PER_S` a second: a client looping on them waits its turn on one of the few
+connection slots (8 clients looping on a 1,000-device list halved acked ingest).
 """
 
 from __future__ import annotations
@@ -57,6 +60,8 @@ PROMETHEUS_PREFIX = "mh_gateway_"
 # content type is (0.26 announces 1.0.0 as "latest"), so say exactly what the body is.
 _TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
 _STALE_LIST_LIMIT = 1000
+_STALE_LIST_DEFAULT = 100
+_HEAVY_ANSWERS_PER_S = 10.0  # a scrape every few seconds needs a fraction of this
 _STALE_CACHE_NS = 1_000_000_000  # the stale list is rebuilt at most this often
 # Scrapes take milliseconds; do not let a slow client hold up the gateway's own shutdown.
 _SHUTDOWN_TIMEOUT_S = 1.0
@@ -306,6 +311,7 @@ class HealthServer:
         # (built at ns, the stale-list fields, the JSON body for `_stale_body_limit`)
         self._stale: tuple[int, dict[str, Any], bytes] | None = None
         self._stale_body_limit = -1
+        self._next_heavy_answer_s = 0.0
         self._routes: dict[str, Callable[[dict[str, list[str]]], Awaitable[_Response]]] = {
             "/": self._index,
             "/healthz": self._healthz,
@@ -408,7 +414,16 @@ class HealthServer:
         body = {"ready": readiness.ok, "reasons": list(readiness.reasons)}
         return _json(body, status=200 if readiness.ok else 503)
 
+    async def _take_turn(self) -> None:
+        """Wait for the next heavy answer's turn (see the module docstring)."""
+        now = time.monotonic()
+        turn = max(now, self._next_heavy_answer_s)
+        self._next_heavy_answer_s = turn + 1 / _HEAVY_ANSWERS_PER_S
+        if turn > now:
+            await asyncio.sleep(turn - now)
+
     async def _metrics(self, _: dict[str, list[str]]) -> _Response:
+        await self._take_turn()
         families = _stats_families(self._sources, self._readiness().ok, self._clock_ns())
         families += _process_families()
         families.append(self._python_info)
@@ -416,10 +431,11 @@ class HealthServer:
 
     async def _stale_devices(self, query: dict[str, list[str]]) -> _Response:
         try:
-            limit = int(query.get("limit", [_STALE_LIST_LIMIT])[0])
+            limit = int(query.get("limit", [_STALE_LIST_DEFAULT])[0])
         except ValueError:
             return _text("limit must be an integer\n", 400)
         limit = min(max(0, limit), _STALE_LIST_LIMIT)
+        await self._take_turn()
         now_ns = self._clock_ns()
         if self._stale is None or now_ns - self._stale[0] >= _STALE_CACHE_NS:
             self._stale = (now_ns, self._stale_fields(now_ns), b"")
