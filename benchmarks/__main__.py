@@ -23,18 +23,23 @@ import time
 from pathlib import Path
 
 from benchmarks.backlog import backlog_end_ms, town_readings
+from benchmarks.codec_profile import codec_summaries
 from benchmarks.profiles import per_profile
 from gateway.config import GatewaySettings
 from gateway.model import Message
 from gateway.pipeline import Gateway
 from gateway.profiles.registry import load_directory
 from gateway.stages.deadletter import DeadLetterStore
+from gateway.stages.ingest import IngestStats
 from gateway.stages.sinks.recording import RecordingSink
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 class _NullIngest:
+    def __init__(self) -> None:
+        self.stats = IngestStats()
+
     async def run(self) -> None:
         return None
 
@@ -91,16 +96,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=5)
-    args = parser.parse_args()
-    messages, readings = _messages(args.messages)
-    with tempfile.TemporaryDirectory() as state:
-        timings = [asyncio.run(_one_run(messages, Path(state))) for _ in range(args.runs)]
     parser.add_argument(
         "--profile-messages",
         type=int,
         default=4000,
         help="messages per profile for the per-profile lines (benchmarks/profiles.py); 0: none",
     )
+    args = parser.parse_args()
+    messages, readings = _messages(args.messages)
+    with tempfile.TemporaryDirectory() as state:
+        timings = [asyncio.run(_one_run(messages, Path(state))) for _ in range(args.runs)]
     per_message = [t / len(messages) * 1e6 for t in timings]
     summary = {
         "benchmark": "hot_path_in_process",
@@ -113,10 +118,13 @@ def main() -> None:
         "us_per_reading_median": round(statistics.median(timings) / readings * 1e6, 2),
     }
     print(json.dumps(summary))
+    # A vendor-codec profile next to a JSON one (benchmarks/codec_profile.py).
+    for line in codec_summaries(4000, args.runs):
+        print(json.dumps(line))
+    if args.profile_messages > 0:
+        for line in per_profile(args.profile_messages, args.runs):
+            print(json.dumps(line))
 
 
 if __name__ == "__main__":
     main()
-    if args.profile_messages > 0:
-        for line in per_profile(args.profile_messages, args.runs):
-            print(json.dumps(line))

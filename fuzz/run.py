@@ -33,12 +33,13 @@ from types import FrameType
 from typing import Any
 
 from gateway.errors import DecodeError
+from gateway.model import Drop
 from gateway.profiles.compile import CompiledProfile
 from gateway.profiles.policy import OFFLINE_POLICY
 from gateway.profiles.registry import load_directory
 from gateway.stages.decode import Decoder, decoder_for
 from gateway.stages.lineprotocol import encode_point
-from gateway.stages.normalize import Drop, normalize
+from gateway.stages.normalize import normalize
 
 ROOT = Path(__file__).resolve().parent.parent
 PROFILES = ROOT / "device_profiles"

@@ -18,10 +18,10 @@ from typing import Annotated, Any
 import typer
 
 from gateway.config import GatewaySettings, load_settings
-from gateway.errors import ConfigError, DecodeError, GatewayError, ProfileError, SinkError
-from gateway.model import FieldValue, Point
-from gateway.policies.series_budget import SeriesBudget
+from gateway.errors import ConfigError, GatewayError, ProfileError, SinkError
+from gateway.model import Drop, FieldValue, Message, Point
 from gateway.policies.tenants import profile_policy, warn_about_ephemeral_key
+from gateway.process import Accepted, AckOnly, MessageLimits, MessageRules, Outcome, Refused
 from gateway.profiles.compile import CompiledProfile
 from gateway.profiles.policy import OFFLINE_POLICY, check_tenancy
 from gateway.profiles.registry import (
@@ -36,9 +36,8 @@ from gateway.profiles.registry import (
 )
 from gateway.profiles.schema import ProfileSpec
 from gateway.stages.deadletter import DEAD_LETTER_FILE, DeadLetterStore
-from gateway.stages.decode import decoder_for
-from gateway.stages.lineprotocol import encode_point
-from gateway.stages.normalize import Drop, normalize
+from gateway.stages.lineprotocol import decode_line
+from gateway.stages.normalize import generated_source, source_name
 
 # Plain tracebacks: rich's boxed ones mangle journald output and our user errors never reach it.
 app = typer.Typer(
@@ -292,6 +291,22 @@ def profiles_schema() -> None:
     typer.echo(json.dumps(ProfileSpec.model_json_schema(), indent=2))
 
 
+@profiles_app.command("code")
+def profiles_code(
+    profile_id: Annotated[str, typer.Argument(metavar="PROFILE_ID|FILE")],
+    directory: Annotated[Path, typer.Option("--dir", help="Profiles directory")] = Path(
+        "device_profiles"
+    ),
+) -> None:
+    """Print the Python code a profile is compiled into (what a traceback's
+    `<normalize ID>` lines refer to)."""
+    registry, expected_id = _registry_for(profile_id, directory)
+    profile = registry.get(expected_id or profile_id)
+    assert profile is not None  # _registry_for checked the id
+    typer.echo(f"# {source_name(profile)}: generated from {profile.file}")
+    typer.echo(generated_source(profile), nl=False)
+
+
 @profiles_app.command("reference")
 def profiles_reference(
     readme: Annotated[
@@ -359,35 +374,32 @@ def profiles_test(  # noqa: PLR0917  # typer turns each parameter into an option
     if topic is None or payload is None:
         raise typer.BadParameter("give --topic and --payload, or --golden FILE")
     message = _payload_bytes(payload)
-    profile, segments = _resolve(registry, topic, message, expected_id)
+    profile, _ = _resolve(registry, topic, message, expected_id)
     received_ns = time.time_ns() if received is None else parse_received(received, "--received")
     _print_warnings([profile])
     typer.echo(f"profile {profile.id} v{profile.version} ({profile.file})")
-    drops: list[Drop] = []
-    try:
-        points = run_profile(profile, segments, message, received_ns, drops)
-    except DecodeError as exc:
-        _print_drops(drops)
-        typer.echo(f"dead letter: {exc}", err=True)
-        raise typer.Exit(1) from None
-    _print_table(points)
+    # A registry of this profile alone: it is tried even where another profile wins the topic.
+    outcome = run_message(ProfileRegistry([profile]), topic, message, received_ns)
+    if isinstance(outcome, Refused):
+        _print_drops(outcome.drops)
+        typer.echo(f"dead letter: {outcome.reason}: {outcome.detail}", err=True)
+        raise typer.Exit(1)
+    if not isinstance(outcome, Accepted):
+        typer.echo(f"not a reading ({type(outcome).__name__}): acknowledged, nothing stored")
+        return
+    database, rp = profile.database, profile.retention_policy
+    _print_table([decode_line(row.line, database, rp) for row in outcome.rows])
     typer.echo("\nline protocol:")
-    for point in points:
-        typer.echo(encode_point(point))
-    _print_drops(drops)
+    for row in outcome.rows:
+        typer.echo(row.line)
+    _print_drops(outcome.drops)
 
 
-def run_profile(
-    profile: CompiledProfile,
-    segments: dict[str, str],
-    payload: bytes,
-    received_ns: int,
-    drops: list[Drop],
-) -> list[Point]:
-    """One message through decode, normalize and the series budget, as the pipeline runs it."""
-    document = decoder_for(profile.decode_spec)(payload)
-    points = normalize(profile, document, segments, received_ns, drops)
-    return SeriesBudget.for_profiles([profile]).admit(profile.id, points, drops)
+def run_message(registry: ProfileRegistry, topic: str, payload: bytes, received_ns: int) -> Outcome:
+    """One message through the gateway's message rules (gateway/process.py), offline: the same
+    decoding, normalizing, known-device check, series budget (a fresh one) and limits as a
+    running gateway with the default [limits]."""
+    return MessageRules(registry).process(Message(topic, payload, received_ns))
 
 
 def _load_or_exit(directory: Path) -> ProfileRegistry:
@@ -502,7 +514,8 @@ def _payload_bytes(text: str) -> bytes:
 #
 # A golden file is a JSON list of cases: {"name", "topic", "payload" (text) or "payload_hex",
 # optional "received" (ISO 8601 with offset, or integer ns), then either "lines" (expected line
-# protocol) and "drops" (expected [name, reason] pairs) or "dead_letter" (the expected reason)}.
+# protocol) and "drops" (expected [name, reason] pairs), or "dead_letter" (the expected reason),
+# or "acknowledged" (acknowledged with nothing to store, e.g. "empty_frame")}.
 # Without "received" the receive time is 0, an unset gateway clock, so device times are kept
 # as sent and the vector does not age.
 
@@ -529,8 +542,8 @@ def _golden_case_problem(case: dict[str, Any]) -> str | None:
         return "needs a 'topic' text"
     if not isinstance(case.get("payload"), str) and not isinstance(case.get("payload_hex"), str):
         return "needs a 'payload' text or a 'payload_hex' text"
-    if "dead_letter" not in case and not {"lines", "drops"} <= case.keys():
-        return "needs 'lines' and 'drops', or 'dead_letter'"
+    if not ({"dead_letter", "acknowledged"} & case.keys() or {"lines", "drops"} <= case.keys()):
+        return "needs 'lines' and 'drops', or 'dead_letter', or 'acknowledged'"
     return None
 
 
@@ -547,18 +560,25 @@ def golden_failures(
     if expected_id is not None and resolved.profile.id != expected_id:
         return [f"topic resolves to profile {resolved.profile.id!r}, not {expected_id!r}"]
     received_ns = parse_received(case.get("received", 0), "received")
-    drops: list[Drop] = []
-    try:
-        points = run_profile(resolved.profile, resolved.segments, payload, received_ns, drops)
-    except DecodeError as exc:
-        if case.get("dead_letter") == exc.reason:
+    return _outcome_failures(case, run_message(registry, case["topic"], payload, received_ns))
+
+
+def _outcome_failures(case: dict[str, Any], outcome: Outcome) -> list[str]:
+    if isinstance(outcome, Refused):
+        if case.get("dead_letter") == outcome.reason:
             return []
         expected = f"dead letter {case['dead_letter']!r}" if "dead_letter" in case else "points"
-        return [f"expected {expected}, got dead letter {exc}"]
-    if "dead_letter" in case:
-        return [f"expected dead letter {case['dead_letter']!r}, got {len(points)} points"]
+        return [f"expected {expected}, got dead letter {outcome.reason}: {outcome.detail}"]
+    if not isinstance(outcome, Accepted):
+        why = outcome.why if isinstance(outcome, AckOnly) else "availability"
+        if case.get("acknowledged") == why:
+            return []
+        return [f"acknowledged without storing ({why}), not as the case expects"]
+    if {"dead_letter", "acknowledged"} & case.keys():
+        return [f"expected no points, got {len(outcome.rows)} points"]
     failures = []
-    lines = [encode_point(point) for point in points]
+    drops = outcome.drops
+    lines = [row.line for row in outcome.rows]
     if lines != case["lines"]:
         failures.append(f"lines differ:\n  expected {case['lines']}\n  got      {lines}")
     got_drops = [list(drop) for drop in drops]
@@ -713,7 +733,10 @@ def deadletter_replay(
 
     async def replay() -> None:
         try:
-            report = await DeadLetterReplay(store, registry, sink).run(
+            limits = MessageLimits(
+                settings.limits.max_payload_bytes, settings.limits.max_readings_per_message
+            )
+            report = await DeadLetterReplay(store, registry, sink, limits).run(
                 reason, profile, dry_run=dry_run, progress=show
             )
         finally:
@@ -841,3 +864,31 @@ def dashboards_render(
         typer.echo(f"wrote {rendered.path}")
         for title in rendered.empty_panels:
             typer.echo(f"  no data: {title}")
+
+
+@app.command("report")
+def report(  # noqa: PLR0917  # typer turns each parameter into an option
+    start: Annotated[
+        str, typer.Option("--from", help="start, ISO date or date-time (local time if no offset)")
+    ],
+    end: Annotated[str, typer.Option("--to", help="end, exclusive: --to 2027-01-01 for 2026")],
+    out: Annotated[Path, typer.Option(help="directory for report.html and csv/")] = Path("report"),
+    influx_url: Annotated[str, typer.Option(help="InfluxDB 1.x URL")] = "http://127.0.0.1:8086",
+    database: Annotated[str, typer.Option(help="InfluxDB database")] = "telemetry",
+    profiles: Annotated[
+        Path, typer.Option(help="device profiles (domain and interval per measurement)")
+    ] = Path("device_profiles"),
+) -> None:
+    """The town plan's yearly/ad-hoc report from InfluxDB: HTML and a CSV per table."""
+    try:
+        from dashboards import report as town_report  # noqa: PLC0415  # matplotlib: pictures extra
+    except ModuleNotFoundError as exc:
+        raise _dashboards_extra_missing(exc, ("matplotlib", "yaml"), "pictures") from exc
+    try:
+        first = town_report.parse_instant(start, "--from")
+        last = town_report.parse_instant(end, "--to")
+        written = town_report.write_report(influx_url, database, first, last, out, profiles)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    for path in written:
+        typer.echo(f"wrote {path}")

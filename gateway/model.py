@@ -43,3 +43,22 @@ class Point(NamedTuple):
     time_ns: int
     database: str | None = None
     retention_policy: str | None = None
+
+
+Drop = tuple[str, str]
+"""(field or tag name, reason slug), e.g. ("dim_pct", "out_of_range"): something a message
+lost on the way to points, while the rest was kept."""
+
+
+class Row(NamedTuple):
+    """One reading as the pipeline writes it.
+
+    `series_key` is the line's `measurement,tag=value,...` prefix, escaped: the series as
+    InfluxDB sees it. `device_id` is the `device_id` tag's value ("" without one): all the
+    pipeline needs of the tags besides the line (no tag tuples are kept per row: ~5 MB at
+    10,000 devices)."""
+
+    line: str
+    series_key: str
+    time_ns: int
+    device_id: str

@@ -1,12 +1,14 @@
 """The composition root: builds the stages, owns the queue and tasks, start/stop order.
 
-    MQTT (ingest) -> resolve profile -> decode -> normalize -> line protocol -> batcher
-        -> writer task: dead letters committed, points written to InfluxDB -> PUBACKs
+    MQTT (ingest) -> message rules (gateway/process.py: limits, profile, decode, normalize,
+        policies) -> batcher -> writer task: dead letters committed, points written to
+        InfluxDB or spooled (deliver) -> PUBACKs
 
 Per message everything up to the batcher runs synchronously inside the socket read callback:
 no task, future or queue hop per message. The writer runs concurrently with reception; when
 `batch.max_pending` sealed batches wait for it, ingest stops reading the socket and the broker
-holds the rest (nothing is dropped, memory stays bounded).
+holds the rest (nothing is dropped, memory stays bounded). This module decides nothing about a
+message: `MessageRules.process` does; here its outcome is batched, logged and counted.
 """
 
 from __future__ import annotations
@@ -14,44 +16,38 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import hashlib
 import logging
 import time
 from collections.abc import Mapping
-from pathlib import Path
 
 from gateway.config import GatewaySettings
-from gateway.errors import DecodeError, ProfileError
-from gateway.model import Message
+from gateway.errors import ProfileError
+from gateway.model import Drop, Message
 from gateway.operations.counters import Metrics
 from gateway.operations.endpoint import HealthServer, Readiness, assess_readiness
 from gateway.operations.figures import CounterOrigins, Sources, read_stats, stats_lines
 from gateway.operations.logs import LogThrottle
+from gateway.operations.profile_reload import ProfileWatcher
 from gateway.policies.liveness import LivenessTracker
-from gateway.policies.privacy import SAFE_DETAIL_REASONS, WITHHELD_DETAIL, redactors_for
 from gateway.policies.rate_limit import DeviceRateLimit
-from gateway.policies.series_budget import SeriesBudget, limits_of
-from gateway.profiles.registry import (
-    KNOWN_DEVICES_SUFFIX,
-    ProfileRegistry,
-    load_directory,
-    profile_files,
+from gateway.process import (
+    EMPTY_FRAME,
+    Accepted,
+    AckOnly,
+    Availability,
+    MessageLimits,
+    MessageRules,
+    Refused,
 )
+from gateway.profiles.registry import ProfileRegistry
 from gateway.stages.batch import Batch, Batcher
 from gateway.stages.deadletter import DEAD_LETTER_FILE, DeadLetter, DeadLetterStore
-from gateway.stages.decode import decoder_for
 from gateway.stages.deliver import Delivery
 from gateway.stages.ingest import Ingest, MqttIngest
-from gateway.stages.normalize import (
-    RECEIVE_TIME_SPREAD_NS,
-    Drop,
-    Row,
-    at_receive_time,
-    rows_normalizer,
-)
+from gateway.stages.receipts import ReceiveTimes
 from gateway.stages.sinks import Sink
 from gateway.stages.sinks.influx import InfluxSink
-from gateway.stages.spool import SPOOL_FILE, ReceiptKey, Spool
+from gateway.stages.spool import SPOOL_FILE, Spool
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +65,13 @@ class Gateway:
         ingest: Ingest | None = None,
     ) -> None:
         self.settings = settings
-        self.registry = registry
         self.metrics = Metrics()
         self.sink: Sink = sink if sink is not None else InfluxSink(settings.influx)
         self.dead_letters = dead_letters or DeadLetterStore(
             settings.spool.dir / DEAD_LETTER_FILE, settings.spool.deadletter_max_records
         )
         self.spool = Spool(settings.spool.dir / SPOOL_FILE, settings.spool.max_bytes)
+        self.receive_times = ReceiveTimes(self.spool)
         self.delivery = Delivery(
             self.sink, self.spool, self.dead_letters, settings.spool, self.metrics
         )
@@ -83,26 +79,12 @@ class Gateway:
         self.ingest: Ingest = ingest or MqttIngest(
             settings.mqtt, settings.mqtt.topics or registry.subscriptions, self.on_message
         )
-        self._decoders = {p.id: decoder_for(p.decode_spec) for p in registry.profiles}
-        self._normalizers = {p.id: rows_normalizer(p) for p in registry.profiles}
-        self._redactors = redactors_for(registry.profiles)
-        self.series = SeriesBudget.for_profiles(registry.profiles)
+        self.rules = rules_for(settings, registry)
         self._sealed: collections.deque[Batch] = collections.deque()
         self._sealed_event = asyncio.Event()
         self._all_written = asyncio.Event()
         self._stopping = False
-        # First receive times of messages in batches not yet committed (gateway/stages/spool.py).
-        self._pending_receipts: dict[ReceiptKey, int] = {}
         self._first_message_at: float | None = None
-        limits = settings.limits
-        # Plain attributes: the hot path reads them per message.
-        self._max_payload_bytes = limits.max_payload_bytes
-        self._max_readings = limits.max_readings_per_message
-        self._rate_limit = (
-            DeviceRateLimit(limits.device_rate_per_s, limits.device_burst)
-            if limits.device_rate_per_s > 0
-            else None
-        )
         self._log_throttle = LogThrottle(interval_s=1.0)
         monitoring = settings.monitoring
         self.liveness = LivenessTracker(
@@ -113,10 +95,9 @@ class Gateway:
         unknown = self.liveness.unknown_profiles(p.id for p in registry.profiles)
         if unknown:
             log.warning("[monitoring] expected_interval_s names unknown profiles: %s", unknown)
-        ingest_stats = self.ingest.stats if isinstance(self.ingest, MqttIngest) else None
         self.sources = Sources(
             self.metrics,
-            ingest=ingest_stats,
+            ingest=self.ingest.stats,
             liveness=self.liveness,
             mqtt_connected=lambda: self.ingest.connected,
             started_ns=time.time_ns(),
@@ -127,79 +108,70 @@ class Gateway:
             else None
         )
 
+    @property
+    def registry(self) -> ProfileRegistry:
+        return self.rules.registry
+
     # ---- hot path: runs inside the socket read callback -------------------------------------
 
     def on_message(self, message: Message) -> None:
-        metrics = self.metrics
-        metrics.messages_received += 1
+        self.metrics.messages_received += 1
         if message.redelivered:
-            message = self._with_first_receive_time(message)
-        topic, received_ns = message.topic, message.received_ns
-        # Payload size and per-device rate before any decoding work, inline: a call less per
-        # message.
-        rate_limit = self._rate_limit
-        if len(message.payload) > self._max_payload_bytes or (
-            rate_limit is not None and not rate_limit.allow(topic, received_ns)
-        ):
-            self._refuse_over_limit(message)
-            return
-        resolved = self.registry.resolve(topic)
-        if resolved is None:
-            if not self._availability(message):
-                self._dead_letter(message, "unknown_topic", "no profile matches this topic", None)
-            return
-        profile = resolved.profile
+            first = self.receive_times.first_delivery(message)
+            if first is not message:
+                self.metrics.receive_times_reused += 1
+                message = first
+        outcome = self.rules.process(message)
+        kind = type(outcome)
+        if kind is Accepted:
+            self._accepted(message, outcome)  # type: ignore[arg-type]  # narrowed by type() above, which is faster than isinstance
+        elif kind is Refused:
+            self._dead_letter(message, outcome)  # type: ignore[arg-type]  # as above
+        elif kind is Availability:
+            self._availability(message, outcome)  # type: ignore[arg-type]  # as above
+        else:
+            self._nothing_to_store(message, outcome)  # type: ignore[arg-type]  # as above
+
+    def _accepted(self, message: Message, accepted: Accepted) -> None:
+        profile, rows, drops = accepted.profile, accepted.rows, accepted.drops
+        metrics = self.metrics
         metrics.messages_by_profile[profile.id] += 1
-        drops: list[Drop] = []
-        try:
-            document = self._decoders[profile.id](message.payload)
-            rows = self._normalizers[profile.id](document, resolved.segments, received_ns, drops)
-            if profile.known_devices is not None:  # before the budget: strangers spend none
-                _check_known_device(profile.known_devices, resolved.segments, rows[0][3])
-            rows = self.series.admit_rows(profile.id, rows, drops)
-        except DecodeError as exc:
-            self._count_drops(drops)
-            self._dead_letter(message, exc.reason, self._shown_detail(exc, profile.id), profile.id)
-            return
         if drops:
             self._count_drops(drops)
             log.debug("dropped %s from %s (profile %s)", drops, message.topic, profile.id)
-        if len(rows) > self._max_readings:
-            detail = f"{len(rows)} readings, limit {self._max_readings}"
-            self._dead_letter(message, "too_many_readings", detail, profile.id)
-            return
-        device_id = resolved.segments.get("device_id") or rows[0][3]
-        self.liveness.seen(profile.id, device_id, received_ns, message.retained)
-        if message.retained:
-            rows = self._retained_rows(message, rows)
-            if not rows:
-                self._acknowledge_only(message)
-                return
-        receipt = None
-        # at_receive_time inlined: this line runs for every message.
-        if message.packet_id and (drops or 0 <= rows[0][2] - received_ns < RECEIVE_TIME_SPREAD_NS):
-            receipt = self._receipt(message, rows)
+        self.liveness.seen(profile.id, accepted.device_id, message.received_ns, message.retained)
+        if accepted.retained_skipped:
+            metrics.retained_readings_skipped += accepted.retained_skipped
         sealed = self.batcher.add_points(
             (profile.database, profile.retention_policy),
-            [row[0] for row in rows],
+            [row.line for row in rows],
             profile.domain,
             message.ack_token,
-            receipt,
+            self.receive_times.receipt(message, rows, bool(drops)),
         )
         metrics.points_produced[profile.domain] += len(rows)
         if sealed is not None:
             self._enqueue(sealed)
 
-    def _availability(self, message: Message) -> bool:
-        """Hand a profile's availability (last will) message to the liveness tracker; False if
-        the topic is no availability topic. It carries a state, not a reading: never decoded,
-        stored or dead-lettered. Retained ones count: a will is retained so that a gateway
-        subscribing later still learns the device is gone."""
-        found = self.registry.resolve_availability(message.topic)
-        if found is None:
-            return False
-        profile, liveness, device_id = found
-        online = liveness.availability_state(message.payload)
+    def _nothing_to_store(self, message: Message, outcome: AckOnly) -> None:
+        """Acknowledged without storing (see gateway/process.py): a retained message whose
+        readings all carry the receive time (no sign of life either), or an empty frame."""
+        self.metrics.messages_by_profile[outcome.profile.id] += 1
+        if outcome.why == EMPTY_FRAME:
+            self.metrics.empty_frames += 1
+        else:
+            self.metrics.retained_readings_skipped += outcome.retained_skipped
+        self.liveness.seen(
+            outcome.profile.id, outcome.device_id, message.received_ns, message.retained
+        )
+        self._acknowledge_only(message)
+
+    def _availability(self, message: Message, availability: Availability) -> None:
+        """A profile's availability (last will) message goes to the liveness tracker. It
+        carries a state, not a reading: never decoded, stored or dead-lettered. Retained ones
+        count: a will is retained so that a gateway subscribing later still learns the device
+        is gone."""
+        online, liveness = availability.online, availability.liveness
         if online is None:
             self.metrics.availability_messages["unrecognized"] += 1
             if self._log_throttle.allow("availability", message.received_ns) is not None:
@@ -208,34 +180,50 @@ class Gateway:
                     liveness.payload_online.decode(),
                     liveness.payload_offline.decode(),
                     message.topic,
-                    profile.id,
+                    availability.profile.id,
                 )
         else:
             self.metrics.availability_messages["online" if online else "offline"] += 1
             self.liveness.set_availability(
-                device_id, online=online, received_ns=message.received_ns
+                availability.device_id, online=online, received_ns=message.received_ns
             )
         self._acknowledge_only(message)
-        return True
-
-    def _retained_rows(self, message: Message, rows: list[Row]) -> list[Row]:
-        """The readings of a retained message that may be written.
-
-        A retained message is the broker replaying a device's last reading on subscription,
-        perhaps from a device dead for a week. Points carrying the device's own time are kept:
-        written again they are the same point (InfluxDB overwrites it), and they fill the gap
-        if it was never written. Points stamped with the receive time (`time.source: receive`,
-        or a device clock out of tolerance) would claim the device reported just now, so they
-        are skipped and counted. Neither kind counts as a sign of life (LivenessTracker.seen)."""
-        received_ns = message.received_ns
-        kept = [row for row in rows if not at_receive_time(row[2], received_ns)]
-        self.metrics.retained_readings_skipped += len(rows) - len(kept)
-        return kept
 
     def _acknowledge_only(self, message: Message) -> None:
         sealed = self.batcher.add_acknowledgement(message.ack_token)
         if sealed is not None:
             self._enqueue(sealed)
+
+    def _dead_letter(self, message: Message, refused: Refused) -> None:
+        reason, profile_id = refused.reason, refused.profile_id
+        metrics = self.metrics
+        metrics.dead_letters[reason] += 1
+        if profile_id is not None:
+            metrics.messages_by_profile[profile_id] += 1
+        if refused.drops:
+            self._count_drops(refused.drops)
+        suppressed = self._log_throttle.allow(reason, message.received_ns)
+        if suppressed is not None:
+            log.warning(
+                "dead letter (%s): topic=%s profile=%s %s%s",
+                reason,
+                message.topic,
+                profile_id,
+                refused.detail,
+                f" ({suppressed} more like this in the last second not logged)"
+                if suppressed
+                else "",
+            )
+        letter = DeadLetter(
+            message.received_ns, message.topic, refused.payload, reason, refused.detail, profile_id
+        )
+        sealed = self.batcher.add_dead_letter(letter, message.ack_token)
+        if sealed is not None:
+            self._enqueue(sealed)
+
+    def _count_drops(self, drops: list[Drop]) -> None:
+        for _, reason in drops:
+            self.metrics.fields_dropped[reason] += 1
 
     def readiness(self) -> Readiness:
         return assess_readiness(
@@ -244,88 +232,6 @@ class Gateway:
             spool_usable=self.settings.spool.enabled,
             stopping=self._stopping,
         )
-
-    def _refuse_over_limit(self, message: Message) -> None:
-        """Dead-letter a message over the payload size limit or its device's rate limit
-        (on_message checked both, the rate limit only if the size was within its limit)."""
-        size, limit = len(message.payload), self._max_payload_bytes
-        if size > limit:
-            kept = message._replace(payload=message.payload[:limit])
-            detail = f"{size} bytes, limit {limit}; the first {limit} bytes are kept"
-            self._dead_letter(kept, "payload_too_large", detail, None)
-        else:
-            self._dead_letter(message, "rate_limited", "device over its rate limit", None)
-
-    def _receipt(self, message: Message, rows: list[Row]) -> tuple[ReceiptKey, int] | None:
-        """Remember the receive time of a message whose points are stamped with it.
-
-        Called only when the first point carries the receive time or something was dropped
-        (a device clock out of tolerance is replaced by the receive time and reported as a
-        drop), so device-stamped messages skip the scan."""
-        received_ns = message.received_ns
-        if not any(at_receive_time(row[2], received_ns) for row in rows):
-            return None
-        key = _receipt_key(message)
-        self._pending_receipts[key] = received_ns
-        return (key, received_ns)
-
-    def _with_first_receive_time(self, message: Message) -> Message:
-        """A redelivery gets the receive time of its first delivery, if it was stamped with it.
-
-        Rare (after a crash or reconnect only), so the indexed SQLite lookup on the event loop
-        is cheaper than keeping every receive time in memory."""
-        key = _receipt_key(message)
-        first = self._pending_receipts.get(key)
-        if first is None:
-            first = self.spool.first_receive_time(key)
-        if first is None or first == message.received_ns:
-            return message
-        self.metrics.receive_times_reused += 1
-        return message._replace(received_ns=first)
-
-    def _count_drops(self, drops: list[Drop]) -> None:
-        for _, reason in drops:
-            self.metrics.fields_dropped[reason] += 1
-
-    def _dead_letter(
-        self, message: Message, reason: str, detail: str, profile_id: str | None
-    ) -> None:
-        self.metrics.dead_letters[reason] += 1
-        if self._redactors:
-            message = self._without_private_values(message, profile_id)
-        suppressed = self._log_throttle.allow(reason, message.received_ns)
-        if suppressed is not None:
-            log.warning(
-                "dead letter (%s): topic=%s profile=%s %s%s",
-                reason,
-                message.topic,
-                profile_id,
-                detail,
-                f" ({suppressed} more like this in the last second not logged)"
-                if suppressed
-                else "",
-            )
-        letter = DeadLetter(
-            message.received_ns, message.topic, message.payload, reason, detail, profile_id
-        )
-        sealed = self.batcher.add_dead_letter(letter, message.ack_token)
-        if sealed is not None:
-            self._enqueue(sealed)
-
-    def _shown_detail(self, error: DecodeError, profile_id: str) -> str:
-        if profile_id in self._redactors and error.reason not in SAFE_DETAIL_REASONS:
-            return WITHHELD_DETAIL  # decoder texts may quote the payload
-        return error.detail
-
-    def _without_private_values(self, message: Message, profile_id: str | None) -> Message:
-        """The message as a dead letter may keep it: see gateway/policies/privacy.py."""
-        if profile_id is None:  # refused before resolving (size, rate): resolve now
-            resolved = self.registry.resolve(message.topic)
-            profile_id = resolved.profile.id if resolved is not None else None
-        redact = self._redactors.get(profile_id) if profile_id is not None else None
-        if redact is None:
-            return message
-        return message._replace(payload=redact(message.payload))
 
     def _enqueue(self, batch: Batch) -> None:
         self._sealed.append(batch)
@@ -354,8 +260,7 @@ class Gateway:
             batch = self._sealed[0]
             await self.delivery.commit(batch)
             self._sealed.popleft()
-            for key, _ in batch.receipts:
-                self._pending_receipts.pop(key, None)
+            self.receive_times.durable(batch.receipts)
             self.ingest.ack(batch.tokens)
             self.metrics.messages_acked += sum(token is not None for token in batch.tokens)
             if len(self._sealed) < self.settings.batch.max_pending and not self._stopping:
@@ -375,7 +280,7 @@ class Gateway:
             if time.monotonic() - self._first_message_at < _RECEIPT_KEEP_S / 6:
                 continue
             cutoff = time.time_ns() - int(_RECEIPT_KEEP_S * 1e9)
-            await asyncio.to_thread(self.spool.forget_receive_times, cutoff)
+            await asyncio.to_thread(self.receive_times.forget_before, cutoff)
 
     async def _write_self_metrics(self) -> None:
         """The gateway's own figures go into InfluxDB through the same durable batches."""
@@ -398,48 +303,34 @@ class Gateway:
         The swap happens between two messages on the event loop thread, so each message is
         handled entirely by the old or entirely by the new profiles: nothing in flight is lost
         or written twice. A directory that fails to load leaves the previous profiles active."""
-        directory = self.settings.profiles.dir
         interval = self.settings.profiles.reload_interval_s
         if interval <= 0:
             return
-        seen = await asyncio.to_thread(_directory_state, directory)
+        watcher = await asyncio.to_thread(
+            ProfileWatcher, self.settings.profiles.dir, self.registry.policy
+        )
         while True:
             await asyncio.sleep(interval)
-            state = await asyncio.to_thread(_directory_state, directory)
-            if state == seen:
+            if not await asyncio.to_thread(watcher.changed):
                 continue
             try:
-                registry = await asyncio.to_thread(load_directory, directory, self.registry.policy)
+                registry = await asyncio.to_thread(watcher.load)
             except ProfileError as exc:
                 self.metrics.profile_reloads_failed += 1
                 log.error("profiles not reloaded, the previous ones stay active:\n%s", exc)
-                seen = state
                 continue
-            self._install_profiles(registry, _changed_files(seen, state))
-            seen = state
+            watcher.report(self.registry, registry)
+            self.install_profiles(registry)
 
-    def _install_profiles(self, registry: ProfileRegistry, changed_files: set[str]) -> None:
-        old = {profile.id: profile for profile in self.registry.profiles}
-        new = {profile.id: profile for profile in registry.profiles}
-        decoders = {p.id: decoder_for(p.decode_spec) for p in registry.profiles}
-        normalizers = {p.id: rows_normalizer(p) for p in registry.profiles}
-        self.registry, self._decoders, self._normalizers = registry, decoders, normalizers
-        self._redactors = redactors_for(registry.profiles)
-        self.series.set_limits(limits_of(registry.profiles))
+    def install_profiles(self, registry: ProfileRegistry) -> None:
+        """Every later message is handled by `registry`'s profiles."""
+        self.rules.install(registry)
         self.liveness.set_intervals(
             _expected_intervals(registry, self.settings.monitoring.expected_interval_s)
         )
         self.metrics.profile_reloads += 1
         if not self.settings.mqtt.topics:
             self.ingest.set_topics(registry.subscriptions)
-        changed = sorted(i for i in old.keys() & new.keys() if new[i].file in changed_files)
-        log.info(
-            "profiles reloaded: %d active; added %s, changed %s, removed %s",
-            len(new),
-            sorted(new.keys() - old.keys()) or "none",
-            changed or "none",
-            sorted(old.keys() - new.keys()) or "none",
-        )
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
@@ -518,43 +409,16 @@ def _expected_intervals(
     return {**intervals, **overrides}
 
 
-def _receipt_key(message: Message) -> ReceiptKey:
-    digest = hashlib.blake2b(message.payload, digest_size=8).digest()
-    return (message.topic, message.packet_id, digest)
-
-
-DirectoryState = dict[str, tuple[int, int]]
-
-
-def _directory_state(directory: Path) -> DirectoryState:
-    """Profile file -> (mtime, size): cheap to take every few seconds, changes on any edit."""
-    state: DirectoryState = {}
-    try:
-        files = profile_files([directory])
-    except ProfileError:
-        return state  # the directory vanished: loading it reports that properly
-    files.extend(directory.rglob(f"*{KNOWN_DEVICES_SUFFIX}"))  # devices.known_file lists
-    for file in files:
-        with contextlib.suppress(OSError):  # removed between listing and stat
-            info = file.stat()
-            state[str(file)] = (info.st_mtime_ns, info.st_size)
-    return state
-
-
-def _changed_files(before: DirectoryState, after: DirectoryState) -> set[str]:
-    return {name for name, info in after.items() if before.get(name) != info}
-
-
-UNKNOWN_DEVICE = "unknown_device"
-
-
-def _check_known_device(known: frozenset[str], segments: dict[str, str], tag: str) -> None:
-    """Raise DecodeError(unknown_device) unless the sender is one of the profile's devices
-    (`tag`: the device_id tag of the message's first reading, if the topic has none)."""
-    device_id = segments.get("device_id") or tag
-    if device_id not in known:
-        raise DecodeError(
-            UNKNOWN_DEVICE,
-            f"device {device_id!r} is not among the profile's known devices "
-            "(devices.known / known_file); add it there to accept its readings",
-        )
+def rules_for(settings: GatewaySettings, registry: ProfileRegistry) -> MessageRules:
+    """The message rules of a running gateway: its profiles with the configured limits."""
+    limits = settings.limits
+    rate_limit = (
+        DeviceRateLimit(limits.device_rate_per_s, limits.device_burst)
+        if limits.device_rate_per_s > 0
+        else None
+    )
+    return MessageRules(
+        registry,
+        MessageLimits(limits.max_payload_bytes, limits.max_readings_per_message),
+        rate_limit=rate_limit,
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.errors import DecodeError
-from gateway.model import FieldValue, Point
+from gateway.model import Drop, FieldValue, Point
 from gateway.profiles.compile import (
     MAX_NS,
     MIN_NS,
@@ -20,7 +20,7 @@ from gateway.profiles.compile import (
     FieldDropped,
 )
 from gateway.profiles.schema import TIME_REPLACED_FIELD
-from gateway.stages.normalize import CLOCK_SET_NS, Drop
+from gateway.stages.normalize import CLOCK_SET_NS, MAX_TAG_VALUE_BYTES
 
 
 def reference_normalize(
@@ -147,6 +147,9 @@ def _tags(
         # and refuses the whole line ("invalid tag format"), so such values are refused here.
         # Line protocol cannot escape a line break in a tag. Two `in` tests, not any() over a
         # generator: this runs for every tag of every reading (measured 3% of the hot path).
+        if len(value.encode()) > MAX_TAG_VALUE_BYTES:
+            drops.append((tag.name, "tag_too_long"))
+            continue
         if not value or value[-1] == "\\" or "\n" in value or "\r" in value:
             drops.append((tag.name, "invalid_tag"))
             continue

@@ -7,16 +7,16 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import DecodeError
-from gateway.model import Point
+from gateway.model import Drop, Row
 from gateway.policies.series_budget import CARDINALITY_EXCEEDED, SeriesBudget, limits_of
 from gateway.profiles.registry import load_directory
-from gateway.stages.normalize import Drop
 
 REFUSED = ("(series)", CARDINALITY_EXCEEDED)
 
 
-def point(device: str, lane: str = "1", measurement: str = "traffic_flow") -> Point:
-    return Point(measurement, (("device_id", device), ("lane", lane)), {"count": 1}, 0)
+def point(device: str, lane: str = "1", measurement: str = "traffic_flow") -> Row:
+    key = f"{measurement},device_id={device},lane={lane}"
+    return Row(f"{key} count=1i 0", key, 0, device)
 
 
 def test_known_series_pass_and_the_same_list_comes_back() -> None:

@@ -22,12 +22,13 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
 from gateway.errors import DecodeError
+from gateway.model import Drop
 from gateway.profiles.compile import CompiledProfile
 from gateway.profiles.registry import load_directory
 from gateway.profiles.schema import DecodeSpec
 from gateway.stages.decode import decoder_for, parse_scalar
 from gateway.stages.lineprotocol import encode_point
-from gateway.stages.normalize import Drop, normalize
+from gateway.stages.normalize import normalize
 
 PROFILES = load_directory(Path(__file__).resolve().parent.parent / "device_profiles").profiles
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -280,7 +280,7 @@ async def test_unknown_devices_are_quarantined(tmp_path: Path) -> None:
     stored = DeadLetterStore(instance.dead_letters.path).select(None, None, 0, 10)
     assert [letter.topic for _, letter in stored] == ["t/x/m-4/up", "t/x/intruder/up"]
     assert "'intruder' is not among the profile's known devices" in stored[1][1].detail
-    assert instance.series.count("test-meter") == 3  # strangers spent no budget
+    assert instance.rules.series.count("test-meter") == 3  # strangers spent no budget
 
 
 async def test_an_edited_known_devices_file_is_reloaded(tmp_path: Path) -> None:

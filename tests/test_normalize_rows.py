@@ -22,13 +22,13 @@ from hypothesis import strategies as st
 
 from gateway.cli import read_golden
 from gateway.errors import DecodeError
-from gateway.model import Point
+from gateway.model import Drop, Point, Row
 from gateway.profiles.compile import CompiledProfile, _iso8601_parser
 from gateway.profiles.policy import OFFLINE_POLICY
 from gateway.profiles.registry import load_directory, load_text
 from gateway.stages.decode import decoder_for
 from gateway.stages.lineprotocol import encode_point, series_key
-from gateway.stages.normalize import Drop, Normalizer, Row, normalize, rows_normalizer
+from gateway.stages.normalize import Normalizer, normalize, rows_normalizer
 from tests.reference_normalize import reference_normalize
 from tests.test_decode_properties import _paths, _place, json_values, leaves
 

@@ -15,6 +15,7 @@ from pydantic import TypeAdapter
 
 from gateway.cli import golden_failures, read_golden
 from gateway.errors import DecodeError, ProfileError
+from gateway.model import Drop
 from gateway.profiles.compile import CompiledProfile
 from gateway.profiles.policy import OFFLINE_POLICY
 from gateway.profiles.registry import ProfileRegistry, load_directory, load_file
@@ -22,7 +23,7 @@ from gateway.profiles.schema import DecodeSpec, ProfileSpec
 from gateway.profiles.topics import parse_pattern
 from gateway.stages.decode import decoder_for
 from gateway.stages.lineprotocol import encode_point
-from gateway.stages.normalize import Drop, normalize
+from gateway.stages.normalize import normalize
 
 ROOT = Path(__file__).resolve().parent.parent
 PROFILES = ROOT / "device_profiles"

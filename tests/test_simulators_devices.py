@@ -22,11 +22,12 @@ from typing import Any
 import orjson
 import pytest
 
+from gateway.model import Drop
 from gateway.profiles.policy import OFFLINE_HASH_KEY, OFFLINE_POLICY, LoadPolicy, keyed_hash
 from gateway.profiles.registry import ProfileRegistry, load_directory
 from gateway.stages.decode import decoder_for
 from gateway.stages.lineprotocol import encode_point
-from gateway.stages.normalize import Drop, normalize
+from gateway.stages.normalize import normalize
 from simulators.clock import parse_start
 from simulators.devices import KINDS
 from simulators.fleet import OutgoingMessage, build_fleet
@@ -54,10 +55,10 @@ PROFILE_OF_KIND = {
     "pressure-loggers": "mh-water-pressure-csv",
     "lorawan-lights": "mh-streetlight-lorawan-cs",
     "anpr-cameras": "mh-traffic-anpr-json",
-}
     "air-stations": "mh-environment-air-tlv",
     "water-meters": "mh-water-meter-tts",
     "river-probes": "mh-water-river-flags-tts",
+}
 
 
 @pytest.fixture(scope="module")

@@ -19,10 +19,11 @@ import orjson
 import pytest
 
 from gateway.errors import DecodeError
+from gateway.model import Drop
 from gateway.profiles.policy import OFFLINE_POLICY
 from gateway.profiles.registry import ProfileRegistry, load_directory
 from gateway.stages.decode import decoder_for
-from gateway.stages.normalize import Drop, normalize
+from gateway.stages.normalize import normalize
 from simulators.cli import main
 from simulators.clock import parse_start
 from simulators.devices import KINDS

@@ -50,6 +50,9 @@ class Metrics:
     # unrecognized), and retained readings stamped with the receive time, not written.
     availability_messages: Counter[str] = field(default_factory=Counter)
     retained_readings_skipped: int = 0
+    # LoRaWAN uplinks without an application payload (fPort 0, MAC commands only): nothing to
+    # store, acknowledged and counted, never dead letters.
+    empty_frames: int = 0
     influx_auth_failing: bool = False  # 401/403: data kept, operator must fix credentials
     profile_reloads: int = 0
     profile_reloads_failed: int = 0
@@ -108,6 +111,7 @@ class Metrics:
             "receive_times_reused": self.receive_times_reused,
             "availability_messages": dict(self.availability_messages),
             "retained_readings_skipped": self.retained_readings_skipped,
+            "empty_frames": self.empty_frames,
             "influx_auth_failing": self.influx_auth_failing,
             "profile_reloads": self.profile_reloads,
             "profile_reloads_failed": self.profile_reloads_failed,

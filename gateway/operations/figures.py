@@ -128,6 +128,11 @@ def _message_scalars(m: Metrics) -> list[Scalar]:
             sum(m.availability_messages.values()),
         ),
         _counter(
+            "empty_frames",
+            "Uplinks without an application payload (MAC only): acknowledged, nothing stored.",
+            m.empty_frames,
+        ),
+        _counter(
             "retained_readings_skipped",
             "Retained readings stamped with the receive time, not written as fresh.",
             m.retained_readings_skipped,

@@ -1,7 +1,12 @@
 """`gateway deadletter replay`: run dead letters through the pipeline again after a fix.
 
-A message letter goes through today's profiles (resolve, decode, normalize) with its original
-receive time, so replaying twice writes the same points, which InfluxDB overwrites. A letter
+A message letter goes through today's profiles and the gateway's message rules
+(gateway/process.py: resolve, decode, normalize, known devices, series budget, readings limit,
+privacy, clock tolerance), with its original receive time, so replaying twice writes the same
+points, which InfluxDB overwrites. Only the per-device rate limit is left out: it guards live
+intake, and `rate_limited` letters are meant to be replayed. The series budget starts empty in
+this process: a replay alone cannot exceed a profile's budget, but it does not know the series a
+running gateway has created. A letter
 that holds line protocol (refused by InfluxDB, or an expired spool batch) is written as it is.
 Letters InfluxDB accepted are removed from the store; the others stay, counted by the reason
 they fail with now. It can run while the gateway runs: both use SQLite transactions.
@@ -13,12 +18,11 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from gateway.errors import DecodeError, SinkError
+from gateway.errors import SinkError
+from gateway.model import Message
+from gateway.process import Accepted, MessageLimits, MessageRules, Refused
 from gateway.profiles.registry import ProfileRegistry
 from gateway.stages.deadletter import DeadLetter, DeadLetterStore
-from gateway.stages.decode import Decoder, decoder_for
-from gateway.stages.lineprotocol import encode_point
-from gateway.stages.normalize import Drop, normalize
 from gateway.stages.sinks import Sink
 
 _CHUNK = 500
@@ -50,13 +54,16 @@ class _Ready:
 
 
 class DeadLetterReplay:
-    def __init__(self, store: DeadLetterStore, registry: ProfileRegistry, sink: Sink) -> None:
+    def __init__(
+        self,
+        store: DeadLetterStore,
+        registry: ProfileRegistry,
+        sink: Sink,
+        limits: MessageLimits | None = None,
+    ) -> None:
         self._store = store
-        self._registry = registry
+        self._rules = MessageRules(registry, limits)  # no rate limit: see the module docstring
         self._sink = sink
-        self._decoders: dict[str, Decoder] = {
-            p.id: decoder_for(p.decode_spec) for p in registry.profiles
-        }
 
     async def run(
         self,
@@ -96,25 +103,23 @@ class DeadLetterReplay:
         if letter.holds_lines:
             lines = [line for line in letter.payload.decode().split("\n") if line]
             return (letter.database, letter.retention_policy), lines
-        resolved = self._registry.resolve(letter.topic)
-        if resolved is None:
-            return "unknown_topic"
-        profile = resolved.profile
-        drops: list[Drop] = []
-        try:
-            document = self._decoders[profile.id](letter.payload)
-            points = normalize(profile, document, resolved.segments, letter.received_ns, drops)
-        except DecodeError as exc:
-            return exc.reason
-        lines = [encode_point(point) for point in points]
-        return (profile.database, profile.retention_policy), lines
+        outcome = self._rules.process(Message(letter.topic, letter.payload, letter.received_ns))
+        if isinstance(outcome, Refused):
+            return outcome.reason
+        if not isinstance(outcome, Accepted):  # an availability message: nothing to write
+            return (None, None), []
+        profile = outcome.profile
+        return (profile.database, profile.retention_policy), [row.line for row in outcome.rows]
 
     async def _write(self, ready: list[_Ready], report: ReplayReport) -> list[_Ready]:
         """Write a chunk per destination; on a refusal, letter by letter to keep the bad ones."""
         by_destination: dict[Destination, list[_Ready]] = defaultdict(list)
-        for item in ready:
-            by_destination[item.destination].append(item)
         written: list[_Ready] = []
+        for item in ready:
+            if item.lines:
+                by_destination[item.destination].append(item)
+            else:  # nothing to write (an availability message): handled
+                written.append(item)
         for (database, rp), items in by_destination.items():
             try:
                 await self._sink.write([line for i in items for line in i.lines], database, rp)

@@ -5,8 +5,7 @@ for ever (1.x refuses writes past `max-series-per-database`, 1,000,000 by defaul
 carries a per-message value (a sequence number, a plate, a UUID) creates a series per message.
 Each profile therefore has a budget, `output.max_series`, of distinct series it may create.
 
-Semantics of `SeriesBudget.admit(profile_id, points, drops)` (and of `admit_rows`, the same for
-the pipeline's Rows):
+Semantics of `SeriesBudget.admit(profile_id, rows, drops)`:
 
 - a point of a series the profile already has is always admitted;
 - a point of a new series is admitted while the profile has fewer than its budget, and the
@@ -25,22 +24,17 @@ the sum of the budgets: only admitted series are remembered. Pure and synchronou
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TypeVar
 
 from gateway.errors import DecodeError
-from gateway.model import Point
+from gateway.model import Drop, Row
 from gateway.profiles.compile import CompiledProfile
 from gateway.profiles.schema import DEFAULT_MAX_SERIES
-from gateway.stages.lineprotocol import series_key
-from gateway.stages.normalize import Drop, Row
 
 CARDINALITY_EXCEEDED = "cardinality_exceeded"
 
 SeriesKey = str
 """`measurement,tag=value,...` as in line protocol (escaped): the series as InfluxDB sees it.
 A Row carries it; a str caches its hash, so the hot path's set lookup hashes nothing."""
-
-_Item = TypeVar("_Item", Point, Row)
 
 
 class ProfileSeries:
@@ -55,21 +49,17 @@ class ProfileSeries:
         self.limit = limit
         self.known: set[SeriesKey] = set()
 
-    def admit(self, points: list[Point], drops: list[Drop]) -> list[Point]:
-        """`points` itself when all are admitted (the usual case, no copy), else the admitted."""
-        keys = [series_key(point.measurement, point.tags) for point in points]
-        return self._admit(points, keys, drops)
-
-    def admit_rows(self, rows: list[Row], drops: list[Drop]) -> list[Row]:
-        """As `admit`, for normalize's Rows (the pipeline's hot path)."""
+    def admit(self, rows: list[Row], drops: list[Drop]) -> list[Row]:
+        """`rows` itself when all are admitted (the usual case, no copy), else the admitted."""
         known = self.known
         for row in rows:  # the usual case: every series known, nothing else to do
-            if row[1] not in known:
-                return self._admit(rows, [row[1] for row in rows], drops)
+            if row.series_key not in known:
+                return self._admit(rows, drops)
         return rows
 
-    def _admit(self, items: list[_Item], keys: list[SeriesKey], drops: list[Drop]) -> list[_Item]:
+    def _admit(self, rows: list[Row], drops: list[Drop]) -> list[Row]:
         known = self.known
+        keys = [row.series_key for row in rows]
         refused = 0
         for key in keys:
             if key in known:
@@ -79,9 +69,9 @@ class ProfileSeries:
                 continue
             refused += 1
         if not refused:
-            return items
+            return rows
         drops.extend([("(series)", CARDINALITY_EXCEEDED)] * refused)
-        admitted = [item for item, key in zip(items, keys, strict=True) if key in known]
+        admitted = [row for row, key in zip(rows, keys, strict=True) if key in known]
         if not admitted:
             raise DecodeError(
                 CARDINALITY_EXCEEDED,
@@ -103,12 +93,9 @@ class SeriesBudget:
         """Budgets from the profiles' `output.max_series`, e.g. of `registry.profiles`."""
         return cls(limits_of(profiles))
 
-    def admit(self, profile_id: str, points: list[Point], drops: list[Drop]) -> list[Point]:
-        """The points to write; see the module docstring. Raises DecodeError if none remain."""
-        return self._series(profile_id).admit(points, drops)
-
-    def admit_rows(self, profile_id: str, rows: list[Row], drops: list[Drop]) -> list[Row]:
-        return self._series(profile_id).admit_rows(rows, drops)
+    def admit(self, profile_id: str, rows: list[Row], drops: list[Drop]) -> list[Row]:
+        """The rows to write; see the module docstring. Raises DecodeError if none remain."""
+        return self._series(profile_id).admit(rows, drops)
 
     def _series(self, profile_id: str) -> ProfileSeries:
         try:

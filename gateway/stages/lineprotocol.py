@@ -94,3 +94,80 @@ def encode_point(point: Point) -> str:
         else:
             append(_field_prefix[name] + '"' + str(value).translate(STRING_ESCAPES) + '"')
     return f"{series_key(point.measurement, point.tags)} {','.join(parts)} {point.time_ns}"
+
+
+def decode_line(
+    line: str, database: str | None = None, retention_policy: str | None = None
+) -> Point:
+    """The Point a line of ours stands for: encode_point's inverse.
+
+    Not on the hot path: the pipeline writes the lines its normalizers make; tools that show
+    readings as tables (`gateway profiles test`) and tests read them back with this, so there is
+    one output path. Raises ValueError for a line encode_point could not have written. A name
+    or tag value with a backslash before a comma, space or `=`, or at its end, is ambiguous in
+    line protocol itself (normalize drops such tag values: invalid_tag)."""
+    # The series ends at its first unescaped space (quotes mean nothing there); the time
+    # follows the last space (it has none); the fields are between.
+    head = _split_unescaped(line, " ", quotes=False)[0]
+    fields_text, _, time_text = line[len(head) + 1 :].rpartition(" ")
+    series = _split_unescaped(head, ",", quotes=False)
+    tags = tuple((key, _unescape(value)) for key, value in map(_key_value, series[1:]))
+    fields = {
+        key: _field_value(text)
+        for key, text in map(_key_value, _split_unescaped(fields_text, ",", quotes=True))
+    }
+    return Point(_unescape(series[0]), tags, fields, int(time_text), database, retention_policy)
+
+
+def _split_unescaped(text: str, separator: str, *, quotes: bool) -> list[str]:
+    """`text` split at `separator`s that are neither backslash-escaped nor, with `quotes`,
+    inside a string field value (a double quote right after `=` opens one)."""
+    parts: list[str] = []
+    start = index = 0
+    quoted = opens = False  # opens: the previous character was an unescaped `=`
+    while index < len(text):
+        char = text[index]
+        if char == "\\":
+            index += 2
+            opens = False
+            continue
+        if quotes and char == '"' and (quoted or opens):
+            quoted = not quoted
+        elif char == separator and not quoted:
+            parts.append(text[start:index])
+            start = index + 1
+        opens = char == "=" and not quoted
+        index += 1
+    parts.append(text[start:])
+    return parts
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    """`key=value` at its first unescaped `=`: the key unescaped, the value as written (a field's
+    is read by _field_value, a tag's unescaped here)."""
+    key = _split_unescaped(text, "=", quotes=False)[0]
+    value = text[len(key) + 1 :]
+    return _unescape(key), value
+
+
+def _unescape(text: str, specials: str = ",= ") -> str:
+    """`text` without the backslashes encode_point put before `specials`; any other backslash
+    is the text's own (line protocol escapes only those characters)."""
+    out: list[str] = []
+    index = 0
+    while index < len(text):
+        if text[index] == "\\" and index + 1 < len(text) and text[index + 1] in specials:
+            index += 1
+        out.append(text[index])
+        index += 1
+    return "".join(out)
+
+
+def _field_value(text: str) -> FieldValue:
+    if text.startswith('"') and text.endswith('"') and len(text) >= 2:
+        return _unescape(text[1:-1], '"\\')
+    if text in ("true", "false"):
+        return text == "true"
+    if text.endswith("i"):
+        return int(text[:-1])
+    return float(text)

@@ -14,12 +14,13 @@ declared `tags`: payload keys never become tags by themselves.
 
 from __future__ import annotations
 
+import linecache
 import math
 from collections.abc import Callable
 from typing import Any
 
 from gateway.errors import DecodeError
-from gateway.model import Point
+from gateway.model import Drop, Point, Row
 from gateway.profiles.compile import (
     MAX_NS,
     MIN_NS,
@@ -30,11 +31,12 @@ from gateway.profiles.compile import (
     FieldDropped,
 )
 from gateway.profiles.schema import TIME_REPLACED_FIELD
-from gateway.stages.lineprotocol import STRING_ESCAPES, field_prefix, series_key_uncached
-
-Drop = tuple[str, str]
-"""(field or tag name, reason slug), e.g. ("dim_pct", "out_of_range")."""
-
+from gateway.stages.lineprotocol import (
+    STRING_ESCAPES,
+    decode_line,
+    field_prefix,
+    series_key_uncached,
+)
 
 # A receive time before 2025 means the gateway's own clock is not set (a board without a
 # real-time clock boots at 1970 until NTP syncs): it cannot judge the device's, which is kept.
@@ -53,12 +55,6 @@ def at_receive_time(time_ns: int, received_ns: int) -> bool:
     return 0 <= time_ns - received_ns < RECEIVE_TIME_SPREAD_NS
 
 
-Row = tuple[str, str, int, str]
-"""One reading as the pipeline writes it: (line, series key, time in ns, device id). The series
-key is the line's `measurement,tag=value,...` prefix, escaped: the series as InfluxDB sees it.
-The device id is the `device_id` tag's value ("" without one): all the pipeline needs of the
-tags besides the line (the tag cache keeps no tag tuples for rows: ~5 MB at 10,000 devices)."""
-
 Normalizer = Callable[[Any, dict[str, str], int, list[Drop]], list[Any]]
 """normalizer(document, segments, received_ns, drops) -> points or rows."""
 
@@ -70,43 +66,60 @@ def normalize(
     received_ns: int,
     drops: list[Drop],
 ) -> list[Point]:
-    """Points for every valid reading in `document`; dropped items are appended to `drops`."""
-    cached = _point_normalizers.get(id(profile))
+    """Points for every valid reading in `document`; dropped items are appended to `drops`.
+
+    For tools and tests that want Points: the rows of the one generated normalizer, read back
+    from their line protocol (so there is one output path, the one the pipeline writes)."""
+    cached = _normalizers.get(id(profile))
     if cached is None or cached[0] is not profile:  # an id can be reused once a profile is gone
-        if len(_point_normalizers) >= _MAX_CACHED:
-            _point_normalizers.clear()
-        cached = _point_normalizers[id(profile)] = (profile, _generate(profile, rows=False))
-    points: list[Point] = cached[1](document, segments, received_ns, drops)
-    return points
+        if len(_normalizers) >= _MAX_CACHED:
+            _normalizers.clear()
+        cached = _normalizers[id(profile)] = (profile, rows_normalizer(profile))
+    rows: list[Row] = cached[1](document, segments, received_ns, drops)
+    return [decode_line(row.line, profile.database, profile.retention_policy) for row in rows]
 
 
-_point_normalizers: dict[int, tuple[CompiledProfile, Normalizer]] = {}
+_normalizers: dict[int, tuple[CompiledProfile, Normalizer]] = {}
 _MAX_CACHED = 1024
 
 
-def rows_normalizer(profile: CompiledProfile) -> Normalizer:
-    """The hot path's normalizer: the same readings, drops and errors as `normalize`, but as
-    Rows with their line protocol, without a Point or a fields dict in between."""
-    return _generate(profile, rows=True)
+MAX_TAG_VALUE_BYTES = 256
+"""Default of `[limits] max_tag_value_bytes`: a longer tag value is dropped (tag_too_long).
+InfluxDB keeps every tag value in its series index for good, and the tag cache below holds
+them too: a 60 KB topic level or payload tag must not become a series."""
+_TAG_TOO_LONG = "\0tag too long"  # stands in for such a value; compared by identity
 
 
-def _generate(profile: CompiledProfile, *, rows: bool) -> Normalizer:
+def rows_normalizer(
+    profile: CompiledProfile, max_tag_value_bytes: int = MAX_TAG_VALUE_BYTES
+) -> Normalizer:
+    """The normalizer of `profile`: Rows with their line protocol, no Point or fields dict in
+    between."""
+    return _generate(profile, max_tag_value_bytes)
+
+
+def _generate(
+    profile: CompiledProfile, max_tag_value_bytes: int = MAX_TAG_VALUE_BYTES
+) -> Normalizer:
     """Compile the profile into the source of one function and exec it.
 
     Why generated code: normalizing and encoding were ~55% of the gateway's CPU per message
     (py-spy over the full benchmark's drain), mostly calls and loops over the profile's fields
     (getter, converter, dict, then a type dispatch per value in encode_point). Unrolled, each
     field is an inline subscript, one converter call and a concatenation whose format is known
-    from the field's type. `normalize` (Points) and `rows_normalizer` (lines) come from this
-    same source, differing only in what they emit; tests/test_normalize_rows.py holds them to
-    the same output.
+    from the field's type. tests/test_normalize_rows.py holds it to the plain interpreter in
+    tests/reference_normalize.py. The source is registered with linecache, so a traceback
+    through it shows its lines, and `gateway profiles code ID` prints it.
     """
     names: dict[str, object] = {
         "MISSING": MISSING,
         "FieldDropped": FieldDropped,
         "BadTimestamp": BadTimestamp,
         "DecodeError": DecodeError,
-        "Point": Point,
+        "Row": Row,
+        # tuple.__new__(Row, ...) is what Row(...) does after a Python-level call: ~0.1 us less
+        # per reading.
+        "new_tuple": tuple.__new__,
         "LOOKUP_ERRORS": (KeyError, IndexError, TypeError),
         "MIN_NS": MIN_NS,
         "MAX_NS": MAX_NS,
@@ -122,14 +135,30 @@ def _generate(profile: CompiledProfile, *, rows: bool) -> Normalizer:
         "retention_policy": profile.retention_policy,
         "max_future_ns": profile.max_future_ns,
         "max_past_ns": profile.max_past_ns,
+        "MAX_TAG_CHARS": max_tag_value_bytes,  # chars bound bytes from below: exact check later
+        "TAG_TOO_LONG": _TAG_TOO_LONG,
     }
-    source = "\n".join(_source(profile, names, rows=rows))
-    exec(compile(source, f"<normalize {profile.id}>", "exec"), names)  # noqa: S102  # our own source, from a validated profile
+    source = "\n".join(_source(profile, names)) + "\n"
+    filename = source_name(profile)
+    # linecache keeps the source for tracebacks: an entry without a file on disk stays until
+    # something replaces it (checkcache skips names in angle brackets' fashion: no mtime).
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    exec(compile(source, filename, "exec"), names)  # noqa: S102  # our own source, from a validated profile
     function: Normalizer = names["normalize"]  # type: ignore[assignment]  # defined by the source
     return function
 
 
-def _source(profile: CompiledProfile, names: dict[str, object], *, rows: bool) -> list[str]:
+def source_name(profile: CompiledProfile) -> str:
+    """The file name of a profile's generated normalizer, as tracebacks show it."""
+    return f"<normalize {profile.id}>"
+
+
+def generated_source(profile: CompiledProfile) -> str:
+    """The Python source normalizing `profile`'s readings (for `gateway profiles code`)."""
+    return "\n".join(_source(profile, {})) + "\n"
+
+
+def _source(profile: CompiledProfile, names: dict[str, object]) -> list[str]:
     topic_tags = profile.tags_from_topic_only
     code = ["def normalize(document, segments, received_ns, drops):"]
     if profile.readings is None:
@@ -145,18 +174,18 @@ def _source(profile: CompiledProfile, names: dict[str, object], *, rows: bool) -
     if topic_tags:
         # Tags taken from the topic and constants are the same for every reading of a message:
         # looked up once. Their drops are still reported per kept reading.
-        code += _indent(_tags_lookup_source(profile, names, "static", "()", rows=rows), 1)
+        code += _indent(_tags_lookup_source(profile, names, "static", "()"), 1)
     code += [
         "    out = []",
         "    position = -1",
         "    for reading in readings:",
         "        position += 1",
     ]
-    code.append("        parts = []" if rows else "        fields = {}")
+    code.append("        parts = []")
     for number, field in enumerate(profile.fields):
-        code += _indent(_field_source(number, field, names, rows=rows), 2)
+        code += _indent(_field_source(number, field, names), 2)
     code += [
-        "        if not " + ("parts" if rows else "fields") + ":",
+        "        if not parts:",
         "            drops.append(('(reading)', 'no_valid_field'))",
         "            continue",
         # Each reading gets its own nanosecond of receive time: readings of one series in one
@@ -164,19 +193,14 @@ def _source(profile: CompiledProfile, names: dict[str, object], *, rows: bool) -
         "        received = received_ns + position",
     ]
     code += _indent(_device_time_source(profile, names), 2)
-    code += _indent(_time_source(profile, rows=rows), 2)
+    code += _indent(_time_source(profile), 2)
     if not topic_tags:
-        code += _indent(_payload_tags_source(profile, names, rows=rows), 2)
+        code += _indent(_payload_tags_source(profile, names), 2)
     code += ["        if tag_drops:", "            drops.extend(tag_drops)"]
-    if rows:
-        code.append(
-            "        out.append((f\"{key} {','.join(parts)} {time_ns}\", key, time_ns, device))"
-        )
-    else:
-        code.append(
-            "        out.append(Point(measurement, tags, fields, time_ns, database, "
-            "retention_policy))"
-        )
+    code.append(
+        "        out.append(new_tuple(Row, (f\"{key} {','.join(parts)} {time_ns}\", key, time_ns,"
+        " device)))"
+    )
     code += [
         "    if not out:",
         "        reasons = sorted({reason for _, reason in drops}) or ['empty']",
@@ -207,9 +231,7 @@ def _read_source(
     return ["try:", f"    {target} = {lookup}", "except LOOKUP_ERRORS:", f"    {target} = None"]
 
 
-def _field_source(
-    number: int, field: CompiledField, names: dict[str, object], *, rows: bool
-) -> list[str]:
+def _field_source(number: int, field: CompiledField, names: dict[str, object]) -> list[str]:
     """One field: read it, convert it, emit it or record why not.
 
     A missing value (absent path or null) is "missing"; a converter's FieldDropped gives the
@@ -219,7 +241,7 @@ def _field_source(
     code = _read_source("raw", field.path, f"get_{number}", names)
     code += ["if raw is not None:"]
     if field.number is not None:
-        code += _indent(_number_source(number, field, names, rows=rows), 1)
+        code += _indent(_number_source(number, field, names), 1)
     else:
         code += [
             "    try:",
@@ -227,7 +249,7 @@ def _field_source(
             "    except FieldDropped as dropped:",
             *_indent(_drop(field, "dropped.args[0]"), 2),
             "    else:",
-            *_indent(_emit(number, field, names, rows=rows), 2),
+            *_indent(_emit(number, field, names), 2),
         ]
     return [*code, "else:", *_indent(_drop(field, "'missing'"), 1)]
 
@@ -243,9 +265,7 @@ def _drop(field: CompiledField, reason: str) -> list[str]:
     return code
 
 
-def _number_source(
-    number: int, field: CompiledField, names: dict[str, object], *, rows: bool
-) -> list[str]:
+def _number_source(number: int, field: CompiledField, names: dict[str, object]) -> list[str]:
     """compile._numeric (with compile._linear) inline: the same checks in the same order, so
     the same drop reasons: not_finite or wrong_type, the conversion's not_finite, out_of_range,
     then wrong_type for a fraction in an int field."""
@@ -258,8 +278,8 @@ def _number_source(
     if rule.high != math.inf:
         names[f"high_{number}"] = rule.high
         bounds.append(f"value <= high_{number}")
-    memo = rows and rule.linear is not None
-    emit = _emit(number, field, names, rows=rows, memo=memo)
+    memo = rule.linear is not None
+    emit = _emit(number, field, names, memo=memo)
     if field.kind is int:
         typed = [
             "if type(value) is int:",
@@ -322,12 +342,10 @@ def _number_source(
 
 
 def _emit(
-    number: int, field: CompiledField, names: dict[str, object], *, rows: bool, memo: bool = False
+    number: int, field: CompiledField, names: dict[str, object], *, memo: bool = False
 ) -> list[str]:
-    """The statements that add a converted value: its line protocol text (remembered in
-    `memo_N` by raw value if `memo`), or a fields entry."""
-    if not rows:
-        return [f"fields[{field.name!r}] = value"]
+    """The statements that add a converted value's line protocol text (remembered in `memo_N`
+    by raw value if `memo`)."""
     text = _text_expression(number, field, names)
     if not memo:
         return [f"parts.append({text})"]
@@ -387,16 +405,12 @@ def _device_time_source(profile: CompiledProfile, names: dict[str, object]) -> l
     ]
 
 
-def _time_source(profile: CompiledProfile, *, rows: bool) -> list[str]:
+def _time_source(profile: CompiledProfile) -> list[str]:
     """The device time, or the receive time (flagged) when the device clock is implausible.
 
     A clock outside the tolerance is only judged once the gateway's own clock is set
     (CLOCK_SET_NS); a time InfluxDB cannot store is refused only when it was not replaced."""
-    flag = (
-        f"parts.append({field_prefix(TIME_REPLACED_FIELD) + 'true'!r})"
-        if rows
-        else f"fields[{TIME_REPLACED_FIELD!r}] = True"
-    )
+    flag = f"parts.append({field_prefix(TIME_REPLACED_FIELD) + 'true'!r})"
     checks = []
     if profile.max_future_ns != math.inf:
         checks.append(("time_ns > received + max_future_ns", "clock_future"))
@@ -432,9 +446,7 @@ def _static_tags_source(profile: CompiledProfile) -> list[str]:
     return code
 
 
-def _payload_tags_source(
-    profile: CompiledProfile, names: dict[str, object], *, rows: bool
-) -> list[str]:
+def _payload_tags_source(profile: CompiledProfile, names: dict[str, object]) -> list[str]:
     """One reading's payload tag values as text (`text_N`, None when absent, null or a
     structure), then its tags from the cache."""
     code = []
@@ -446,7 +458,7 @@ def _payload_tags_source(
         code += _read_source("raw", tag.path, f"tag_get_{number}", names)
         code += [
             "if type(raw) is str:",
-            f"    text_{number} = raw",
+            f"    text_{number} = raw if len(raw) <= MAX_TAG_CHARS else TAG_TOO_LONG",
             "elif raw is None or isinstance(raw, STRUCTURES):",
             f"    text_{number} = None",
             "else:",
@@ -455,11 +467,11 @@ def _payload_tags_source(
         texts.append(f"text_{number}")
     payload = f"({', '.join(texts)}{',' if len(texts) == 1 else ''})"
     combo = f"(static_key, {', '.join(texts)})"
-    return code + _tags_lookup_source(profile, names, combo, payload, rows=rows)
+    return code + _tags_lookup_source(profile, names, combo, payload)
 
 
 def _tags_lookup_source(
-    profile: CompiledProfile, names: dict[str, object], combo: str, payload: str, *, rows: bool
+    profile: CompiledProfile, names: dict[str, object], combo: str, payload: str
 ) -> list[str]:
     """`tags`, `key` and `tag_drops` for the tag values `combo`, from the profile's tag cache.
 
@@ -467,30 +479,33 @@ def _tags_lookup_source(
     vehicle classes on every vehicle. Checking the values, building the pairs and the series
     key once per distinct combination instead of once per reading saved ~1 us per radar
     vehicle. The cache is bounded (_MAX_TAG_COMBINATIONS, then it starts over) and replaces
-    lineprotocol.series_key's own cache for these series (the key is built uncached here)."""
+    lineprotocol.series_key's own cache for these series (the key is built uncached here).
+    It is keyed by the values' hash, not the values: topic levels may be a kilobyte each, and
+    str hashes are keyed per process (SipHash), so no sender can aim for a collision."""
     names["tag_cache"] = {}
-    names["tags_for"] = _tags_builder(profile, rows=rows)
+    cap = names.get("MAX_TAG_CHARS", MAX_TAG_VALUE_BYTES)  # absent for `profiles code`
+    names["tags_for"] = _tags_builder(profile, cap if isinstance(cap, int) else MAX_TAG_VALUE_BYTES)
     return [
-        f"combo = {combo}",
+        f"combo = hash({combo})",
         "found = tag_cache.get(combo)",
         "if found is None:",
         f"    found = tags_for(static, {payload})",
         f"    if len(tag_cache) >= {_MAX_TAG_COMBINATIONS}:",
         "        tag_cache.clear()",
         "    tag_cache[combo] = found",
-        f"{'device' if rows else 'tags'}, key, tag_drops = found",
+        "device, key, tag_drops = found",
     ]
 
 
 _MAX_TAG_COMBINATIONS = 16_384  # per profile; ~0.2 kB a combination (the key string is shared)
 
 
-TagsFound = tuple[tuple[tuple[str, str], ...] | str, str, tuple[Drop, ...]]
-"""(tags, or for rows the device id; series key; drops)."""
+TagsFound = tuple[str, str, tuple[Drop, ...]]
+"""(device id, series key, drops)."""
 
 
 def _tags_builder(
-    profile: CompiledProfile, *, rows: bool
+    profile: CompiledProfile, max_tag_value_bytes: int = MAX_TAG_VALUE_BYTES
 ) -> Callable[[tuple[str, ...], tuple[str | None, ...]], TagsFound]:
     """(topic tag values, payload tag texts) -> (tags, series key, drops): the tags in name
     order, each value checked as line protocol needs (see _invalid_tag_value)."""
@@ -517,15 +532,15 @@ def _tags_builder(
             value = constant if index is None else values[index]
             if value is None:  # only a payload value can be absent
                 drops.append((name, "missing_tag"))
+            elif value is _TAG_TOO_LONG or len(value.encode()) > max_tag_value_bytes:
+                drops.append((name, "tag_too_long"))
             elif _invalid_tag_value(value):
                 drops.append((name, "invalid_tag"))
             else:
                 pairs.append((name, value))
         tags = tuple(pairs)
         key = series_key_uncached(measurement, tags)
-        if rows:
-            return dict(pairs).get("device_id", ""), key, tuple(drops)
-        return tags, key, tuple(drops)
+        return dict(pairs).get("device_id", ""), key, tuple(drops)
 
     return build
 
