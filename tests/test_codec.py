@@ -12,7 +12,12 @@ from typing import Any
 import pytest
 
 from gateway.errors import DecodeError, ProfileError
-from gateway.profiles.registry import ProfileRegistry, load_directory, load_file
+from gateway.profiles.registry import (
+    ProfileRegistry,
+    install_profile,
+    load_directory,
+    load_file,
+)
 from gateway.stages.codec import CodecLimits, CodecLoadError, JavascriptCodec, warning_counts
 from gateway.stages.decode import decoder_for
 
@@ -122,6 +127,7 @@ def test_a_codec_must_return_a_data_object(returned: str, detail: str) -> None:
 
 
 def copy_profile(tmp_path: Path, profile: str, *codecs: str) -> Path:
+    tmp_path.mkdir(exist_ok=True)
     for name in (profile, *codecs):
         (tmp_path / name).write_text((CODECS / name).read_text())
     return tmp_path / profile
@@ -246,3 +252,14 @@ def test_two_fallbacks_on_one_topic_are_refused(tmp_path: Path) -> None:
     (tmp_path / "second-other.yaml").write_text(second)
     with pytest.raises(ProfileError, match=r"both are match\.fallback"):
         load_directory(tmp_path)
+
+
+def test_profiles_add_installs_the_codec_next_to_the_profile(tmp_path: Path) -> None:
+    source = copy_profile(tmp_path / "new", "pulse-meter-raw.yaml", "meter-ttn2.js")
+    installed_dir = tmp_path / "installed"
+    installed_dir.mkdir()
+    installed = install_profile(source, installed_dir)
+    assert installed.path == installed_dir / "water" / "pulse-meter-raw.yaml"
+    codec = installed_dir / "water" / "meter-ttn2.js"
+    assert codec.read_text() == (CODECS / "meter-ttn2.js").read_text()
+    assert load_directory(installed_dir).get("test-pulse-meter-raw") is not None
