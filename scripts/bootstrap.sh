@@ -50,6 +50,8 @@ have_binary mosquitto || packages+=(mosquitto)
 have_binary influxd || packages+=(influxdb)
 # A second engine taking line protocol (tests/test_victoria*.py start private instances).
 have_binary victoria-metrics || packages+=(victoria-metrics)
+# Headless browser: tests/test_report.py screenshots `gateway report`'s HTML.
+have_binary chromium || packages+=(chromium)
 if [ ! -x "$VENV/bin/python" ]; then
     python=$(find_python)
     # Debian's python3 lacks ensurepip, so `-m venv` fails until python3-venv is installed.

@@ -29,7 +29,7 @@ import yaml
 from dashboards import build, evaluation, limits
 from dashboards.influxread import InfluxReader
 from gateway.operations.counters import Metrics
-from gateway.operations.figures import Sources, read_stats, stats_lines
+from gateway.operations.figures import CounterOrigins, Sources, read_stats, stats_lines
 from tests.harness import GatewayProcess, gateway_config, load_truth, truth_counts, wait_for_counts
 from tests.servers import Influxd, Mosquitto
 
@@ -227,7 +227,8 @@ def write_gateway_figures(
     """A self-metrics sample a minute for the two days, as gateway/operations/figures.py writes
     them, counting the readings the truth file has in each minute. Three stretches are
     scripted: no device data written (the MQTT side went quiet), the spool growing while
-    InfluxDB takes only part of the writes, and malformed messages kept as dead letters."""
+    InfluxDB takes only part of the writes, malformed messages kept as dead letters, and the
+    gateway down (no figures at all)."""
     domain_of = domains_by_measurement()
     per_minute: dict[int, Counter[str]] = defaultdict(Counter)
     for row in truth:
@@ -238,9 +239,13 @@ def write_gateway_figures(
                         end_ms - 35 * MS_PER_H, GATEWAY_INSTANCE)  # fmt: skip
     dead = Incident("mh-gateway-dead-letters", end_ms - 40 * MS_PER_H,
                     end_ms - 39 * MS_PER_H, GATEWAY_INSTANCE)  # fmt: skip
+    # The gateway down for 20 minutes: no figures at all, which the rule reads as No Data.
+    down_ms = end_ms - 44 * MS_PER_H
+    down = Incident("mh-gateway-not-writing", down_ms, down_ms + 20 * MS_PER_MIN, "gateway down")
     metrics = Metrics()
     lines: list[str] = []
     first_minute = (end_ms - (DAYS * 24 + 2) * MS_PER_H) // MS_PER_MIN
+    origins = CounterOrigins(started_ns=first_minute * MS_PER_MIN * NS_PER_MS)
     for minute in range(first_minute, end_ms // MS_PER_MIN + 1):
         at_ms = minute * MS_PER_MIN
         written = per_minute.get(minute, Counter())
@@ -255,18 +260,19 @@ def write_gateway_figures(
             raise AssertionError("the incident must come after some device data")
         if dead.start_ms <= at_ms < dead.end_ms:
             metrics.dead_letters["invalid_json"] += 2
-        sample = stats_lines(
-            read_stats(Sources(metrics), at_ms * NS_PER_MS),
-            instance=GATEWAY_INSTANCE,
-            now_ns=at_ms * NS_PER_MS,
-        )
+        if down.start_ms <= at_ms < down.end_ms:
+            continue  # what it received while down the broker redelivers: counted after
+        # As the pipeline's _write_self_metrics does: a zero before each new split counter.
+        stats = read_stats(Sources(metrics), at_ms * NS_PER_MS)
+        sample = origins.lines(stats, instance=GATEWAY_INSTANCE, now_ns=at_ms * NS_PER_MS)
+        sample += stats_lines(stats, instance=GATEWAY_INSTANCE, now_ns=at_ms * NS_PER_MS)
         metrics.points_written["gateway"] += len(sample)
         if at_ms >= spooling.end_ms:
             metrics.spool_points = 0  # replayed once InfluxDB took writes again
         lines += sample
     for start in range(0, len(lines), 20_000):
         influxd.write(database, "\n".join(lines[start : start + 20_000]))
-    return [not_writing, spooling, dead]
+    return [not_writing, spooling, dead, down]
 
 
 @pytest.fixture(scope="module")
@@ -410,7 +416,11 @@ def test_the_rules_as_they_were_fail_where_the_issue_said(town: Town) -> None:
     assert outcome.error is not None
     assert "cannot uniquely be identified by its labels" in outcome.error
 
-    (not_writing,) = [i for i in town.incidents if i.rule == "mh-gateway-not-writing"]
+    not_writing = next(
+        i
+        for i in town.incidents
+        if i.rule == "mh-gateway-not-writing" and i.where == GATEWAY_INSTANCE
+    )
     old = dict(by_uid["mh-gateway-not-writing"])
     old["data"] = [dict(d) for d in old["data"]]
     old["data"][0] = {
