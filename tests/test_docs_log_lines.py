@@ -10,6 +10,7 @@ for one word of the quote (an example value), and a template's variable part may
 template (a log line around an exception around its cause). `...` splits a quote into parts
 checked alone.
 """
+
 from __future__ import annotations
 
 import ast
