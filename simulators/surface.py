@@ -9,6 +9,7 @@ knows from the edit which canonical field a correct gateway drops.
 
 from __future__ import annotations
 
+import base64
 import struct
 from dataclasses import dataclass
 from datetime import datetime
@@ -47,11 +48,25 @@ class Packed(NamedTuple):
     fmt: str
 
 
-Slot = JsonPath | Key | Column | Packed
+class EnvelopeFrame(NamedTuple):
+    """A value at a byte offset of a base64 frame inside a JSON envelope (a LoRaWAN uplink's
+    frm_payload), as a struct format."""
 
-TimeEncoding = Literal["epoch_ms", "epoch_s", "iso_local", "iso_utc", "naive_local", "naive_space"]
+    path: tuple[str | int, ...]
+    offset: int
+    fmt: str
+
+
+Slot = JsonPath | Key | Column | Packed | EnvelopeFrame
+
+TimeEncoding = Literal[
+    "epoch_ms", "epoch_s", "iso_local", "iso_utc", "naive_local", "naive_space", "local_s2000"
+]
 """How a device writes its clock: epoch numbers, ISO 8601 with +07:00, ISO 8601 UTC with Z,
-or local wall time without an offset (T or space between date and time)."""
+local wall time without an offset (T or space between date and time), or seconds of local
+wall time since 2000-01-01 (a LoRaWAN meter's clock; a reset one reads 2000-01-01)."""
+
+_LOCAL_2000_SHIFT_S = 946_684_800 - 7 * 3600  # 2000-01-01 00:00 in Vietnam (UTC+7), Unix s
 
 WITH_OFFSET: frozenset[TimeEncoding] = frozenset({"iso_local", "iso_utc"})
 
@@ -100,6 +115,15 @@ def write_slot(payload: bytes, surface: PayloadSurface, slot: Slot, value: objec
             frame = bytearray(payload)
             struct.pack_into(fmt, frame, offset, value)
             return bytes(frame)
+        case EnvelopeFrame(path, offset, fmt):
+            document = orjson.loads(payload)
+            node: Any = document
+            for step in path[:-1]:
+                node = node[step]
+            inner = bytearray(base64.b64decode(node[path[-1]]))
+            struct.pack_into(fmt, inner, offset, value)
+            node[path[-1]] = base64.b64encode(bytes(inner)).decode()
+            return orjson.dumps(document)
 
 
 def read_slot(payload: bytes, surface: PayloadSurface, slot: Slot) -> object:
@@ -117,6 +141,11 @@ def read_slot(payload: bytes, surface: PayloadSurface, slot: Slot) -> object:
             return payload.decode().split(surface.delimiter)[number]
         case Packed(offset, fmt):
             return struct.unpack_from(fmt, payload, offset)[0]
+        case EnvelopeFrame(path, offset, fmt):
+            node = orjson.loads(payload)
+            for step in path:
+                node = node[step]
+            return struct.unpack_from(fmt, base64.b64decode(node), offset)[0]
 
 
 def _set_json(node: Any, path: tuple[str | int, ...], value: object) -> None:
@@ -147,7 +176,7 @@ def _set_pair(payload: bytes, surface: PayloadSurface, key: str, text: str) -> b
     return joined.encode()
 
 
-def encode_time(encoding: TimeEncoding, epoch_ms: int) -> int | str:
+def encode_time(encoding: TimeEncoding, epoch_ms: int) -> int | str:  # noqa: PLR0911  # one return per encoding
     """A device clock reading of `epoch_ms` as the device writes it."""
     epoch_s = epoch_ms // MS_PER_S
     match encoding:
@@ -163,6 +192,8 @@ def encode_time(encoding: TimeEncoding, epoch_ms: int) -> int | str:
             return local_naive_s(epoch_s)
         case "naive_space":
             return local_naive_s(epoch_s, sep=" ")
+        case "local_s2000":
+            return max(0, epoch_s - _LOCAL_2000_SHIFT_S)
 
 
 def without_offset(text: str) -> str:

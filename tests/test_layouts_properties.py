@@ -141,10 +141,10 @@ def meter_reference(frame: bytes, fport: int | None) -> dict[str, Any]:
     if fport == 1 and kind == 0x01:
         if len(frame) < 12:
             raise Refused("too_short")
-        digits = frame[1:5].hex()
+        digits = frame[5:9].hex()
         return {
+            "clock": _u(frame, 1, 4) + CLOCK_SHIFT_S,
             "volume_l": int(digits) if digits.isdigit() else NO_READING,
-            "clock": _u(frame, 5, 4) + CLOCK_SHIFT_S,
             "flow_lh": _u(frame, 9, 2, signed=True),
             "battery_pct": frame[11],
         }
@@ -152,18 +152,18 @@ def meter_reference(frame: bytes, fport: int | None) -> dict[str, Any]:
         if len(frame) < 6:
             raise Refused("too_short")
         return {
-            "leak": frame[1] & 1,
-            "backflow": frame[1] >> 1 & 1,
-            "tamper": frame[1] >> 2 & 1,
-            "clock": _u(frame, 2, 4) + CLOCK_SHIFT_S,
+            "clock": _u(frame, 1, 4) + CLOCK_SHIFT_S,
+            "leak": frame[5] & 1,
+            "backflow": frame[5] >> 1 & 1,
+            "tamper": frame[5] >> 2 & 1,
         }
     if fport == 2:  # the status port
-        if len(frame) < 7:
+        if len(frame) < 8:
             raise Refused("too_short")
         return {
-            "clock": _u(frame, 0, 4) + CLOCK_SHIFT_S,
-            "battery_mv": _u(frame, 4, 2),
-            "temperature": _u(frame, 6, 1, signed=True),
+            "clock": _u(frame, 1, 4) + CLOCK_SHIFT_S,
+            "battery_mv": _u(frame, 5, 2),
+            "temperature": _u(frame, 7, 1, signed=True),
         }
     raise Refused("no_layout")
 
@@ -172,7 +172,7 @@ def meter_reference(frame: bytes, fport: int | None) -> dict[str, Any]:
 @given(
     st.sampled_from([1, 1, 2, 3, 0, 223, None]),
     st.sampled_from([0x01, 0x02, 0x07, 0x00, 0xFF]),
-    st.one_of(st.binary(max_size=14), st.just(bytes.fromhex("ffffffff32980080ff8857"))),
+    st.one_of(st.binary(max_size=14), st.just(bytes.fromhex("32980080ffffffffff8857"))),
     st.data(),
 )
 def test_variants_never_misread(

@@ -2,7 +2,7 @@
 
 Each report is a run of (channel, type, value) entries, little-endian: temperature, humidity,
 CO2, pressure and PM2.5 every 15 minutes, the battery every eighth report. After a power-on
-(the first report, and now and then a brown-out) the station first sends its device
+(after a brown-out, now and then) the station first sends its device
 information on channel ff, which the gateway must skip, and its CO2 cell needs two reports to
 warm up, sending ffff ("no reading") meanwhile, which the gateway drops. Temperature follows
 the day; CO2 and PM2.5 follow the traffic peaks.
@@ -16,13 +16,14 @@ import struct
 from simulators.clock import local_hour
 from simulators.devices.base import Device, DeviceKind, DeviceSpec, Telemetry
 from simulators.devices.tts_uplink import TtsDevice
+from simulators.surface import FieldEdit, JsonPath, PayloadSurface, TimeSlot
 
 INTERVAL_S = 900
 MEASUREMENT = "air_quality"
 APPLICATION_ID = "mh-air-quality"
 F_PORT = 5
 BATTERY_EVERY = 8
-BROWN_OUT_P = 0.004
+BROWN_OUT_P = 0.01
 WARM_UP_REPORTS = 2
 NO_READING_U16 = 0xFFFF
 DEVICE_INFO = bytes.fromhex("ff0101" + "ff091100" + "ff0a0142" + "ff0bff")
@@ -45,7 +46,8 @@ class AirStation:
         )
         self.topic = self._tts.topic
         self.interval_s = INTERVAL_S
-        self._reports_since_power_on = 0
+        # Powered on long before the simulated span starts (a brown-out restarts it).
+        self._reports_since_power_on = WARM_UP_REPORTS + self._rng.randrange(1000)
         self._battery_pct = self._rng.randrange(70, 101)
         self._pressure_dhpa = self._rng.randrange(10080, 10140)
 
@@ -85,6 +87,14 @@ def _build(spec: DeviceSpec) -> Device:
     return AirStation(spec)
 
 
+_RADIO = ("uplink_message", "rx_metadata", 0)
+SURFACE = PayloadSurface(
+    format="json",
+    time=TimeSlot(JsonPath(("received_at",)), "iso_utc"),
+    out_of_range=(FieldEdit(JsonPath((*_RADIO, "rssi")), "rssi_dbm", 12),),  # max 0 dBm
+    wrong_type=(FieldEdit(JsonPath((*_RADIO, "rssi")), "rssi_dbm", -106.5),),  # not an integer
+)
+
 KIND = DeviceKind(
     name="air-stations",
     label="roadside air-quality stations on LoRaWAN via TTS v3 (channel/type frames)",
@@ -92,4 +102,5 @@ KIND = DeviceKind(
     measurement=MEASUREMENT,
     interval_s=INTERVAL_S,
     build=_build,
+    surface=SURFACE,
 )

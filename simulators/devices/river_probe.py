@@ -16,6 +16,7 @@ import struct
 
 from simulators.devices.base import Device, DeviceKind, DeviceSpec, Telemetry
 from simulators.devices.tts_uplink import TtsDevice
+from simulators.surface import FieldEdit, JsonPath, PayloadSurface, TimeSlot
 
 INTERVAL_S = 600
 MEASUREMENT = "river_level"
@@ -93,6 +94,14 @@ def _build(spec: DeviceSpec) -> Device:
     return RiverProbe(spec)
 
 
+_RADIO = ("uplink_message", "rx_metadata", 0)
+SURFACE = PayloadSurface(
+    format="json",
+    time=TimeSlot(JsonPath(("received_at",)), "iso_utc"),
+    out_of_range=(FieldEdit(JsonPath((*_RADIO, "rssi")), "rssi_dbm", 12),),  # max 0 dBm
+    wrong_type=(FieldEdit(JsonPath((*_RADIO, "rssi")), "rssi_dbm", -106.5),),  # not an integer
+)
+
 KIND = DeviceKind(
     name="river-probes",
     label="river level probes on LoRaWAN via TTS v3 (groups behind presence flags)",
@@ -100,4 +109,5 @@ KIND = DeviceKind(
     measurement=MEASUREMENT,
     interval_s=INTERVAL_S,
     build=_build,
+    surface=SURFACE,
 )

@@ -1,13 +1,14 @@
 """Household ultrasonic water meters on LoRaWAN (TTS v3) with frames chosen by port and
 report type.
 
-Every hour the meter sends an index frame on fPort 1 (report type 01: the BCD volume register
-in litres, its clock, the flow in L/h, signed, and the battery in %); once a day, instead, a
-status frame on fPort 2 (clock, battery voltage, pit temperature); and when it detects a leak
-(water running all night), backflow or a magnet on its case, an alarm frame (fPort 1, report
-type 02). The clock counts seconds since 2000-01-01 in Vietnamese local time, and the readings
-are stamped with it. Now and then the register cannot be read and the meter sends ff ff ff ff,
-which the gateway drops (sentinel) while keeping the flow and the battery.
+Every half hour the meter sends an index frame on fPort 1 (report type 01: its clock, the BCD
+volume register in litres, the flow in L/h, signed, and the battery in %); once a day,
+instead, a status frame on fPort 2 (type 03: clock, battery voltage, pit temperature); and
+when it detects a leak (water running all night), backflow or a magnet on its case, an alarm
+frame (fPort 1, report type 02). The clock counts seconds since 2000-01-01 in Vietnamese local
+time, and the readings are stamped with it. Now and then the register cannot be read and the
+meter sends ff ff ff ff, which the gateway drops (sentinel) while keeping the flow and the
+battery.
 """
 
 from __future__ import annotations
@@ -18,15 +19,16 @@ import struct
 from simulators.clock import local_hour
 from simulators.devices.base import Device, DeviceKind, DeviceSpec, Telemetry
 from simulators.devices.tts_uplink import TtsDevice
+from simulators.surface import EnvelopeFrame, FieldEdit, JsonPath, PayloadSurface, TimeSlot
 
-INTERVAL_S = 3600
+INTERVAL_S = 1800
 MEASUREMENT = "water_meter"
 APPLICATION_ID = "mh-water-meters"
 # 2000-01-01T00:00:00 as Unix seconds; the meter's clock shows Vietnamese wall time (UTC+7,
 # no daylight saving since 1975).
 CLOCK_EPOCH_S = 946_684_800
 LOCAL_OFFSET_S = 7 * 3600
-STATUS_EVERY = 24
+STATUS_EVERY = 48
 ALARM_P = 0.01
 UNREADABLE_P = 0.003
 UNREADABLE = b"\xff\xff\xff\xff"
@@ -62,7 +64,7 @@ class WaterMeter:
         roll = self._rng.random()
         if roll < ALARM_P:
             bits = 1 << self._rng.randrange(3)
-            frame = bytes([0x02, bits]) + device_clock
+            frame = b"\x02" + device_clock + bytes([bits])
             fields: dict[str, int | float] = {
                 "leak_alarm": bits & 1,
                 "backflow_alarm": bits >> 1 & 1,
@@ -71,7 +73,7 @@ class WaterMeter:
             return self._report(sim_time_ms, 1, frame, fields)
         if self._reports % STATUS_EVERY == 0:
             temperature = round(27 + 3 * math.sin(2 * math.pi * (local_hour(sim_time_ms) - 9) / 24))
-            frame = device_clock + struct.pack(">Hb", self._battery_mv, temperature)
+            frame = b"\x03" + device_clock + struct.pack(">Hb", self._battery_mv, temperature)
             fields = {"battery_v": self._battery_mv / MV_PER_V, "temperature_c": float(temperature)}
             self._battery_mv -= self._rng.choice((0, 0, 1))
             return self._report(sim_time_ms, 2, frame, fields)
@@ -93,7 +95,7 @@ class WaterMeter:
             fields["total_m3"] = self._volume_l / L_PER_M3
         fields["flow_m3h"] = flow_lph / L_PER_M3
         fields["battery_pct"] = battery_pct
-        frame = b"\x01" + register + device_clock + struct.pack(">hB", flow_lph, battery_pct)
+        frame = b"\x01" + device_clock + register + struct.pack(">hB", flow_lph, battery_pct)
         return self._report(sim_time_ms, 1, frame, fields)
 
     def _report(
@@ -108,11 +110,20 @@ def _build(spec: DeviceSpec) -> Device:
     return WaterMeter(spec)
 
 
+_RADIO = ("uplink_message", "rx_metadata", 0)
+SURFACE = PayloadSurface(
+    format="json",
+    time=TimeSlot(EnvelopeFrame(("uplink_message", "frm_payload"), 1, ">I"), "local_s2000"),
+    out_of_range=(FieldEdit(JsonPath((*_RADIO, "rssi")), "rssi_dbm", 12),),  # max 0 dBm
+    wrong_type=(FieldEdit(JsonPath((*_RADIO, "rssi")), "rssi_dbm", -106.5),),  # not an integer
+)
+
 KIND = DeviceKind(
     name="water-meters",
     label="household water meters on LoRaWAN via TTS v3 (frames by port and report type)",
-    id_prefix="wm",
+    id_prefix="hm",
     measurement=MEASUREMENT,
     interval_s=INTERVAL_S,
     build=_build,
+    surface=SURFACE,
 )
