@@ -277,6 +277,10 @@ fields:
             "p.yaml:6: decode: when.fport needs an envelope that carries the LoRaWAN port",
         ),
         (
+            ("when: {fport: 1}", "when: {offset: 0, bits: '4:8', equals: 1}"),
+            "p.yaml:10: decode.layout.variants.0.when: bits '4:8' do not fit a 8-bit u8",
+        ),
+        (
             ("b: {offset: 0, type: u8}", "b: {offset: 0, type: bcd}"),
             "length is the size of a bcd value",
         ),

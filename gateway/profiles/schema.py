@@ -359,7 +359,16 @@ class WhenSpec(_Strict):
             raise ValueError("give fport, length, or offset and equals")
         if self.type in ("f32", "f64", "bcd"):
             raise ValueError(f"a tested value is an integer type, not {self.type}")
+        if self.offset is not None:
+            self.tested_value()  # the bits must fit the type, as for a field
         return self
+
+    def tested_value(self) -> BinaryFieldSpec:
+        """The tested value as a field (offset given)."""
+        try:
+            return BinaryFieldSpec(offset=self.offset or 0, type=self.type, bits=self.bits)
+        except ValidationError as exc:
+            raise ValueError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
 
 
 class FrameBodySpec(_Strict):

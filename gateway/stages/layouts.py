@@ -98,7 +98,7 @@ def _variant_test(when: WhenSpec | None, order: str) -> Callable[[bytes, Any], b
     read = None
     needed = 0
     if when.offset is not None:
-        spec = BinaryFieldSpec(offset=when.offset, type=when.type, bits=when.bits)
+        spec = when.tested_value()
         read = _value_reader(spec, order)
         needed = when.offset + spec.size
 
