@@ -78,8 +78,8 @@ def test_type_only_stream_as_elsys_sends() -> None:
     values = decode(layout, "01ff38 0700e4 0232".replace(" ", ""))
     assert values["temp"] == -200
     assert values["rh"] == 0x32
-    assert skipped_channels(values) == ["channel 0x07"]
-    assert skipped_channels({"payload": values}) == ["channel 0x07"]
+    assert skipped_channels(values) == ["channel 0x07 at byte 3"]
+    assert skipped_channels({"payload": values}) == ["channel 0x07 at byte 3"]
     assert refusal(layout, "0801") == "unknown_channel"
     assert refusal(layout, "01ff") == "truncated"
 
@@ -96,7 +96,7 @@ def test_length_byte_streams_skip_any_unknown_entry_and_check_known_sizes() -> N
     assert decode(layout, "09 0102 03 0186a0 0999 02 abcd".replace(" ", "")) == {
         "version": 9,
         "v": 100_000,
-        "(skipped)": ["channel 0x09 0x99"],
+        "(skipped)": ["channel 0x09 0x99 at byte 7"],
     }
     assert refusal(layout, "09 0102 02 0186".replace(" ", "")) == "bad_length"
     assert refusal(layout, "09 0999 05 abcd".replace(" ", "")) == "truncated"

@@ -84,6 +84,7 @@ def air_reference(frame: bytes) -> dict[str, Any]:
         if at + 2 > len(frame):
             raise Refused("truncated")
         channel, kind = frame[at], frame[at + 1]
+        start = at
         at += 2
         if (channel, kind) in AIR_ENTRIES:
             name, size, signed = AIR_ENTRIES[(channel, kind)]
@@ -95,7 +96,7 @@ def air_reference(frame: bytes) -> dict[str, Any]:
             size = AIR_SKIP[kind]
             if at + size > len(frame):
                 raise Refused("truncated")
-            skipped.append(f"channel 0x{channel:02x} 0x{kind:02x}")
+            skipped.append(f"channel 0x{channel:02x} 0x{kind:02x} at byte {start}")
         else:
             raise Refused("unknown_channel")
         at += size

@@ -189,22 +189,29 @@ def _channel_stream(
         while position < end:
             if position + key_size + length_byte > end:
                 raise DecodeError("truncated", f"an entry header cut off at byte {position}")
+            start = position
             kind = frame[position + key_size - 1]
             key = frame[position] << 8 | kind if with_channel else kind
-            label = _label(frame[position : position + key_size])
             position += key_size
             declared = frame[position] if length_byte else None
             position += length_byte
             found = table.get(key)
             size = found[0] if found else declared if declared is not None else skip_sizes.get(kind)
             if size is None:
-                raise DecodeError("unknown_channel", f"{label} of unknown size at byte {position}")
+                raise DecodeError(
+                    "unknown_channel", f"{_label(frame, start, key_size)} of unknown size"
+                )
             if declared is not None and declared != size:
-                raise DecodeError("bad_length", f"{label} says {declared} bytes, expected {size}")
+                raise DecodeError(
+                    "bad_length",
+                    f"{_label(frame, start, key_size)} says {declared} bytes, expected {size}",
+                )
             if position + size > end:
-                raise DecodeError("truncated", f"{label} needs {size} bytes at byte {position}")
+                raise DecodeError(
+                    "truncated", f"{_label(frame, start, key_size)} needs {size} bytes"
+                )
             if found is None:
-                skipped.append(label)
+                skipped.append(_label(frame, start, key_size))
             else:
                 for name, reader in found[1]:
                     values[name] = reader(frame, position)
@@ -219,8 +226,10 @@ def _pair_key(channel: int | None, kind: int) -> int:
     return kind if channel is None else channel << 8 | kind
 
 
-def _label(key: bytes) -> str:
-    return "channel " + " ".join(f"0x{byte:02x}" for byte in key)
+def _label(frame: bytes, start: int, key_size: int) -> str:
+    """'channel 0x03 0x67 at byte 7': for messages and the skipped list only (built lazily)."""
+    key = frame[start : start + key_size]
+    return "channel " + " ".join(f"0x{byte:02x}" for byte in key) + f" at byte {start}"
 
 
 def skipped_channels(values: Any) -> list[str]:
