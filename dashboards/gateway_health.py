@@ -92,25 +92,39 @@ def points_out() -> PanelBuilder:
     )
 
 
+def _by_reason(kind: str, title: str, description: str) -> PanelBuilder:
+    """Per reason from gateway_counters, and the total from gateway_health: a reason appears
+    only once it happened, the total is there from the start, so a healthy gateway shows a
+    line at 0 instead of "No data"."""
+    total = _health(f'non_negative_derivative(last("{kind}"), 1m) AS "tổng"')
+    return timeseries(
+        title,
+        description,
+        PER_MINUTE,
+        [
+            InfluxQL(_by_label(kind, "reason")).alias("$tag_reason ($tag_instance)"),
+            InfluxQL(total).ref_id("B").alias("tổng / total ($tag_instance)"),
+        ],
+        min_interval=SELF_METRICS_INTERVAL,
+    )
+
+
 def dead_letters() -> PanelBuilder:
-    return _series(
+    return _by_reason(
+        "dead_letters",
         "Thư chết theo lý do",
         "Messages kept in the dead-letter store per minute, by reason (invalid_json, "
-        "no_profile, ...). `gateway deadletter list` shows them.",
-        PER_MINUTE,
-        _by_label("dead_letters", "reason"),
-        "$tag_reason ($tag_instance)",
+        "no_profile, ...), and their total (0 on a healthy gateway). `gateway deadletter list` "
+        "shows them.",
     )
 
 
 def dropped_fields() -> PanelBuilder:
-    return _series(
+    return _by_reason(
+        "fields_dropped",
         "Trường dữ liệu bị loại theo lý do",
-        "Reading fields dropped per minute, by reason (out_of_range, wrong type, missing, ...): "
-        "the rest of each reading was kept.",
-        PER_MINUTE,
-        _by_label("fields_dropped", "reason"),
-        "$tag_reason ($tag_instance)",
+        "Reading fields dropped per minute, by reason (out_of_range, wrong type, missing, ...), "
+        "and their total: the rest of each reading was kept.",
     )
 
 

@@ -13,6 +13,7 @@ from dashboards.panels import (
     COUNT,
     PERCENT,
     QUARTER,
+    TIMEZONE,
     PanelBuilder,
     device_variable,
     district_variable,
@@ -24,6 +25,7 @@ from dashboards.panels import (
 
 MEASUREMENTS = ("streetlight", "lighting_cabinet")
 REPORT_INTERVAL = "1m"  # controllers report every minute
+LORAWAN_INTERVAL = "10m"  # LoRaWAN lights send an uplink every 10 minutes (duty cycle)
 
 
 def lamps_on_off() -> PanelBuilder:
@@ -155,23 +157,47 @@ def lit_by_day() -> PanelBuilder:
 
 
 def burning_hours_per_day() -> PanelBuilder:
+    # The integral of the 0/1 lamp state over each local day, per lamp, then the district's
+    # mean: a day with reports for only part of the night counts only the hours reported
+    # (mean(lamp_on) * 24 would stretch a 4-hour fragment to a whole day).
+    local_day = f"GROUP BY time(1d), {{}} tz('{TIMEZONE}')"
+    per_lamp = (
+        f'SELECT integral("lamp_on", 1h) AS "lit_h" FROM "streetlight" '
+        f"WHERE $timeFilter AND {DEVICE_FILTER} " + local_day.format('"district", "device_id"')
+    )
     return (
         timeseries(
             "Số giờ đèn sáng mỗi ngày",
-            "Hours a street light of the district was lit per day (share of reports with "
-            "lamp_on = 1, times 24), per UTC day (07:00 to 07:00 local time, one night each).",
+            "Hours a street light of the district was lit per local day (00:00 to 24:00 "
+            "Asia/Ho_Chi_Minh): the time integral of each lamp's on/off state, averaged over "
+            "the district's lamps.",
             "h",
             [
                 InfluxQL(
-                    f"""SELECT mean("lamp_on") * 24 FROM "streetlight"
-                    WHERE $timeFilter AND {DEVICE_FILTER}
-                    GROUP BY time(1d), "district" fill(none)"""
+                    f'SELECT mean("lit_h") FROM ({per_lamp}) '
+                    + local_day.format('"district" fill(none)')
                 ).alias("$tag_district")
             ],
             bars=True,
         )
         .time_from("7d")
         .hide_time_override(False)
+    )
+
+
+def lorawan_signal(field: str, title: str, what: str, unit: str) -> PanelBuilder:
+    return timeseries(
+        title,
+        f"{what} of each LoRaWAN street light's uplinks at the network's best gateway, as the "
+        "network server reports it (ChirpStack rxInfo). Only LoRaWAN lights have it.",
+        unit,
+        [
+            InfluxQL(
+                f"""SELECT mean("{field}") FROM "streetlight" WHERE $timeFilter
+                AND {DEVICE_FILTER} GROUP BY time($__interval), "device_id" fill(none)"""
+            ).alias("$tag_device_id")
+        ],
+        min_interval=LORAWAN_INTERVAL,
     )
 
 
@@ -212,5 +238,12 @@ def build() -> Dashboard:
             ("Công suất và điện năng", [power_per_district(), energy_per_day()]),
             ("Lỗi và vận hành", [faulty_lamps(), lit_by_day()]),
             ("Giờ sáng và điện áp", [burning_hours_per_day(), supply_voltage()]),
+            (
+                "Sóng LoRaWAN",
+                [
+                    lorawan_signal("rssi_dbm", "Cường độ tín hiệu (RSSI)", "Received power", "dBm"),
+                    lorawan_signal("snr_db", "Tỷ số tín hiệu/nhiễu (SNR)", "Signal-to-noise", "dB"),
+                ],
+            ),
         ],
     )

@@ -117,6 +117,10 @@ def stat_panel(
         .color_mode(common_model.BigValueColorMode.BACKGROUND)
         .graph_mode(common_model.BigValueGraphMode.NONE)
     )
+    if unit == COUNT:
+        # InfluxQL's count() over no rows returns no row at all; for a count that absence
+        # means zero (no device reporting, no lamp in fault), not "No data".
+        panel = panel.no_value("0")
     if steps is not None:
         panel = panel.thresholds(thresholds(steps))
     return panel

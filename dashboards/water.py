@@ -11,6 +11,7 @@ from dashboards.alarms import low_pressure_points, quality_exceedances
 from dashboards.influxql import DEVICE, DEVICE_FILTER, InfluxQL
 from dashboards.panels import (
     THIRD,
+    TIMEZONE,
     PanelBuilder,
     Steps,
     device_variable,
@@ -73,6 +74,31 @@ def pressure_per_district() -> PanelBuilder:
         ],
         steps=PRESSURE_STEPS,
         min_interval=METER_INTERVAL,
+    )
+
+
+def volume_per_day() -> PanelBuilder:
+    used = (
+        'SELECT non_negative_difference(last("total_m3")) AS "m3" FROM "water_flow" '
+        f"WHERE $timeFilter AND {DEVICE_FILTER} "
+        'GROUP BY time($__interval), "district", "device_id" fill(none)'
+    )
+    return (
+        timeseries(
+            "Sản lượng nước mỗi ngày",
+            "Water delivered per district per local day (Asia/Ho_Chi_Minh): the increase of "
+            "every flow meter's totalizer (total_m3), summed; a meter reset is not a negative.",
+            "m3",
+            [
+                InfluxQL(
+                    f'SELECT sum("m3") FROM ({used}) WHERE $timeFilter '
+                    f"GROUP BY time(1d), \"district\" fill(none) tz('{TIMEZONE}')"
+                ).alias("$tag_district")
+            ],
+            bars=True,
+        )
+        .time_from("7d")
+        .hide_time_override(False)
     )
 
 
@@ -187,6 +213,7 @@ def build() -> Dashboard:
         rows=[
             ("Lưu lượng và áp lực", [flow_per_district(), pressure_per_district()]),
             ("Bể chứa", [tank_levels(), tank_levels_now()]),
+            ("Sản lượng", [volume_per_day()]),
             ("Chất lượng nước", [*quality_panels()]),
             (
                 "Cảnh báo",

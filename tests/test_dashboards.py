@@ -286,7 +286,8 @@ INSTANCE = "dashboards-test"
 SIMULATED = [
     "--lighting", "3", "--water", "2", "--traffic", "2", "--tanks", "2",
     "--quality-probes", "2", "--radars", "1", "--signals", "2", "--speed-probes", "4",
-    "--site-monitors", "2", "--messages", "3000", "--rate", "0", "--seed", "20261124",
+    "--site-monitors", "2", "--lorawan-lights", "2", "--messages", "3000", "--rate", "0",
+    "--seed", "20261124",
 ]  # fmt: skip
 # The gateway's config for the run: self-metrics every second, liveness for the 1-min devices.
 MONITORING: dict[str, str | float] = {"instance": INSTANCE, "interval_s": 1.0}
@@ -465,3 +466,38 @@ def print_table(table: list[tuple[str, str, str, int, int]]) -> None:
     print(f"\n{'dashboard':<20} {'panel':<{width}} {'ref':<4} {'rows':>6} {'non-null':>8}")
     for dashboard, panel, ref_id, rows, non_null in table:
         print(f"{dashboard:<20} {panel:<{width}} {ref_id:<4} {rows:>6} {non_null:>8}")
+
+
+def test_the_compose_demo_simulates_every_device_kind() -> None:
+    """Panels of a kind nobody simulates would show "No data" in `docker compose --profile
+    demo`, the first thing a visitor sees."""
+    from simulators.devices import KINDS  # noqa: PLC0415  # only this test needs the simulators
+
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
+    command = " ".join(compose["services"]["simulators"]["command"])
+    counts = dict(re.findall(r"--([a-z-]+) (\d+)", command))
+    missing = [kind for kind in KINDS if int(counts.get(kind, "0")) == 0]
+    assert not missing, f"docker-compose.yml's demo simulates no {missing}"
+
+
+@pytest.mark.integration
+def test_lamp_hours_per_day_are_the_integral_over_the_local_day(
+    influxd: Influxd, influx_db: str
+) -> None:
+    """A lamp that reported only from 18:00 to 22:00 local time was lit 4 hours that day,
+    not `mean(lamp_on) * 24` = 24 hours; and the day is the town's (UTC+7) day."""
+    day_start_s = 1_795_971_600  # 2026-12-01 00:00 in Asia/Ho_Chi_Minh (17:00 UTC the day before)
+    lines = [
+        f"streetlight,district=di-su,device_id=sl-0001 lamp_on=1i {(day_start_s + 18 * 3600 + 60 * m) * 10**9}"  # noqa: E501  # one line protocol line
+        for m in range(4 * 60 + 1)
+    ]
+    influxd.write(influx_db, "\n".join(lines))
+    (dashboard,) = [d for d in rendered_dashboards() if d["uid"] == "mh-lighting"]
+    (query,) = [
+        q for q in dashboard_queries(dashboard, "") if q.panel == "Số giờ đèn sáng mỗi ngày"
+    ]
+    window = f"time >= {day_start_s - 86400}s AND time < {day_start_s + 2 * 86400}s"
+    influxql = substitute(Query(query.dashboard, query.panel, query.ref_id, query.influxql, window))
+    series = influxd.query(influxql, db=influx_db)["results"][0]["series"]
+    days = {row[0] // 10**9: row[1] for row in series[0]["values"]}
+    assert days == {day_start_s: pytest.approx(4.0)}
