@@ -177,3 +177,11 @@ def test_chirpstack_envelope_import(tmp_path: Path) -> None:
     assert profile.content.path == "deviceInfo.deviceProfileName"
     case = json.loads(report.golden.read_text())[0]
     assert json.loads(case["payload"])["deviceInfo"]["deviceProfileName"] == "sp1"
+
+
+def test_a_codec_without_examples_still_gets_a_profile_to_complete(tmp_path: Path) -> None:
+    checkout = fake_checkout(tmp_path / "repo", examples=[])
+    report = import_device(checkout, "acme/sp1", tmp_path / "out", firmware="1.0")
+    assert report.unmapped == ["no example gives the codec's data: write fields: by hand"]
+    assert [f.name for f in load_file(report.profile).fields] == ["rssi_dbm", "snr_db"]
+    assert json.loads(report.golden.read_text()) == []

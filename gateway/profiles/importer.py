@@ -92,8 +92,8 @@ def import_device(  # noqa: PLR0917  # the CLI's options, one to one
     shutil.copyfile(found.codec_file, codec)
     report = ImportReport(out / f"{found.name}.yaml", codec, out, found.examples)
     fields = _propose_fields(found.examples, report.unmapped)
-    if not fields:
-        raise ConfigError(f"{device}: no example gives a value to store; nothing to map")
+    if not fields:  # the radio figures are still a valid profile to start from
+        report.unmapped.append("no example gives the codec's data: write fields: by hand")
     profile_id = _slug(f"{found.vendor}-{found.name}")
     report.profile.write_text(
         _profile_text(found, profile_id, codec.name, envelope, domain, fields, report.unmapped),
@@ -127,9 +127,25 @@ def _read_device(checkout: Path, device: str, firmware: str | None, region: str 
     )
 
 
+class _Yaml12Loader(yaml.SafeLoader):
+    """YAML 1.2 booleans: only true/false. The repository's own tools read YAML 1.2, so an
+    example's `switch: on` or `NO: 77` (nitric oxide) is text there, not PyYAML's 1.1 boolean."""
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
+)
+
+
 def _yaml(path: Path, missing: str) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Yaml12Loader)  # noqa: S506  # a SafeLoader
     except FileNotFoundError:
         raise ConfigError(missing) from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
