@@ -11,7 +11,10 @@ import asyncio
 import time
 from collections.abc import Callable
 
-POLL_S = 0.05  # between checks: short against the events awaited (tens of ms to seconds)
+# Between checks: short against the events awaited. Out of process (a server's /metrics, a
+# log file, a database query) each check costs the process under test some work, so fewer.
+POLL_S = 0.1
+ASYNC_POLL_S = 0.01  # in process: a look at a counter, and the events take milliseconds
 
 
 def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
@@ -30,4 +33,4 @@ async def wait_for_async(predicate: Callable[[], bool], timeout_s: float, what: 
     while not predicate():
         if loop.time() > deadline:
             raise AssertionError(f"not within {timeout_s:g} s: {what}")
-        await asyncio.sleep(POLL_S / 5)  # in-process events take milliseconds
+        await asyncio.sleep(ASYNC_POLL_S)
