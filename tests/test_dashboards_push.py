@@ -182,3 +182,22 @@ def test_cli_without_credentials_says_how_to_give_them() -> None:
     assert result.returncode == 2
     assert "no Grafana credentials" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_alerts_only_adds_the_rules_to_the_folder_file_provisioning_made() -> None:
+    """docker-compose.yml provisions the data source and dashboards from files (the dashboard
+    provider creates the folder `mh-town`); the rules go in after that, by folder uid."""
+    with FakeGrafana(token=TOKEN) as grafana:
+        too_early = cli("--url", grafana.url, "--alerts-only", env={"GRAFANA_TOKEN": TOKEN})
+        # What Grafana's dashboard provider does at start-up with provider.yaml's folderUid.
+        grafana.state.folders[FOLDER_UID] = {"id": 1, "uid": FOLDER_UID, "title": FOLDER}
+        result = cli("--url", grafana.url, "--alerts-only", env={"GRAFANA_TOKEN": TOKEN})
+    assert too_early.returncode == 2
+    assert "folder does not exist" in too_early.stderr
+    assert result.returncode == 0, result.stderr
+    state = grafana.state
+    assert set(state.rules) == RULE_UIDS
+    assert {rule["folderUID"] for rule in state.rules.values()} == {FOLDER_UID}
+    assert not state.datasources, "a file-provisioned data source must not be written"
+    assert not state.dashboards, "file-provisioned dashboards must not be written"
+    assert {line.split()[1] for line in result.stdout.splitlines()[:-1]} == {"alert", "rule"}
