@@ -185,3 +185,19 @@ def test_a_codec_without_examples_still_gets_a_profile_to_complete(tmp_path: Pat
     assert report.unmapped == ["no example gives the codec's data: write fields: by hand"]
     assert [f.name for f in load_file(report.profile).fields] == ["rssi_dbm", "snr_db"]
     assert json.loads(report.golden.read_text()) == []
+
+
+def test_repository_yaml_is_read_as_yaml_1_2(tmp_path: Path) -> None:
+    """`on`, `yes` and `NO` are text in the repository's YAML (its tools read YAML 1.2)."""
+    checkout = fake_checkout(tmp_path / "repo")
+    (checkout / "vendor" / "acme" / "sp1-codec.yaml").write_text(
+        "uplinkDecoder:\n  fileName: probe.js\n  examples:\n"
+        "    - input: {fPort: 3, bytes: [0x6F, 0x6E]}\n"
+        "      output:\n        data:\n          status: on\n"
+    )
+    report = import_device(checkout, "acme/sp1", tmp_path / "out", firmware="1.0")
+    assert report.examples[0]["output"]["data"] == {"status": "on"}
+    profile = yaml.safe_load(report.profile.read_text())
+    assert profile["fields"]["status"] == {"path": "payload.status", "type": "string"}
+    (case,) = json.loads(report.golden.read_text())
+    assert case["lines"][0].startswith('sp1,device_id=sp1-1 status="on",')
