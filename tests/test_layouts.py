@@ -122,6 +122,22 @@ def test_value_types_signs_sentinels_and_bcd() -> None:
     assert values == {"i24": -(2**23), "nibble": 7, "bcd": NO_READING, "gone": NO_READING}
 
 
+def test_text_built_from_bytes() -> None:
+    layout = {
+        "fields": {
+            "model": {"offset": 0, "type": "ascii", "length": 6},
+            "serial": {"offset": 6, "type": "hex", "length": 4},
+        }
+    }
+    assert decode(layout, b"EM300\x00".hex() + "24e1247c") == {
+        "model": "EM300",
+        "serial": "24e1247c",
+    }
+    assert decode(layout, "000000000000 00000000".replace(" ", ""))["model"] is NO_READING
+    assert decode(layout, "ff4d33303000 00000000".replace(" ", ""))["model"] is NO_READING
+    assert refusal(layout, "454d333030") == "too_short"
+
+
 @pytest.mark.parametrize(
     ("epoch", "zone", "counter", "unix"),
     [
@@ -282,7 +298,7 @@ fields:
         ),
         (
             ("b: {offset: 0, type: u8}", "b: {offset: 0, type: bcd}"),
-            "length is the size of a bcd value",
+            "p.yaml:14: decode.layout.variants.1.fields.b: length is the size of a bcd, ascii",
         ),
         (
             ("b: {offset: 0, type: u8}", "b: {offset: 0, type: u8, signed: true}"),

@@ -159,12 +159,31 @@ class LivenessSpec(_Strict):
 _BINARY_TYPE_DOC = (
     "u8/i8/u16/i16/u24/i24/u32/i32/u64/i64: unsigned/signed integers of 8-64 bits; "
     "f32/f64: IEEE 754 floats; bcd: binary-coded decimal of `length` bytes (two digits a byte, "
-    "most significant first; a nibble above 9, as in FF FF, means no reading)."
+    "most significant first; a nibble above 9, as in FF FF, means no reading); ascii: text of "
+    "`length` bytes (trailing NUL and spaces removed; other than printable ASCII, no reading); "
+    "hex: `length` bytes as lower-case hex text (a serial number, a firmware build)."
 )
 BinaryType = Literal[
-    "u8", "i8", "u16", "i16", "u24", "i24", "u32", "i32", "u64", "i64", "f32", "f64", "bcd"
+    "u8",
+    "i8",
+    "u16",
+    "i16",
+    "u24",
+    "i24",
+    "u32",
+    "i32",
+    "u64",
+    "i64",
+    "f32",
+    "f64",
+    "bcd",
+    "ascii",
+    "hex",
 ]
 BINARY_SIZES: dict[str, int] = {"8": 1, "16": 2, "24": 3, "32": 4, "64": 8}
+SIZED_TYPES = frozenset({"bcd", "ascii", "hex"})
+"""Types whose size is the field's `length`."""
+NOT_INTEGER_TYPES = frozenset({"f32", "f64", *SIZED_TYPES})
 _BYTE = Annotated[int, Field(ge=0, le=255)]
 
 
@@ -183,7 +202,11 @@ class BinaryFieldSpec(_Strict):
         "significant, e.g. '1:3' for bits 1-3 (value 0-7). Absent: the whole integer.",
     )
     length: int | None = Field(
-        None, ge=1, le=8, description="Bytes of a bcd value (bcd only), e.g. 4 for 8 digits."
+        None,
+        ge=1,
+        le=255,
+        description="Bytes of a bcd (at most 8), ascii or hex value (those types only), e.g. 4 "
+        "for 8 BCD digits.",
     )
     signed: bool = Field(
         False,
@@ -218,15 +241,21 @@ class BinaryFieldSpec(_Strict):
 
     @property
     def size(self) -> int:
-        if self.type == "bcd":
+        if self.type in SIZED_TYPES:
             return self.length or 1
         return BINARY_SIZES[self.type[1:]]
 
     @model_validator(mode="after")
     def _bits_fit(self) -> BinaryFieldSpec:
-        integer = self.type not in ("f32", "f64", "bcd")
-        if (self.type == "bcd") != (self.length is not None):
-            raise ValueError("length is the size of a bcd value: give it with type: bcd only")
+        integer = self.type not in NOT_INTEGER_TYPES
+        if (self.type in SIZED_TYPES) != (self.length is not None):
+            raise ValueError(
+                "length is the size of a bcd, ascii or hex value: give it with those types only"
+            )
+        if self.type == "bcd" and (self.length or 0) > 8:  # 16 digits fit an int64
+            raise ValueError("a bcd value has at most 8 bytes (16 digits)")
+        if self.no_reading and not integer and self.type != "bcd":
+            raise ValueError(f"no_reading lists integers, for integer types, not {self.type}")
         if self.signed and self.bits is None:
             raise ValueError("signed applies to bit fields (bits:); use i8..i64 for whole integers")
         if (self.epoch is None) and self.timezone is not None:
@@ -251,7 +280,7 @@ class BinaryFieldSpec(_Strict):
         """Read by the original fixed-layout decoder (no 24-bit, bcd, sign, sentinel, epoch)."""
         return (
             self.type[1:] != "24"
-            and self.type != "bcd"
+            and self.type not in SIZED_TYPES
             and not (self.signed or self.no_reading or self.epoch)
         )
 
@@ -357,7 +386,7 @@ class WhenSpec(_Strict):
             raise ValueError("offset and equals go together: the value at offset must equal ...")
         if self.fport is None and self.length is None and self.offset is None:
             raise ValueError("give fport, length, or offset and equals")
-        if self.type in ("f32", "f64", "bcd"):
+        if self.type in NOT_INTEGER_TYPES:
             raise ValueError(f"a tested value is an integer type, not {self.type}")
         if self.offset is not None:
             self.tested_value()  # the bits must fit the type, as for a field
@@ -475,7 +504,9 @@ class BinaryLayoutSpec(FrameBodySpec):
             groups = [body.fields, *(group.fields for group in body.then)]
             groups += [entry.fields for entry in body.channels.entries] if body.channels else []
             for fields in groups:
-                names.update(n for n, f in fields.items() if f.no_reading or f.type == "bcd")
+                names.update(
+                    n for n, f in fields.items() if f.no_reading or f.type in ("bcd", "ascii")
+                )
         return frozenset(names)
 
     def uses_fport(self) -> bool:

@@ -262,6 +262,10 @@ def _raw_reader(field: BinaryFieldSpec, order: str) -> ValueReader:
     offset, size = field.offset, field.size
     if field.type == "bcd":
         return lambda frame, base: _bcd(frame[base + offset : base + offset + size])
+    if field.type == "ascii":
+        return lambda frame, base: _ascii(frame[base + offset : base + offset + size])
+    if field.type == "hex":
+        return lambda frame, base: frame[base + offset : base + offset + size].hex()
     if field.type in ("u24", "i24"):
         signed = field.type == "i24"
         byteorder: Literal["big", "little"] = "big" if order == "big" else "little"
@@ -281,6 +285,14 @@ def _bcd(data: bytes) -> Any:
     for no reading) makes the value NO_READING."""
     text = data.hex()
     return int(text) if text.isdigit() else NO_READING
+
+
+def _ascii(data: bytes) -> Any:
+    """Text padded with NULs or spaces; empty, or anything but printable ASCII, is no reading."""
+    text = data.rstrip(b"\x00 ")
+    if text and text.isascii() and text.decode().isprintable():
+        return text.decode()
+    return NO_READING
 
 
 def _bit_field(read: ValueReader, bits: str, *, signed: bool) -> ValueReader:
