@@ -28,6 +28,7 @@ from gateway.operations.endpoint import HealthServer, Readiness, assess_readines
 from gateway.operations.figures import CounterOrigins, Sources, read_stats, stats_lines
 from gateway.operations.logs import LogThrottle
 from gateway.operations.profile_reload import ProfileWatcher
+from gateway.operations.watchdog import Watchdog
 from gateway.policies.liveness import LivenessTracker
 from gateway.policies.rate_limit import DeviceRateLimit
 from gateway.process import (
@@ -68,7 +69,9 @@ class Gateway:
         self.metrics = Metrics()
         self.sink: Sink = sink if sink is not None else InfluxSink(settings.influx)
         self.dead_letters = dead_letters or DeadLetterStore(
-            settings.spool.dir / DEAD_LETTER_FILE, settings.spool.deadletter_max_records
+            settings.spool.dir / DEAD_LETTER_FILE,
+            settings.spool.deadletter_max_records,
+            settings.spool.deadletter_max_bytes,
         )
         self.spool = Spool(settings.spool.dir / SPOOL_FILE, settings.spool.max_bytes)
         self.receive_times = ReceiveTimes(self.spool)
@@ -102,8 +105,12 @@ class Gateway:
             mqtt_connected=lambda: self.ingest.connected,
             started_ns=time.time_ns(),
         )
+        # /healthz fails when a task died or the writer is stuck with work waiting for a
+        # reason nobody reports (InfluxDB down and a full disk are reported by /readyz).
+        self.watchdog = Watchdog()
+        self.watchdog.stage("writer", self._writer_should_progress)
         self.health = (
-            HealthServer(settings.http, self.sources, self.readiness)
+            HealthServer(settings.http, self.sources, self.readiness, failing=self.watchdog.failing)
             if settings.http.enabled
             else None
         )
@@ -231,6 +238,19 @@ class Gateway:
             mqtt_connected=self.ingest.connected,
             spool_usable=self.settings.spool.enabled,
             stopping=self._stopping,
+            disk_full=self._disk_full(),
+        )
+
+    def _disk_full(self) -> tuple[str | None, str | None]:
+        """Why the spool or the dead-letter store cannot write (gateway/stages/storage.py):
+        their writes wait for space, so nothing is acknowledged and intake pauses."""
+        return (self.spool.storage.disk_full, self.dead_letters.storage.disk_full)
+
+    def _writer_should_progress(self) -> bool:
+        return (
+            bool(self._sealed)
+            and self.metrics.influx_writable
+            and self._disk_full() == (None, None)
         )
 
     def _enqueue(self, batch: Batch) -> None:
@@ -259,6 +279,7 @@ class Gateway:
                 continue
             batch = self._sealed[0]
             await self.delivery.commit(batch)
+            self.watchdog.progress("writer")
             self._sealed.popleft()
             self.receive_times.durable(batch.receipts)
             self.ingest.ack(batch.tokens)
@@ -356,6 +377,8 @@ class Gateway:
             ]
             if self.settings.monitoring.enabled:
                 tasks.append(group.create_task(self._write_self_metrics(), name="self-metrics"))
+            for task in tasks:
+                self.watchdog.watch(task)
             await stop.wait()
             log.info("stopping: no new messages; writing and acknowledging what is in hand")
             await self._drain(drain_timeout_s)
@@ -380,6 +403,7 @@ class Gateway:
 
     async def _drain(self, timeout_s: float) -> None:
         self._stopping = True
+        self.watchdog.stopping = True  # tasks end from here on: that is no failure
         self.ingest.pause()
         last = self.batcher.seal()
         if not last.empty:

@@ -4,7 +4,8 @@ The health server runs outside the pipeline's task group, so it kept answering "
 intake task was wedged and nothing was written or acknowledged (issue 18). A watchdog knows
 the pipeline's tasks and when each stage last made progress:
 
-- a watched task that ended while the pipeline runs has died (its exception is named);
+- a watched task that raised or was cancelled while the pipeline runs has died (its exception
+  is named; a task that returned, such as a disabled profile watcher, is done, not dead);
 - a stage that has work waiting (`busy()`) and has not reported progress (`progress(name)`)
   for `stall_after_s` is stuck.
 
@@ -53,7 +54,11 @@ class Watchdog:
         """What is wrong, one line each; [] when the pipeline is alive."""
         if self.stopping:
             return []
-        problems = [_ended(task) for task in self._tasks if task.done()]
+        problems = [
+            _ended(task)
+            for task in self._tasks
+            if task.done() and (task.cancelled() or task.exception() is not None)
+        ]
         now = self._clock_s()
         for name, stage in self._stages.items():
             busy = stage.busy()
@@ -71,6 +76,4 @@ def _ended(task: asyncio.Task[None]) -> str:
     if task.cancelled():
         return f"task {task.get_name()}: cancelled while the pipeline runs"
     error = task.exception()
-    if error is None:
-        return f"task {task.get_name()}: ended while the pipeline runs"
     return f"task {task.get_name()}: died ({type(error).__name__}: {error})"
