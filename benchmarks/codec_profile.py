@@ -14,17 +14,13 @@ from __future__ import annotations
 
 import argparse
 import base64
-import gc
 import json
 import statistics
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gateway.profiles.registry import ProfileRegistry, load_directory
-from gateway.stages.decode import decoder_for
-from gateway.stages.normalize import rows_normalizer
+from benchmarks.profiles import _one_run as one_run
+from gateway.profiles.registry import load_directory
 
 ROOT = Path(__file__).resolve().parent.parent
 CODEC_PROFILES = ROOT / "tests" / "codecs"
@@ -66,22 +62,6 @@ def json_messages(count: int) -> list[tuple[str, bytes]]:
     return messages
 
 
-def _one_run(registry: ProfileRegistry, messages: list[tuple[str, bytes]]) -> float:
-    decoders: dict[str, Callable[[bytes], Any]] = {}
-    normalizers: dict[str, Any] = {}
-    for profile in registry.profiles:
-        decoders[profile.id] = decoder_for(profile.decode_spec)
-        normalizers[profile.id] = rows_normalizer(profile)
-    gc.collect()
-    started = time.process_time()
-    for topic, payload in messages:
-        resolved = registry.resolve(topic, payload)
-        assert resolved is not None  # the messages are made for these profiles
-        document = decoders[resolved.profile.id](payload)
-        normalizers[resolved.profile.id](document, resolved.segments, 1, [])
-    return time.process_time() - started
-
-
 def codec_summaries(count: int, runs: int) -> list[dict[str, Any]]:
     contenders = [
         ("javascript codec, chirpstack_v4 (test-soil-probe-cs)", CODEC_PROFILES, codec_messages),
@@ -91,7 +71,7 @@ def codec_summaries(count: int, runs: int) -> list[dict[str, Any]]:
     for what, folder, make in contenders:
         registry = load_directory(folder)
         messages = make(count)
-        per_message = sorted(_one_run(registry, messages) / count * 1e6 for _ in range(runs))
+        per_message = sorted(one_run(registry, messages) / count * 1e6 for _ in range(runs))
         results.append(
             {
                 "benchmark": "profile_cpu_in_process",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,8 +69,24 @@ def fake_checkout(root: Path, *, examples: list[dict[str, Any]] = EXAMPLES) -> P
     return root
 
 
+@pytest.fixture
+def gateway(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., tuple[int, str]]:
+    """Runs the console entry point in-process: (exit code, what it printed)."""
+
+    def run(*args: str | Path) -> tuple[int, str]:
+        monkeypatch.setattr(sys, "argv", ["gateway", *map(str, args)])
+        with pytest.raises(SystemExit) as exited:
+            main()
+        code = exited.value.code
+        return code if isinstance(code, int) else 0, capsys.readouterr().out
+
+    return run
+
+
 def test_import_writes_a_profile_its_codec_and_golden_vectors_that_pass(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, gateway: Callable[..., tuple[int, str]]
 ) -> None:
     checkout, out = fake_checkout(tmp_path / "repo"), tmp_path / "out"
     report = import_device(checkout, "acme/sp1", out, firmware="1.0")
@@ -93,32 +110,18 @@ def test_import_writes_a_profile_its_codec_and_golden_vectors_that_pass(
         "rssi_dbm": "-97i",
         "snr_db": "7.5",
     }
-    monkeypatch.setattr(
-        sys,
-        "argv",
-        ["gateway", "profiles", "test", "--dir", str(out), "--golden", str(report.golden)],
-    )
-    with pytest.raises(SystemExit) as exited:
-        main()
-    assert exited.value.code in (0, None), capsys.readouterr().out
-    assert "4 passed, 0 failed" in capsys.readouterr().out
+    code, printed = gateway("profiles", "test", "--dir", out, "--golden", report.golden)
+    assert (code, printed.splitlines()[-1]) == (0, f"{report.golden}: 4 passed, 0 failed")
 
 
 def test_a_codec_that_disagrees_with_the_repository_fails_its_golden_vector(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, gateway: Callable[..., tuple[int, str]]
 ) -> None:
     wrong = [{**EXAMPLES[0], "output": {"data": {"temperature": 23.5, "moisture": 45.0}}}]
     checkout, out = fake_checkout(tmp_path / "repo", examples=wrong), tmp_path / "out"
     report = import_device(checkout, "acme/sp1", out, firmware="2.0")
-    monkeypatch.setattr(
-        sys,
-        "argv",
-        ["gateway", "profiles", "test", "--dir", str(out), "--golden", str(report.golden)],
-    )
-    with pytest.raises(SystemExit) as exited:
-        main()
-    assert exited.value.code == 1
-    assert "0 passed, 1 failed" in capsys.readouterr().out
+    code, printed = gateway("profiles", "test", "--dir", out, "--golden", report.golden)
+    assert (code, printed.splitlines()[-1]) == (1, f"{report.golden}: 0 passed, 1 failed")
 
 
 def test_several_codecs_need_a_firmware_or_region(tmp_path: Path) -> None:
@@ -201,3 +204,20 @@ def test_repository_yaml_is_read_as_yaml_1_2(tmp_path: Path) -> None:
     assert profile["fields"]["status"] == {"path": "payload.status", "type": "string"}
     (case,) = json.loads(report.golden.read_text())
     assert case["lines"][0].startswith('sp1,device_id=sp1-1 status="on",')
+
+
+def test_the_import_command_prints_what_it_wrote_and_what_it_could_not_map(
+    tmp_path: Path, gateway: Callable[..., tuple[int, str]]
+) -> None:
+    checkout, out = fake_checkout(tmp_path / "repo"), tmp_path / "out"
+    code, printed = gateway(
+        "profiles", "import", "acme/sp1", "--repo", checkout, "--out", out, "--firmware", "2.0"
+    )
+    assert code == 0
+    assert printed.splitlines() == [
+        f"profile: {out}/sp1.yaml",
+        f"codec:   {out}/probe-v2.js",
+        f"golden:  {out}/acme-sp1.json (4 examples)",
+        "not mapped: nothing",
+        f"check: gateway profiles test --dir {out} --golden {out}/acme-sp1.json",
+    ]
