@@ -6,15 +6,19 @@ ARGS ?=
 # Demo length in seconds, e.g. `make demo DURATION=60`; the demo's own default otherwise.
 DURATION ?=
 
-.PHONY: venv test lint demo bench fuzz clean distclean
+.PHONY: venv test test-unit lint demo bench fuzz clean distclean
 
 venv:
 	bash scripts/bootstrap.sh
 
-# pytest's exit code 5 (no tests collected) fails the target on purpose: a CI run that ran
-# nothing is not green.
-test: venv
+# What CI runs (.ci/run): the lint the README promises, then every test. pytest's exit code 5
+# (no tests collected) fails the target on purpose: a CI run that ran nothing is not green.
+test: venv lint
 	$(PYTHON) -m pytest $(ARGS)
+
+# The fast loop while editing: tests that start no mosquitto, influxd or gateway process.
+test-unit: venv
+	$(PYTHON) -m pytest -m "not integration" $(ARGS)
 
 lint: venv
 	$(PYTHON) -m ruff check .

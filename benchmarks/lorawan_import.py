@@ -27,7 +27,7 @@ import yaml
 
 from gateway.cli import golden_failures, read_golden
 from gateway.errors import ConfigError, DecodeError, GatewayError
-from gateway.profiles.importer import import_device
+from gateway.operations.profile_import import import_device
 from gateway.profiles.registry import load_directory
 from gateway.stages.codec import CodecLoadError, JavascriptCodec
 

@@ -59,7 +59,7 @@ class InfluxReader:
         params = urllib.parse.urlencode({"db": self.database, "q": influxql, "epoch": "ms"})
         request = urllib.request.Request(f"{self.url}/query?{params}")  # noqa: S310  # http(s) only
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as answer:  # noqa: S310
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as answer:  # noqa: S310  # the configured InfluxDB URL, http(s) only
                 document = json.load(answer)
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode("utf-8", "replace").strip()

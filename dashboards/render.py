@@ -390,8 +390,8 @@ def _style_time_axis(ax: Axes, view: View) -> None:
     ax.set_xlim(_date(now_ms - view.span_s * 1000), _date(now_ms))
     pattern = "%H:%M:%S" if view.span_s < 3600 else "%H:%M" if view.span_s <= 86400 else "%d/%m"
     # matplotlib.dates ships without annotations on these constructors.
-    locator = mdates.AutoDateLocator(tz=TIMEZONE, maxticks=8)  # type: ignore[no-untyped-call]
-    formatter = mdates.DateFormatter(pattern, tz=TIMEZONE)  # type: ignore[no-untyped-call]
+    locator = mdates.AutoDateLocator(tz=TIMEZONE, maxticks=8)  # type: ignore[no-untyped-call]  # matplotlib.dates is not annotated
+    formatter = mdates.DateFormatter(pattern, tz=TIMEZONE)  # type: ignore[no-untyped-call]  # matplotlib.dates is not annotated
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(formatter)
 

@@ -251,7 +251,7 @@ def _timed(target: Target, payload: bytes, report: Report, cap_s: float) -> None
     except Hang:
         report.hangs += 1
         _example(report, "hang", target, payload)
-    except Exception as exc:  # the fuzzer's job: every other exception is a finding
+    except Exception as exc:  # noqa: BLE001  # the fuzzer's job: every other exception is a finding
         report.unexpected[type(exc).__name__] += 1
         _example(report, f"{type(exc).__name__}: {exc}"[:200], target, payload)
     finally:

@@ -119,9 +119,9 @@ def run(
     _keep_numpy_out()
     _fixed_mmap_threshold()
     from gateway.operations import logs  # noqa: PLC0415  # keep `gateway --help` fast
-    from gateway.operations.doctor import state_dir_problem  # noqa: PLC0415
-    from gateway.pipeline import Gateway  # noqa: PLC0415
-    from gateway.workers import Supervisor, worker_settings  # noqa: PLC0415
+    from gateway.operations.doctor import state_dir_problem  # noqa: PLC0415  # imported when the command runs: `gateway --help` stays fast
+    from gateway.pipeline import Gateway  # noqa: PLC0415  # imported when the command runs: `gateway --help` stays fast
+    from gateway.workers import Supervisor, worker_settings  # noqa: PLC0415  # imported when the command runs: `gateway --help` stays fast
 
     settings = load_settings(config)
     if worker is not None:
@@ -161,7 +161,7 @@ def _load_for(settings: GatewaySettings) -> ProfileRegistry:
 
 
 def _warn_about_loss(settings: GatewaySettings) -> None:
-    import logging  # noqa: PLC0415
+    import logging  # noqa: PLC0415  # imported when the command runs: `gateway --help` stays fast
 
     log = logging.getLogger("gateway")
     if settings.mqtt.qos == 0:
@@ -209,7 +209,7 @@ def status(
 ) -> None:
     """A live summary of a running gateway: ready or not and why, MQTT, messages, points, dead
     letters, InfluxDB, spool, stale devices. Exit 1 when the gateway is not ready."""
-    from gateway.operations.status import format_status, read_status, url_from_settings  # noqa: PLC0415
+    from gateway.operations.status import format_status, read_status, url_from_settings  # noqa: PLC0415  # imported when the command runs: `gateway --help` stays fast
 
     summary = read_status(url or url_from_settings(load_settings(config).http), max(0, stale))
     for line in format_status(summary):
@@ -227,7 +227,7 @@ def config_reference(
 ) -> None:
     """Every configuration key with its type, limits, default, environment variable and
     meaning, generated from the settings model (docs/configuration.md)."""
-    from gateway.operations.config_reference import render_reference, write_reference  # noqa: PLC0415
+    from gateway.operations.config_reference import render_reference, write_reference  # noqa: PLC0415  # imported when the command runs: `gateway --help` stays fast
 
     if out is None:
         typer.echo(render_reference(), nl=False)
@@ -621,7 +621,7 @@ def profiles_import(  # noqa: PLR0917  # typer turns each parameter into an opti
 ) -> None:
     """Write a profile that runs the vendor's codec, the codec next to it and golden vectors
     from the codec's examples; then run `gateway profiles test --dir OUT --golden FILE`."""
-    from gateway.profiles.importer import import_device  # noqa: PLC0415  # keep `--help` fast
+    from gateway.operations.profile_import import import_device  # noqa: PLC0415  # keep `--help` fast
 
     report = import_device(repo, device, out, firmware, region, envelope, domain)
     typer.echo(f"profile: {report.profile}\ncodec:   {report.codec}")
@@ -711,7 +711,7 @@ def deadletter_replay(
 
     Replayed letters leave the store; the rest stay, listed by the reason they fail with now."""
     from gateway.operations.replay import DeadLetterReplay, ReplayReport  # noqa: PLC0415  # keep `--help` fast
-    from gateway.stages.sinks.influx import InfluxSink  # noqa: PLC0415
+    from gateway.stages.sinks.influx import InfluxSink  # noqa: PLC0415  # imported when the command runs: `gateway --help` stays fast
 
     settings = load_settings(config)
     registry = _load_for(settings)
@@ -775,7 +775,7 @@ def dashboards_build(
     try:
         # Imported here: the SDK is the optional `dashboards` extra, and `gateway run` never
         # needs it.
-        from dashboards.build import write  # noqa: PLC0415
+        from dashboards.build import write  # noqa: PLC0415  # imported when the command runs: `gateway --help` stays fast
     except ModuleNotFoundError as exc:
         if exc.name is None or not exc.name.startswith("grafana_foundation_sdk"):
             raise
@@ -854,7 +854,7 @@ def dashboards_render(
     """Draw each dashboard's panels from its InfluxQL to one PNG (not a Grafana screenshot)."""
     try:
         # matplotlib and the SDK are the optional `pictures` extra
-        from dashboards import build, influxread, render  # noqa: PLC0415
+        from dashboards import build, influxread, render  # noqa: PLC0415  # imported when the command runs: `gateway --help` stays fast
     except ModuleNotFoundError as exc:
         missing = ("matplotlib", "PIL", "grafana_foundation_sdk")
         raise _dashboards_extra_missing(exc, missing, "pictures") from exc

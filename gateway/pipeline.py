@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from gateway.config import GatewaySettings
 from gateway.errors import ProfileError
 from gateway.model import Drop, Message
-from gateway.operations.counters import Metrics
+from gateway.operations.counters import CODEC_WARNINGS, Metrics
 from gateway.operations.endpoint import HealthServer, Readiness, assess_readiness
 from gateway.operations.figures import CounterOrigins, Sources, read_stats, stats_lines
 from gateway.operations.logs import LogThrottle
@@ -66,7 +66,9 @@ class Gateway:
         ingest: Ingest | None = None,
     ) -> None:
         self.settings = settings
-        self.metrics = Metrics()
+        # The codec sandbox counts warnings as they happen (a reading with warnings is still
+        # stored); the counters share its tally.
+        self.metrics = Metrics(codec_warnings=CODEC_WARNINGS)
         self.sink: Sink = sink if sink is not None else InfluxSink(settings.influx)
         self.dead_letters = dead_letters or DeadLetterStore(
             settings.spool.dir / DEAD_LETTER_FILE,

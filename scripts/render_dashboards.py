@@ -35,11 +35,11 @@ if str(ROOT) not in sys.path:  # `python scripts/x.py` puts scripts/, not the re
     sys.path.insert(0, str(ROOT))
 
 # Needs ROOT on sys.path: the test harness starts the servers and the gateway for the demo too.
-from dashboards import build  # noqa: E402
-from dashboards.influxread import InfluxReader  # noqa: E402
-from dashboards.render import render_all  # noqa: E402
-from simulators.devices import KINDS  # noqa: E402
-from tests.harness import (  # noqa: E402
+from dashboards import build  # noqa: E402  # after the sys.path insert above
+from dashboards.influxread import InfluxReader  # noqa: E402  # after the sys.path insert above
+from dashboards.render import render_all  # noqa: E402  # after the sys.path insert above
+from simulators.devices import KINDS  # noqa: E402  # after the sys.path insert above
+from tests.harness import (  # noqa: E402  # after the sys.path insert above
     GatewayProcess,
     gateway_config,
     load_truth,
@@ -47,7 +47,7 @@ from tests.harness import (  # noqa: E402
     truth_counts,
     wait_for_counts,
 )
-from tests.servers import Influxd, Mosquitto  # noqa: E402
+from tests.servers import Influxd, Mosquitto  # noqa: E402  # after the sys.path insert above
 
 DATABASE = "telemetry"
 DAY_S = 86_400

@@ -97,7 +97,7 @@ class InfluxReader:
             f"{self._url}/query?{urllib.parse.urlencode(parameters)}", headers=self._headers
         )
         try:
-            with urllib.request.urlopen(request, timeout=self._timeout_s) as answer:  # noqa: S310
+            with urllib.request.urlopen(request, timeout=self._timeout_s) as answer:  # noqa: S310  # the configured InfluxDB URL, http(s) only
                 body: bytes = answer.read()
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode(errors="replace").strip()

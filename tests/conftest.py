@@ -96,3 +96,14 @@ def pytest_terminal_summary(
     for line in path.read_text(encoding="utf-8").splitlines():
         terminalreporter.write_line(line)
     terminalreporter.write_line(f"(also in {path})")
+
+
+_SERVER_FIXTURES = {"influxd", "influx_db", "private_influxd", "mosquitto", "victoria_metrics"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that starts a real server is an integration test, marked or not, so that
+    `make test-unit` (-m "not integration") starts none."""
+    for item in items:
+        if _SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)

@@ -136,15 +136,15 @@ def test_the_exposition_is_what_prometheus_client_wrote() -> None:
     """/metrics is written by health.py itself (prometheus-client cost 3.7 MB of the memory
     budget): byte for byte what prometheus-client's generate_latest wrote for the same
     figures, its process collector's metric names and its platform collector's python_info."""
-    from prometheus_client import CollectorRegistry, generate_latest  # noqa: PLC0415
-    from prometheus_client.metrics_core import (  # noqa: PLC0415
+    from prometheus_client import CollectorRegistry, generate_latest  # noqa: PLC0415  # only this test needs it
+    from prometheus_client.metrics_core import (  # noqa: PLC0415  # only this test needs it
         CounterMetricFamily,
         GaugeMetricFamily,
         HistogramMetricFamily,
         Metric,
     )
-    from prometheus_client.platform_collector import PlatformCollector  # noqa: PLC0415
-    from prometheus_client.process_collector import ProcessCollector  # noqa: PLC0415
+    from prometheus_client.platform_collector import PlatformCollector  # noqa: PLC0415  # only this test needs it
+    from prometheus_client.process_collector import ProcessCollector  # noqa: PLC0415  # only this test needs it
 
     from gateway.operations.endpoint import (  # noqa: PLC0415  # the parts under test
         PROMETHEUS_PREFIX,
@@ -153,7 +153,7 @@ def test_the_exposition_is_what_prometheus_client_wrote() -> None:
         _stats_families,
         exposition,
     )
-    from gateway.operations.figures import read_stats  # noqa: PLC0415
+    from gateway.operations.figures import read_stats  # noqa: PLC0415  # only this test needs it
 
     metrics = Metrics()
     metrics.messages_received, metrics.spool_bytes = 7, 1_500_000_000  # 1.5e+09 in Go's style

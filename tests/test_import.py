@@ -14,7 +14,7 @@ import yaml
 
 from gateway.cli import main
 from gateway.errors import ConfigError
-from gateway.profiles.importer import import_device
+from gateway.operations.profile_import import import_device
 from gateway.profiles.registry import load_file
 
 CODECS = Path(__file__).parent / "codecs"

@@ -99,7 +99,7 @@ class _Client:
     def connect(self) -> _Client:
         if self._v5:
             # paho 2.2 leaves Properties.__init__ unannotated.
-            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho's Properties is not annotated
             # MQTT 5 drops the session at disconnect unless the client asks it to be kept.
             properties.SessionExpiryInterval = 3600 if self._persistent else 0
             self.paho.connect(

@@ -19,6 +19,11 @@ def _latency_buckets() -> list[int]:
     return [0] * (len(WRITE_LATENCY_BUCKETS_S) + 1)  # the last one counts the slower writes
 
 
+# Warnings vendor codecs returned, per codec: counted by the codec sandbox where they happen
+# (gateway/stages/codec.py; a reading with warnings is still stored) and shown by Metrics.
+CODEC_WARNINGS: Counter[str] = Counter()
+
+
 @dataclass(slots=True)
 class Metrics:
     messages_received: int = 0
@@ -53,6 +58,8 @@ class Metrics:
     # LoRaWAN uplinks without an application payload (fPort 0, MAC commands only): nothing to
     # store, acknowledged and counted, never dead letters.
     empty_frames: int = 0
+    # Warnings vendor codecs returned with readings that were stored, per codec (script name).
+    codec_warnings: Counter[str] = field(default_factory=Counter)
     influx_auth_failing: bool = False  # 401/403: data kept, operator must fix credentials
     profile_reloads: int = 0
     profile_reloads_failed: int = 0
@@ -112,6 +119,7 @@ class Metrics:
             "availability_messages": dict(self.availability_messages),
             "retained_readings_skipped": self.retained_readings_skipped,
             "empty_frames": self.empty_frames,
+            "codec_warnings": dict(self.codec_warnings),
             "influx_auth_failing": self.influx_auth_failing,
             "profile_reloads": self.profile_reloads,
             "profile_reloads_failed": self.profile_reloads_failed,

@@ -128,6 +128,11 @@ def _message_scalars(m: Metrics) -> list[Scalar]:
             sum(m.availability_messages.values()),
         ),
         _counter(
+            "codec_warnings",
+            "Warnings vendor codecs returned with stored readings.",
+            sum(m.codec_warnings.values()),
+        ),
+        _counter(
             "empty_frames",
             "Uplinks without an application payload (MAC only): acknowledged, nothing stored.",
             m.empty_frames,
@@ -238,6 +243,7 @@ def _breakdowns(m: Metrics) -> list[Breakdown]:
             "Availability messages per state.",
             m.availability_messages,
         ),
+        Breakdown("codec_warnings", "codec", "Vendor codec warnings per codec.", m.codec_warnings),
     ]
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from gateway.errors import ProfileError
 from gateway.profiles.policy import LoadPolicy
 from gateway.profiles.registry import (
+    CODEC_SUFFIX,
     KNOWN_DEVICES_SUFFIX,
     ProfileRegistry,
     load_directory,
@@ -71,6 +72,7 @@ def directory_state(directory: Path) -> DirectoryState:
     except ProfileError:
         return state  # the directory vanished: loading it reports that properly
     files.extend(directory.rglob(f"*{KNOWN_DEVICES_SUFFIX}"))  # devices.known_file lists
+    files.extend(directory.rglob(f"*{CODEC_SUFFIX}"))  # decode.script: vendor codecs
     for file in files:
         with contextlib.suppress(OSError):  # removed between listing and stat
             info = file.stat()

@@ -389,10 +389,17 @@ def _compile_field(name: str, spec: FieldSpec, *, relative: bool) -> CompiledFie
     if spec.type in ("float", "int"):
         params = _linear_params(name, spec)
         linear = None if params is None else _linear(*params[:3], digits=params[3])
-        steps.append(_numeric(linear, spec.min, spec.max, to_int=spec.type == "int"))
+        low, high = spec.min, spec.max
+        if spec.type == "int":
+            # InfluxDB stores an int field as int64 and refuses the whole line (and, before
+            # the bad line is isolated, its batch) for a larger value: out_of_range here.
+            low = INT64_MIN if low is None else max(low, INT64_MIN)
+            high = INT64_MAX if high is None else min(high, INT64_MAX)
+        steps.append(_numeric(linear, low, high, to_int=spec.type == "int"))
         if spec.map is None:
-            low = -math.inf if spec.min is None else spec.min
-            number = NumberRule(low, math.inf if spec.max is None else spec.max, params)
+            number = NumberRule(
+                -math.inf if low is None else low, math.inf if high is None else high, params
+            )
     else:
         steps.append(_to_bool if spec.type == "bool" else _to_string)
     return CompiledField(
@@ -405,6 +412,8 @@ def _compile_field(name: str, spec: FieldSpec, *, relative: bool) -> CompiledFie
         number=number,
     )
 
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 _FIELD_KINDS: dict[str, type] = {"float": float, "int": int, "bool": bool, "string": str}
 

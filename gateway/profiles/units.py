@@ -20,7 +20,7 @@ def known_unit(unit: str) -> None:
     # Besides UndefinedUnitError, pint's expression parser lets through whatever its tokenizer
     # hits on malformed text ('m/' AssertionError, '(' TokenError, '1/0' ZeroDivisionError).
     # Load time only, and the message names the unit.
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001  # pint raises many types on bad text (see above)
         detail = str(exc) or "not a unit expression"
         raise ValueError(
             f"unknown unit {unit!r} ({detail}); pint spells units like V, kWh, degC, m^3/h, "

@@ -19,7 +19,6 @@ the others for at most its time limit.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +26,7 @@ import orjson
 import quickjs
 
 from gateway.errors import DecodeError
+from gateway.operations.counters import CODEC_WARNINGS
 
 DEFAULT_TIMEOUT_MS = 100
 DEFAULT_MEMORY_MB = 16
@@ -72,7 +72,7 @@ var __gateway_decode = (function () {
 """
 _ENTRY = "__gateway_decode"
 
-_warnings: Counter[str] = Counter()
+_warnings = CODEC_WARNINGS
 
 
 def warning_counts() -> dict[str, int]:
