@@ -12,6 +12,7 @@ quiet on the healthy days, and never end in an evaluation error.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -139,6 +140,24 @@ def low_pressure_payload(row: dict[str, Any], bar: float) -> str:
     return f"{row['time_ns'] // 1_000_000_000},{bar:.2f},{row['fields']['temperature_c']:.1f}"
 
 
+def low_chlorine_payload(row: dict[str, Any], mgl: float) -> str:
+    """A quality probe's JSON (simulators/devices/water_quality.py: local time without an
+    offset, conductivity in mS/cm) with the free chlorine dropped."""
+    fields = row["fields"]
+    local = dt.datetime.fromtimestamp(row["time_ns"] / 1e9, dt.UTC) + dt.timedelta(hours=7)
+    return json.dumps(
+        {
+            "ts": local.strftime("%Y-%m-%d %H:%M:%S"),
+            "ph": fields["ph"],
+            "turb_ntu": fields["turbidity_ntu"],
+            "cl_mgl": mgl,
+            "cond_mscm": fields["conductivity_uscm"] / 1000,
+            "temp_c": fields["temperature_c"],
+            "wiper": "idle",
+        }
+    )
+
+
 def in_window(rows: list[dict[str, Any]], start_ms: int, end_ms: int) -> list[dict[str, Any]]:
     return [r for r in rows if start_ms * NS_PER_MS <= r["time_ns"] < end_ms * NS_PER_MS]
 
@@ -180,6 +199,15 @@ def script_device_incidents(
     rows = in_window(loggers[logger], pressure.start_ms, pressure.end_ms)
     topic = f"city/water/{logger_district}/{logger}/pressure"
     scripted.append((topic, [low_pressure_payload(row, 0.6) for row in rows]))
+    probes = readings(truth, "water_quality")
+    probe = sorted(probes)[0]
+    probe_district = probes[probe][0]["tags"]["district"]
+    chlorine = Incident(
+        "mh-water-chlorine", end_ms - 15 * MS_PER_H, end_ms - 14 * MS_PER_H, f"{probe} at 0.1 mg/L"
+    )
+    dosed = in_window(probes[probe], chlorine.start_ms, chlorine.end_ms)
+    topic = f"city/water/{probe_district}/{probe}/quality"
+    scripted.append((topic, [low_chlorine_payload(row, 0.1) for row in dosed]))
 
     with Mosquitto(workdir / "incident-broker") as broker:
         config = gateway_config(
@@ -203,7 +231,13 @@ def script_device_incidents(
                 'SELECT count("pressure_bar") FROM "water_pressure" WHERE "pressure_bar" = 0.6',
                 len(rows),
             )
-    return [lamps_dark, pressure], [one_lamp]
+            wait_for_value(
+                influxd,
+                database,
+                'SELECT count("ph") FROM "water_quality" WHERE "free_chlorine_mgl" = 0.1',
+                len(dosed),
+            )
+    return [lamps_dark, pressure, chlorine], [one_lamp]
 
 
 def wait_for_value(influxd: Influxd, database: str, influxql: str, expected: int) -> None:
@@ -333,6 +367,9 @@ def test_every_rule_fires_on_its_incident_and_only_there(
         assert history.evaluations == len(times)
         assert not history.errors, f"{uid}: {history.errors[:3]}"
         assert history.nan_conditions == 0, f"{uid}: NaN compared (silently Normal)"
+        # Every rule fired somewhere: on a scripted incident, or (pH, turbidity) on the
+        # simulated probes' own excursions; where is checked below.
+        assert history.firing_evaluations > 0, f"{uid} never fired"
     rule_by_uid = {rule["uid"]: rule for rule in provisioned}
     for incident in town.incidents:
         history = histories[incident.rule]
