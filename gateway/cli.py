@@ -291,6 +291,14 @@ def profiles_schema() -> None:
     typer.echo(json.dumps(ProfileSpec.model_json_schema(), indent=2))
 
 
+@app.command("reasons")
+def reasons() -> None:
+    """Print every dead-letter and drop reason with what to do about it (Markdown)."""
+    from gateway.reasons import reasons_table  # noqa: PLC0415  # imported when the command runs: `gateway --help` stays fast
+
+    typer.echo(reasons_table(), nl=False)
+
+
 @profiles_app.command("code")
 def profiles_code(
     profile_id: Annotated[str, typer.Argument(metavar="PROFILE_ID|FILE")],

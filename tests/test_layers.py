@@ -2,7 +2,7 @@
 
 Layers, lowest first (a layer imports only from those listed for it, and from itself):
 
-    model, errors                 nothing of the gateway
+    model, errors, reasons        nothing of the gateway
     config                        errors
     profiles                      model, errors, config          (pure: what a profile file means)
     stages                        + profiles, operations.counters
@@ -23,9 +23,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-_BASE = {"model", "errors"}
+_BASE = {"model", "errors", "reasons"}
 ALLOWED: dict[str, set[str]] = {
     "model": set(),
+    "reasons": set(),
     "errors": set(),
     "config": {"errors"},
     "profiles": _BASE | {"config"},
