@@ -249,3 +249,29 @@ def chromium_screenshot(page: Path, out: Path, profile: Path, height: int = 2400
         check=True, capture_output=True, timeout=120,
     )  # fmt: skip
     assert out.is_file(), "chromium wrote no screenshot"
+
+
+@pytest.mark.integration
+def test_traffic_counts_and_plates_only_as_counts(report: Report) -> None:
+    loops: dict[str, int] = defaultdict(int)
+    radar: dict[str, int] = defaultdict(int)
+    plates: dict[str, list[str]] = defaultdict(list)
+    for row in report.truth:
+        ward = row["tags"]["district"]
+        if row["measurement"] == "traffic_flow":
+            loops[ward] += row["fields"]["vehicle_count"]
+        elif row["measurement"] == "traffic_vehicle":
+            radar[ward] += 1
+        elif row["measurement"] == "traffic_plate":
+            plates[ward].append(row["fields"]["plate_hash"])
+    got = {row["Ward/commune"]: row for row in report.csv("traffic")}
+    assert set(got) == set(loops) | set(radar) | set(plates)
+    for ward, row in got.items():
+        assert int(row["Vehicles counted by loops"]) == loops.get(ward, 0)
+        assert int(row["Vehicles measured by radar"]) == radar.get(ward, 0)
+        assert int(row["Plates read"]) == len(plates.get(ward, []))
+        assert int(row["Distinct plates"]) == len(set(plates.get(ward, [])))
+    assert sum(len(p) for p in plates.values()) > 0, "no plate camera in the backfill"
+    page = (report.out / "report.html").read_text(encoding="utf-8")
+    some_plate = next(iter(plates.values()))[0]
+    assert some_plate not in page, "a plate (hash) in the report"

@@ -65,6 +65,7 @@ def sections(run: RunQuery, period: Period, profiles_dir: Path) -> list[Section]
             _chart(lamps, "Dark-lamp hours", "h"),
         ),
         Section("Chất lượng nước", "Water quality", [operations.water_quality(run, period)]),
+        Section("Giao thông", "Traffic", [operations.traffic(run, period)]),
         Section("Gateway", "The gateway's delivery record", [counted, uptime, outages]),
     ]
 

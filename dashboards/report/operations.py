@@ -203,3 +203,34 @@ def _outages(buckets: list[tuple[int, int, float | None]]) -> Iterator[list[Cell
 
 def _utc(ms: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def traffic(run: RunQuery, period: Period) -> Table:
+    """Vehicles per ward as each kind of sensor sees them; plates only as counts (the stored
+    plate is already a keyed hash, and the report never shows it)."""
+    table = Table(
+        "traffic",
+        "Giao thông",
+        "Traffic",
+        columns(
+            WARD,
+            ("Xe đếm bằng vòng từ", "Vehicles counted by loops"),
+            ("Xe đo bằng radar", "Vehicles measured by radar"),
+            ("Biển số đọc được", "Plates read"),
+            ("Biển số khác nhau", "Distinct plates"),
+        ),
+    )
+    where = f'WHERE {period.where} GROUP BY "district"'
+    queries = (
+        f'SELECT sum("vehicle_count") FROM "traffic_flow" {where}',
+        f'SELECT count("speed_kmh") FROM "traffic_vehicle" {where}',
+        f'SELECT count("plate_hash") FROM "traffic_plate" {where}',
+        f'SELECT count(distinct("plate_hash")) FROM "traffic_plate" {where}',
+    )
+    wards: dict[str, list[Cell]] = defaultdict(lambda: [0] * len(queries))
+    for index, query in enumerate(queries):
+        for tags, row in rows_of(run, query):
+            value = row.get("sum", row.get("count"))
+            wards[tags["district"]][index] = int(value) if isinstance(value, int | float) else 0
+    table.rows = [[ward, *figures] for ward, figures in sorted(wards.items())]
+    return table
