@@ -50,21 +50,25 @@ class Kind:
     domain: str
     profiles: tuple[str, ...]
     intervals_s: tuple[float, ...]  # liveness.expected_interval_s of each profile that has one
+    several_per_report: bool  # a profile with `readings:` (lanes, vehicles) makes several
 
 
 def profile_kinds(directory: Path) -> dict[str, Kind]:
     """measurement -> Kind, from every profile under `directory` (device_profiles/)."""
-    found: dict[str, dict[str, Any]] = defaultdict(lambda: {"profiles": [], "intervals": []})
+    found: dict[str, dict[str, Any]] = defaultdict(
+        lambda: {"profiles": [], "intervals": [], "several": False}
+    )
     for path in sorted(directory.glob("*/*.yaml")):
         profile = yaml.safe_load(path.read_text(encoding="utf-8"))
         entry = found[profile["output"]["measurement"]]
         entry["domain"] = profile["domain"]
         entry["profiles"].append(profile["id"])
+        entry["several"] |= bool(profile.get("readings"))
         interval = (profile.get("liveness") or {}).get("expected_interval_s")
         if interval:
             entry["intervals"].append(float(interval))
     return {
-        m: Kind(m, e["domain"], tuple(e["profiles"]), tuple(sorted(e["intervals"])))
+        m: Kind(m, e["domain"], tuple(e["profiles"]), tuple(sorted(e["intervals"])), e["several"])
         for m, e in found.items()
     }
 
@@ -260,7 +264,8 @@ def availability(
         note_vi="Đầy đủ = bản ghi / số bản ghi theo chu kỳ báo cáo của hồ sơ thiết bị; không tính "
         "cho loại gửi nhiều bản ghi mỗi lần (làn xe, từng xe).",
         note_en="Complete = readings / readings expected at the profile's reporting interval; "
-        "not computed for kinds with several readings per report (lanes, single vehicles).",
+        "not computed for kinds with several readings per report (lanes, single vehicles) or "
+        "without a reporting interval (plate cameras report per vehicle).",
     )
     per_domain: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
     for measurement in names:
@@ -268,13 +273,12 @@ def availability(
         if field is None:
             continue
         kind = kinds[measurement]
-        one_per_report = _tag_keys(run, measurement) <= {"district", "device_id"}
         for ward, devices in sorted(_device_figures(run, measurement, field, period).items()):
             readings = sum(d[0] for d in devices)
             hours = sum(d[1] for d in devices)
             complete = (
                 percent(readings, sum(_expected(kind, d[0], period) for d in devices))
-                if one_per_report and kind.intervals_s
+                if not kind.several_per_report and kind.intervals_s
                 else None
             )
             available = percent(hours, len(devices) * math.ceil(period.hours))
@@ -300,10 +304,6 @@ def availability(
         share = percent(hours_with_data, devices_in_domain * math.ceil(period.hours))
         summary.rows.append([domain, int(devices_in_domain), int(stored), share])
     return summary, detail
-
-
-def _tag_keys(run: RunQuery, measurement: str) -> set[str]:
-    return {row["tagKey"] for _, row in rows_of(run, f'SHOW TAG KEYS FROM "{measurement}"')}
 
 
 def _device_figures(
