@@ -26,6 +26,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from gateway.stages.deadletter import DEAD_LETTER_FILE, DeadLetterStore
 from tests.harness import GatewayProcess, gateway_config
 from tests.servers import Influxd, Mosquitto
 
@@ -50,6 +51,7 @@ def publish_good(broker: Mosquitto, devices: int, seconds: float) -> dict[tuple[
     client.connect(broker.host, broker.port)
     client.loop_start()
     sent: dict[tuple[str, int], float] = {}
+    infos = []
     started = time.monotonic()
     rounds = int(seconds)
     for round_number in range(rounds):
@@ -61,8 +63,12 @@ def publish_good(broker: Mosquitto, devices: int, seconds: float) -> dict[tuple[
             now = time.time()
             ts_ms = int(now * 1000)
             device = f"good-{number:03d}"
-            client.publish(f"city/lighting/good/{device}/telemetry", reading(ts_ms), qos=1)
+            infos.append(
+                client.publish(f"city/lighting/good/{device}/telemetry", reading(ts_ms), qos=1)
+            )
             sent[(device, ts_ms)] = now
+    for info in infos:  # the broker has them all before the client goes
+        info.wait_for_publish(timeout=_SETTLE_S)
     client.disconnect()
     client.loop_stop()
     return sent
@@ -116,6 +122,14 @@ def wait_arrived(sent: dict[tuple[str, int], float], poller: Poller) -> None:
         time.sleep(_POLL_S)
 
 
+def count_rate_limited(state: Path) -> int:
+    store = DeadLetterStore(state / DEAD_LETTER_FILE)
+    try:
+        return store.count("rate_limited")
+    finally:
+        store.close()
+
+
 def start_flood(broker: Mosquitto, flooders: int, qos: int) -> list[subprocess.Popen[bytes]]:
     """`yes PAYLOAD | mosquitto_pub -l`: the same valid reading as fast as the broker takes it
     (InfluxDB would overwrite it: only the gateway's work counts)."""
@@ -162,20 +176,25 @@ def main() -> None:
                 wait_arrived(sent, poller)
                 print(f"without a flood: {latency_figures(sent, poller.seen)}", flush=True)
                 received_before = gateway.metric("messages_received_total")
+                flood_started = time.monotonic()
                 flood = start_flood(broker, args.flooders, args.flood_qos)
                 try:
                     time.sleep(2.0)  # the flood is under way before the good devices report
                     sent = publish_good(broker, args.devices, args.seconds)
                 finally:
                     stop_flood(flood)
+                flood_s = time.monotonic() - flood_started
+                during = gateway.metric("messages_received_total") - received_before
                 wait_arrived(sent, poller)
                 print(f"with a flood:    {latency_figures(sent, poller.seen)}", flush=True)
-                offered = gateway.metric("messages_received_total") - received_before
-                limited = gateway.metric("dead_letters_total", reason="rate_limited")
+                after = gateway.metric("messages_received_total") - received_before
+                refused = gateway.metric("dead_letters_total", reason="rate_limited")
+                kept = count_rate_limited(work / "state")
                 print(
-                    f"flood: {args.flooders} x mosquitto_pub -q {args.flood_qos}; the gateway "
-                    f"received {offered:.0f} messages in {args.seconds + 2:.0f} s; dead letters "
-                    f"rate_limited {limited:.0f}",
+                    f"flood: {args.flooders} x mosquitto_pub -q {args.flood_qos} for {flood_s:.0f}"
+                    f" s; the gateway received {during:.0f} messages meanwhile "
+                    f"({during / flood_s:.0f}/s), {after:.0f} in all; refused (rate_limited) "
+                    f"{refused:.0f}, of which kept as dead letters {kept}",
                     flush=True,
                 )
                 gateway.stop(timeout_s=60)
