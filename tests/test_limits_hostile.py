@@ -4,9 +4,14 @@ processes."""
 
 from __future__ import annotations
 
+import tracemalloc
+from pathlib import Path
+
 from gateway.policies.message_limits import topic_too_long
 from gateway.policies.rate_limit import DeviceRateLimit
+from gateway.profiles.registry import load_directory
 
+PROFILES = Path(__file__).resolve().parent.parent / "device_profiles"
 S = 1_000_000_000
 
 
@@ -49,3 +54,16 @@ def test_refused_messages_kept_as_dead_letters_are_bounded_per_topic() -> None:
     assert kept == 3
     assert limit.keep_refused("other", 0)  # another device's share is its own
     assert limit.keep_refused("flood", S)  # and it refills at the rate
+
+
+def test_the_profile_resolution_cache_is_bounded_in_bytes() -> None:
+    registry = load_directory(PROFILES)
+    tracemalloc.start()
+    try:
+        for n in range(20_000):  # 80 MB of distinct topics, each matching a profile
+            topic = f"city/lighting/di-su/{n:05d}{'x' * 4000}/telemetry"
+            assert registry.resolve(topic) is not None
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 48 * 1024**2  # topics and their segments, 16 M characters at most
