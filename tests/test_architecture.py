@@ -54,15 +54,23 @@ def test_only_ingest_imports_the_mqtt_client() -> None:
 
 def test_http_lives_in_two_modules() -> None:
     """The InfluxDB client and the health endpoint's server; nothing else speaks HTTP. Both
-    speak HTTP/1.1 on asyncio streams themselves (aiohttp cost 11 MB of the memory budget);
-    `gateway status` reads the endpoint with aiohttp's client, imported in health.py only."""
+    speak HTTP/1.1 on asyncio streams (aiohttp cost 11 MB of the memory budget): the client
+    through the sans-I/O parser h11, the only module that imports it; `gateway status` reads
+    the endpoint with aiohttp's client, imported in endpoint.py only."""
     users = {
         str(path.relative_to(ROOT))
         for path in (ROOT / "gateway").rglob("*.py")
-        if {"aiohttp", "aiohttp.web"} & imported_modules(path)
+        if {"aiohttp", "aiohttp.web", "h11", "http.client", "urllib.request"}
+        & imported_modules(path)
         or "HTTP/1.1" in path.read_text(encoding="utf-8")
     }
     assert users == {"gateway/stages/sinks/influx.py", "gateway/operations/endpoint.py"}
+    h11_users = {
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "gateway").rglob("*.py")
+        if "h11" in imported_modules(path)
+    }
+    assert h11_users == {"gateway/stages/sinks/influx.py"}
 
 
 def test_simulators_never_import_the_gateway() -> None:
