@@ -201,11 +201,13 @@ def test_a_malformed_golden_file_exits_2(
 
 
 def test_add_installs_atomically_under_the_domain(gateway: Gateway, profiles_dir: Path) -> None:
+    domain = profiles_dir / "environment"
+    shipped = {p.name for p in domain.iterdir()} if domain.exists() else set()
     assert gateway("profiles", "add", SOIL, "--dir", profiles_dir) == 0
-    target = profiles_dir / "environment" / SOIL.name
+    target = domain / SOIL.name
     assert target.read_bytes() == SOIL.read_bytes()
     assert target.stat().st_mode & 0o777 == 0o644
-    assert [p.name for p in target.parent.iterdir()] == [SOIL.name]  # no temp file left
+    assert {p.name for p in domain.iterdir()} - shipped == {SOIL.name}  # no temp file left
     assert gateway.out.startswith(f"installed: {target} (profile mh-soil-moisture-json v1); ")
     assert gateway("profiles", "validate", profiles_dir) == 0
 
@@ -254,7 +256,7 @@ def test_add_refuses_an_invalid_profile(gateway: Gateway, profiles_dir: Path) ->
     broken = ROOT / "tests" / "broken_profiles" / "bad-unit.yaml"
     assert gateway("profiles", "add", broken, "--dir", profiles_dir) == 1
     assert f"{broken}:20: fields.soil_temp_c.unit: unknown unit" in gateway.err
-    assert not (profiles_dir / "environment").exists()
+    assert not (profiles_dir / "environment" / broken.name).exists()
 
 
 def test_add_refuses_overlapping_topics(
