@@ -21,6 +21,7 @@ from dashboards.influxql import DISTRICT, InfluxQL
 from dashboards.panels import (
     COUNT,
     FULL,
+    HALF,
     PanelBuilder,
     district_variable,
     stat_panel,
@@ -128,6 +129,48 @@ def readings_per_minute() -> PanelBuilder:
     )
 
 
+_DEVICE_READINGS = (
+    'SELECT non_negative_difference(last("value")) AS "n" FROM "gateway_counters" '
+    "WHERE \"kind\" = 'points_written' AND \"domain\" != 'gateway' AND $timeFilter "
+    'GROUP BY time(1m), "instance", "domain" fill(none)'
+)
+
+
+def readings_in_range() -> PanelBuilder:
+    """Per domain and their total from one source, so the numbers add up."""
+    return stat_panel(
+        "Bản ghi đã lưu trong khoảng thời gian",
+        "Device readings written to InfluxDB in the selected range, per domain and in total "
+        "(the gateway's counters, its own figures left out; not filtered by district).",
+        COUNT,
+        [
+            InfluxQL(f'SELECT sum("n") FROM ({_DEVICE_READINGS}) GROUP BY "domain"').alias(
+                "$tag_domain"
+            ),
+            InfluxQL(f'SELECT sum("n") FROM ({_DEVICE_READINGS})').ref_id("B").alias("tổng"),
+        ],
+        width=HALF,
+    )
+
+
+def town_devices() -> PanelBuilder:
+    return stat_panel(
+        "Thiết bị toàn thị xã",
+        "Devices the gateways know (their liveness trackers, every profile with an expected "
+        "interval) and how many of them are silent, summed over gateways: the town's total, "
+        "not filtered by district.",
+        COUNT,
+        [
+            InfluxQL(
+                """SELECT sum("tracked") AS "theo dõi", sum("stale") AS "im lặng" FROM
+                (SELECT last("devices_tracked") AS "tracked", last("devices_stale") AS "stale"
+                FROM "gateway_health" WHERE $timeFilter GROUP BY "instance")"""
+            )
+        ],
+        width=HALF,
+    )
+
+
 def build() -> Dashboard:
     alarms = [
         lamps_in_fault(),
@@ -145,6 +188,7 @@ def build() -> Dashboard:
         variables=[district_variable(MEASUREMENTS)],
         rows=[
             ("Thiết bị đang báo cáo", [_domain_panel(domain) for domain in DOMAINS]),
+            ("Toàn thị xã", [town_devices(), readings_in_range()]),
             ("Luồng dữ liệu", [readings_per_minute()]),
             ("Cảnh báo đang hoạt động", alarms),
         ],

@@ -501,3 +501,22 @@ def test_lamp_hours_per_day_are_the_integral_over_the_local_day(
     series = influxd.query(influxql, db=influx_db)["results"][0]["series"]
     days = {row[0] // 10**9: row[1] for row in series[0]["values"]}
     assert days == {day_start_s: pytest.approx(4.0)}
+
+
+@pytest.mark.integration
+def test_overview_readings_per_domain_add_up_to_the_total(filled: FilledDatabase) -> None:
+    (overview,) = [d for d in rendered_dashboards() if d["uid"] == "mh-overview"]
+    found = {
+        q.ref_id: q
+        for q in dashboard_queries(overview, "time > now() - 7d")
+        if q.panel == "Bản ghi đã lưu trong khoảng thời gian"
+    }
+    answers = {
+        ref: filled.influxd.query(substitute(q), db=filled.name)["results"][0]["series"]
+        for ref, q in found.items()
+    }
+    per_domain = {s["tags"]["domain"]: s["values"][0][1] for s in answers["A"]}
+    (total,) = answers["B"]
+    assert "gateway" not in per_domain
+    assert per_domain
+    assert sum(per_domain.values()) == total["values"][0][1] > 0
