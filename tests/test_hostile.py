@@ -13,6 +13,8 @@ tests/test_hostile_privacy.py.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -22,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from gateway.stages.deadletter import DEAD_LETTER_FILE, DeadLetterStore
-from tests.harness import GatewayProcess, gateway_config
+from tests.harness import ROOT, GatewayProcess, gateway_config
 from tests.hostile_clients import (
     GOOD_TOPIC,
     good_and_bad,
@@ -223,3 +225,21 @@ def drain_backlog(
     publish(broker.port, [(GOOD_TOPIC, streetlight(first_ms, offset + n)) for n in range(BACKLOG)])
     wait_for(lambda: stored(influxd, database) >= expected, 120, "the backlog stored")
     return time.monotonic() - started
+
+
+def test_doctor_warns_when_the_dead_letters_may_outgrow_the_disk(
+    tmp_path: Path, mosquitto: Mosquitto, influxd: Influxd, influx_db: str
+) -> None:
+    # Room for the spool's 1 MiB (and doctor's own minimum), not for 256 MiB of dead letters.
+    with small_disk(tmp_path / "state", 128 * 1024**2):
+        config = gateway_config(
+            tmp_path / "gateway.toml", mosquitto, influxd, influx_db,
+            overrides={"spool": {"max_bytes": 1024**2}},
+        )  # fmt: skip
+        doctor = subprocess.run(
+            [sys.executable, "-m", "gateway", "doctor", "--config", str(config)],
+            capture_output=True, text=True, timeout=60, check=False, cwd=ROOT,
+        )  # fmt: skip
+    [line] = [line for line in doctor.stdout.splitlines() if "free disk" in line]
+    assert "WARN" in line, doctor.stdout
+    assert "deadletter_max_bytes 256.0 MiB" in line
