@@ -21,7 +21,7 @@ from dashboards.panels import (
     town_dashboard,
 )
 
-MEASUREMENTS = ("traffic_flow", "traffic_vehicle", "traffic_signal")
+MEASUREMENTS = ("traffic_flow", "traffic_vehicle", "traffic_signal", "traffic_plate")
 COUNTER_INTERVAL = "1m"  # loop counters report per minute, radars batch a minute of vehicles
 SPEED = "velocitykmh"
 
@@ -162,6 +162,25 @@ def cabinet_doors() -> PanelBuilder:
     )
 
 
+def plates_read() -> PanelBuilder:
+    # fill(0): a minute without a recognised plate is a count of 0, not a gap; only counts
+    # are shown, the stored plate is a keyed hash and stays out of every panel.
+    return timeseries(
+        "Biển số đọc được",
+        "Licence plates recognised per interval by each ANPR camera (counts only: the plate "
+        "itself is stored as a keyed hash and never shown).",
+        COUNT,
+        [
+            InfluxQL(
+                f"""SELECT count("plate_hash") FROM "traffic_plate"
+                WHERE $timeFilter AND {DEVICE_FILTER}
+                GROUP BY time($__interval), "device_id" fill(0)"""
+            ).alias("$tag_device_id")
+        ],
+        min_interval=COUNTER_INTERVAL,
+    )
+
+
 def build() -> Dashboard:
     return town_dashboard(
         "mh-traffic",
@@ -174,5 +193,6 @@ def build() -> Dashboard:
             ("Độ chiếm dụng và radar", [occupancy(), radar_speeds()]),
             ("Loại xe và đèn tín hiệu", [vehicles_by_class(), signal_status()]),
             ("Tủ tín hiệu", [signal_faults(f" AND {DEVICE}", width=QUARTER), cabinet_doors()]),
+            ("Camera biển số", [plates_read()]),
         ],
     )

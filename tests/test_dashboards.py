@@ -286,7 +286,8 @@ INSTANCE = "dashboards-test"
 SIMULATED = [
     "--lighting", "3", "--water", "2", "--traffic", "2", "--tanks", "2",
     "--quality-probes", "2", "--radars", "1", "--signals", "2", "--speed-probes", "4",
-    "--site-monitors", "2", "--lorawan-lights", "2", "--messages", "3000", "--rate", "0",
+    "--site-monitors", "2", "--lorawan-lights", "2", "--anpr-cameras", "1",
+    "--messages", "3000", "--rate", "0",
     "--seed", "20261124",
 ]  # fmt: skip
 # The gateway's config for the run: self-metrics every second, liveness for the 1-min devices.
@@ -409,13 +410,16 @@ def filled(influxd: Influxd, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             # so slow reporters (15-min speed probes) do not run into the future, which the
             # gateway would re-stamp (time.max_future_s), and every "last N minutes" window
             # has data.
-            run_simulators(broker, truth_file, *SIMULATED)
+            summary = workdir / "summary.json"
+            run_simulators(broker, truth_file, *SIMULATED, "--summary-json", str(summary))
             publish_bad_messages(broker)
             truth = load_truth(truth_file)
             expected = truth_counts(truth) + Counter({"streetlight": 1})  # the dropped field
             stored = wait_for_counts(influxd, database, expected)
             assert stored == expected, f"stored {stored}, sent {expected}"
-            wait_for_self_metrics(influxd, database, messages=3000 + 2)
+            # A plate camera sends a message per vehicle and stops at now: fewer than asked.
+            sent = json.loads(summary.read_text(encoding="utf-8"))["messages"]
+            wait_for_self_metrics(influxd, database, messages=sent + 2)
             assert "dead letter (invalid_json)" in gateway.log()
             yield FilledDatabase(influxd, database)
     influxd.drop_database(database)
