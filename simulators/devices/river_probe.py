@@ -15,8 +15,7 @@ import math
 import struct
 
 from simulators.devices.base import Device, DeviceKind, DeviceSpec, Telemetry
-from simulators.devices.tts_uplink import TtsDevice
-from simulators.surface import FieldEdit, JsonPath, PayloadSurface, TimeSlot
+from simulators.devices.tts_uplink import TtsDevice, tts_surface
 
 INTERVAL_S = 600
 MEASUREMENT = "river_level"
@@ -94,13 +93,7 @@ def _build(spec: DeviceSpec) -> Device:
     return RiverProbe(spec)
 
 
-_RADIO = ("uplink_message", "rx_metadata", 0)
-SURFACE = PayloadSurface(
-    format="json",
-    time=TimeSlot(JsonPath(("received_at",)), "iso_utc"),
-    out_of_range=(FieldEdit(JsonPath((*_RADIO, "rssi")), "rssi_dbm", 12),),  # max 0 dBm
-    wrong_type=(FieldEdit(JsonPath((*_RADIO, "rssi")), "rssi_dbm", -106.5),),  # not an integer
-)
+SURFACE = tts_surface()
 
 KIND = DeviceKind(
     name="river-probes",

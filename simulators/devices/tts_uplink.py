@@ -11,6 +11,7 @@ import orjson
 
 from simulators.clock import utc_rfc3339
 from simulators.devices.base import Telemetry
+from simulators.surface import FieldEdit, JsonPath, PayloadSurface, TimeSlot
 from simulators.truth import TruthReading
 
 NS_PER_US = 1000
@@ -88,3 +89,17 @@ class TtsDevice:
             fields=fields,
         )
         return Telemetry(orjson.dumps(uplink.document), [reading])
+
+
+_RADIO = ("uplink_message", "rx_metadata", 0)
+
+
+def tts_surface(time: TimeSlot | None = None) -> PayloadSurface:
+    """Where faults find the uplink's time (received_at, unless the device's own clock is
+    given) and the rssi the profiles store (rssi_dbm, -150..0 dBm, an integer)."""
+    return PayloadSurface(
+        format="json",
+        time=time or TimeSlot(JsonPath(("received_at",)), "iso_utc"),
+        out_of_range=(FieldEdit(JsonPath((*_RADIO, "rssi")), "rssi_dbm", 12),),
+        wrong_type=(FieldEdit(JsonPath((*_RADIO, "rssi")), "rssi_dbm", -106.5),),
+    )

@@ -18,8 +18,8 @@ import struct
 
 from simulators.clock import local_hour
 from simulators.devices.base import Device, DeviceKind, DeviceSpec, Telemetry
-from simulators.devices.tts_uplink import TtsDevice
-from simulators.surface import EnvelopeFrame, FieldEdit, JsonPath, PayloadSurface, TimeSlot
+from simulators.devices.tts_uplink import TtsDevice, tts_surface
+from simulators.surface import EnvelopeFrame, TimeSlot
 
 INTERVAL_S = 1800
 MEASUREMENT = "water_meter"
@@ -110,12 +110,9 @@ def _build(spec: DeviceSpec) -> Device:
     return WaterMeter(spec)
 
 
-_RADIO = ("uplink_message", "rx_metadata", 0)
-SURFACE = PayloadSurface(
-    format="json",
-    time=TimeSlot(EnvelopeFrame(("uplink_message", "frm_payload"), 1, ">I"), "local_s2000"),
-    out_of_range=(FieldEdit(JsonPath((*_RADIO, "rssi")), "rssi_dbm", 12),),  # max 0 dBm
-    wrong_type=(FieldEdit(JsonPath((*_RADIO, "rssi")), "rssi_dbm", -106.5),),  # not an integer
+# The meter stamps its readings with its own clock, inside the frame.
+SURFACE = tts_surface(
+    TimeSlot(EnvelopeFrame(("uplink_message", "frm_payload"), 1, ">I"), "local_s2000")
 )
 
 KIND = DeviceKind(
