@@ -18,7 +18,7 @@ from gateway.profiles.compile import NO_READING
 from gateway.profiles.registry import load_file
 from gateway.profiles.schema import BinaryLayoutSpec
 from gateway.stages.decode import decoder_for, frame_decoder
-from gateway.stages.layouts import skipped_channels
+from gateway.stages.layouts import skipped_channels, skipped_drops
 from gateway.stages.normalize import normalize
 
 
@@ -80,6 +80,8 @@ def test_type_only_stream_as_elsys_sends() -> None:
     assert values["rh"] == 0x32
     assert skipped_channels(values) == ["channel 0x07 at byte 3"]
     assert skipped_channels({"payload": values}) == ["channel 0x07 at byte 3"]
+    assert skipped_drops({"payload": values}) == [("channel 0x07 at byte 3", "unknown_channel")]
+    assert skipped_drops({"payload": {"temp": 1}}) == skipped_drops("not a frame") == []
     assert refusal(layout, "0801") == "unknown_channel"
     assert refusal(layout, "01ff") == "truncated"
 

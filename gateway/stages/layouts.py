@@ -41,6 +41,10 @@ SKIPPED_KEY = "(skipped)"
 """Key of the decoded values that lists the channel/type pairs skipped as unknown. Not a valid
 value name (see schema._IDENT), so it never collides with one."""
 
+UNKNOWN_CHANNEL = "unknown_channel"
+"""The reason of a skipped channel/type pair (a drop) and of one of unknown size (a dead
+letter)."""
+
 ValueReader = Callable[[bytes, int], Any]
 """reader(frame, start of the enclosing group or value) -> the value."""
 
@@ -199,7 +203,7 @@ def _channel_stream(
             size = found[0] if found else declared if declared is not None else skip_sizes.get(kind)
             if size is None:
                 raise DecodeError(
-                    "unknown_channel", f"{_label(frame, start, key_size)} of unknown size"
+                    UNKNOWN_CHANNEL, f"{_label(frame, start, key_size)} of unknown size"
                 )
             if declared is not None and declared != size:
                 raise DecodeError(
@@ -241,6 +245,12 @@ def skipped_channels(values: Any) -> list[str]:
         if type(skipped) is list:
             return skipped
     return []
+
+
+def skipped_drops(document: Any) -> list[tuple[str, str]]:
+    """(pair, unknown_channel) drops for the pairs a decoded frame skipped: what the message
+    rules add to a message's drops so skipped channels are counted by reason."""
+    return [(label, UNKNOWN_CHANNEL) for label in skipped_channels(document)]
 
 
 # --- one value -------------------------------------------------------------------------------
