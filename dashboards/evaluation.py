@@ -17,9 +17,10 @@ Grafana's evaluation at chosen instants against a real InfluxDB:
   No Data and Error follow `noDataState` / `execErrState`; an instance missing from a result
   is resolved after two evaluations (Grafana's default missing-series rule).
 
-Grafana compares NaN like Go does (every comparison false), so a NaN reaching a threshold makes
-the instance Normal without a word. The evaluator follows that and counts each such NaN, so a
-test can insist on none.
+Grafana's math (and a threshold is math: `$B > 5`) turns any operation on NaN into NaN, and a
+NaN condition is "non-zero", i.e. Alerting (pkg/expr/mathexp, pkg/services/ngalert/eval): a
+NaN reaching a threshold fires for a reason nobody meant. The evaluator follows that and counts
+each such NaN, so a test can insist on none.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ class Outcome:
     numbers: dict[Labels, float | None] = field(default_factory=dict)
     no_data: bool = False
     error: str | None = None
-    nan_conditions: int = 0  # NaN fed to a comparison: Grafana answers 0 (Normal)
+    nan_conditions: int = 0  # NaN fed to a comparison: NaN, which Grafana counts as Alerting
 
 
 @dataclass(slots=True)
@@ -247,27 +248,20 @@ def _reduce(series: list[Series], model: Mapping[str, Any]) -> list[Number]:
 
 
 def _threshold(numbers: list[Number], model: Mapping[str, Any], nan: list[int]) -> list[Number]:
+    """Grafana runs a threshold as the math expression it stands for ($B > 5, ...)."""
     (condition,) = model["conditions"]
     evaluator = condition["evaluator"]
     kind, params = evaluator["type"], [float(p) for p in evaluator["params"]]
-    tests: dict[str, Callable[[float], bool]] = {
-        "gt": lambda v: v > params[0],
-        "lt": lambda v: v < params[0],
-        "within_range": lambda v: params[0] < v < params[1],
-        "outside_range": lambda v: v < params[0] or v > params[1],
+    expressions = {
+        "gt": "$X > {0}",
+        "lt": "$X < {0}",
+        "within_range": "$X > {0} && $X < {1}",
+        "outside_range": "$X < {0} || $X > {1}",
     }
-    test = tests.get(kind)
-    if test is None:
-        msg = f"threshold type {kind!r} is not one of {sorted(tests)}"
+    if kind not in expressions:
+        msg = f"threshold type {kind!r} is not one of {sorted(expressions)}"
         raise EvaluationError(msg)
-    found = []
-    for number in numbers:
-        if number.value is None:
-            found.append(number)
-            continue
-        nan[0] += math.isnan(number.value)
-        found.append(Number(number.labels, float(test(number.value))))
-    return found
+    return _math(expressions[kind].format(*params), {"X": numbers}, nan)
 
 
 # ---- math expressions ---------------------------------------------------------------------
@@ -289,6 +283,17 @@ def _math(expression: str, results: Mapping[str, Result], nan: list[int]) -> lis
         msg = f"math expression {expression!r} does not parse: {exc.msg}"
         raise EvaluationError(msg) from exc
     operands = {name: _numbers(results.get(ref, [])) for name, ref in refs.items()}
+    if len(set(refs.values())) == 1:
+        # One input: item by item, so two items with the same labels stay two (and the
+        # condition check reports them) instead of being merged by the join below.
+        (numbers,) = {ref: operands[name] for name, ref in refs.items()}.values()
+        return [
+            Number(
+                n.labels,
+                None if n.value is None else _calculate(tree, dict.fromkeys(refs, n.value), nan),
+            )
+            for n in numbers
+        ]
     found = []
     for labels in _joined_labels(list(operands.values())):
         values = {name: _value_for(numbers, labels) for name, numbers in operands.items()}
@@ -333,19 +338,31 @@ _ARITHMETIC: dict[type[ast.operator], Callable[[float, float], float]] = {
     ast.Add: lambda a, b: a + b,
     ast.Sub: lambda a, b: a - b,
     ast.Mult: lambda a, b: a * b,
-    ast.Div: lambda a, b: a / b if b else math.nan,
+    ast.Div: lambda a, b: a / b if b else (math.copysign(math.inf, a) if a else math.nan),
 }
 
 
+def _logical(is_and: bool, a: float, b: float) -> float:
+    """Grafana's && and ||: short-circuit on the left operand first, then NaN wins."""
+    if is_and and a == 0:
+        return 0.0
+    if not is_and and a != 0:  # NaN != 0: a NaN on the left of || is true
+        return 1.0
+    if math.isnan(a) or math.isnan(b):
+        return math.nan
+    return float(a != 0 and b != 0) if is_and else float(a != 0 or b != 0)
+
+
 def _calculate(node: ast.expr, values: Mapping[str, float | None], nan: list[int]) -> float:
+    """One value of a math expression, with the float rules of Grafana's mathexp (Go): an
+    operation on NaN gives NaN, comparisons included."""
     if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
         return float(node.value)
     if isinstance(node, ast.Name) and node.id in values:
         value = values[node.id]
         return math.nan if value is None else value
     if isinstance(node, ast.BoolOp):
-        truths = [_calculate(item, values, nan) != 0 for item in node.values]
-        return float(all(truths) if isinstance(node.op, ast.And) else any(truths))
+        return _bool_op(node, values, nan)
     if isinstance(node, ast.UnaryOp):
         operand = _calculate(node.operand, values, nan)
         return float(operand == 0) if isinstance(node.op, ast.Not) else -operand
@@ -353,12 +370,25 @@ def _calculate(node: ast.expr, values: Mapping[str, float | None], nan: list[int
         left, right = _calculate(node.left, values, nan), _calculate(node.right, values, nan)
         return _ARITHMETIC[type(node.op)](left, right)
     if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in _COMPARE:
-        left = _calculate(node.left, values, nan)
-        right = _calculate(node.comparators[0], values, nan)
-        nan[0] += math.isnan(left) or math.isnan(right)
-        return float(_COMPARE[type(node.ops[0])](left, right))
+        return _compare(node, values, nan)
     msg = f"math: {ast.unparse(node)!r} is not supported"
     raise EvaluationError(msg)
+
+
+def _bool_op(node: ast.BoolOp, values: Mapping[str, float | None], nan: list[int]) -> float:
+    result = _calculate(node.values[0], values, nan)
+    for item in node.values[1:]:
+        result = _logical(isinstance(node.op, ast.And), result, _calculate(item, values, nan))
+    return result
+
+
+def _compare(node: ast.Compare, values: Mapping[str, float | None], nan: list[int]) -> float:
+    left = _calculate(node.left, values, nan)
+    right = _calculate(node.comparators[0], values, nan)
+    if math.isnan(left) or math.isnan(right):
+        nan[0] += 1
+        return math.nan
+    return float(_COMPARE[type(node.ops[0])](left, right))
 
 
 # ---- states over time ---------------------------------------------------------------------

@@ -6,6 +6,7 @@ runs the same evaluator against a real InfluxDB.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from dashboards.evaluation import RuleStates, evaluate, parse_duration_s, play
@@ -77,10 +78,27 @@ def test_a_failing_query_is_the_error_state() -> None:
     assert "connection refused" in history.errors[0][1]
 
 
-def test_nan_compares_false_like_grafana_and_is_counted() -> None:
-    outcome = evaluate(rule("C", LAST, above(1)), lambda _q: answer(({"d": "a"}, [None])), 0)
-    assert outcome.numbers == {(("d", "a"),): 0.0}
+def test_nan_reaching_a_threshold_is_nan_which_grafana_counts_as_alerting() -> None:
+    rule_ = rule("C", LAST, above(1))
+    outcome = evaluate(rule_, lambda _q: answer(({"d": "a"}, [None])), 0)
+    (value,) = outcome.numbers.values()
+    assert math.isnan(value)
     assert outcome.nan_conditions == 1
+    states = RuleStates({**rule_, "for": "0s"})
+    states.apply(outcome)
+    assert states.instances[(("d", "a"),)].state == "Alerting"
+
+
+def test_outside_range_short_circuits_like_grafana() -> None:
+    outside = {
+        "refId": "C",
+        "type": "threshold",
+        "expression": "B",
+        "conditions": [{"evaluator": {"type": "outside_range", "params": [6, 8.5]}}],
+    }
+    values = answer(({"d": "low"}, [5.0]), ({"d": "ok"}, [7.0]), ({"d": "high"}, [9.0]))
+    outcome = evaluate(rule("C", LAST, outside), lambda _q: values, 0)
+    assert outcome.numbers == {(("d", "high"),): 1.0, (("d", "low"),): 1.0, (("d", "ok"),): 0.0}
 
 
 def test_math_joins_by_labels_and_needs_both_conditions() -> None:
