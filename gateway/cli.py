@@ -292,11 +292,24 @@ def profiles_schema() -> None:
 
 
 @app.command("reasons")
-def reasons() -> None:
+def reasons(
+    doc: Annotated[
+        Path | None,
+        typer.Option(
+            help="Rewrite the table between its markers in this page (docs/operations.md); "
+            "default: print it"
+        ),
+    ] = None,
+) -> None:
     """Print every dead-letter and drop reason with what to do about it (Markdown)."""
+    from gateway.operations.generated_docs import write_reasons  # noqa: PLC0415  # only this command
     from gateway.reasons import reasons_table  # noqa: PLC0415  # imported when the command runs: `gateway --help` stays fast
 
-    typer.echo(reasons_table(), nl=False)
+    if doc is None:
+        typer.echo(reasons_table(), nl=False)
+        return
+    changed = write_reasons(doc)  # no markers: ConfigError, shown by main()
+    typer.echo(f"{'wrote' if changed else 'unchanged'}: {doc}")
 
 
 @profiles_app.command("code")

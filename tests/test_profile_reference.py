@@ -11,12 +11,7 @@ import pytest
 from pydantic import BaseModel
 
 from gateway.errors import ConfigError
-from gateway.operations.profile_reference import (
-    BEGIN,
-    END,
-    render_profile_reference,
-    replace_between_markers,
-)
+from gateway.operations.profile_reference import MARKERS, render_profile_reference
 from gateway.profiles.schema import ProfileSpec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,7 +20,7 @@ README = ROOT / "device_profiles" / "README.md"
 
 def test_the_committed_reference_matches_the_profile_schema() -> None:
     text = README.read_text(encoding="utf-8")
-    assert replace_between_markers(text, render_profile_reference(), str(README)) == text, (
+    assert MARKERS.replace(text, render_profile_reference(), str(README)) == text, (
         "device_profiles/README.md's key reference is stale: run `gateway profiles reference "
         "--readme device_profiles/README.md` and commit the result"
     )
@@ -73,9 +68,9 @@ def test_every_key_has_a_meaning() -> None:
 
 
 def test_the_generated_part_alone_is_replaced() -> None:
-    text = f"intro\n{BEGIN}\nold table\n{END}\noutro\n"
-    assert replace_between_markers(text, "new table\n", "README") == (
-        f"intro\n{BEGIN}\n\nnew table\n\n{END}\noutro\n"
+    text = f"intro\n{MARKERS.begin}\nold table\n{MARKERS.end}\noutro\n"
+    assert MARKERS.replace(text, "new table\n", "README") == (
+        f"intro\n{MARKERS.begin}\n\nnew table\n\n{MARKERS.end}\noutro\n"
     )
     with pytest.raises(ConfigError, match=r"README: no .* markers"):
-        replace_between_markers("no markers here\n", "new table\n", "README")
+        MARKERS.replace("no markers here\n", "new table\n", "README")

@@ -27,15 +27,15 @@ import annotated_types
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from gateway.errors import ConfigError
+from gateway.operations.generated_docs import Markers
 from gateway.profiles.schema import ProfileSpec
 
-BEGIN = (
+MARKERS = Markers(
     "<!-- BEGIN profile reference: generated from gateway/profiles/schema.py by `gateway "
     "profiles reference --readme device_profiles/README.md`; do not edit by hand "
-    "(tests/test_profile_reference.py checks it) -->"
+    "(tests/test_profile_reference.py checks it) -->",
+    "<!-- END profile reference -->",
 )
-END = "<!-- END profile reference -->"
 
 _OPTIONAL = " (optional)"
 _FACTORY_DEFAULTS: dict[object, str] = {list: "`[]`", dict: "`{}`"}
@@ -86,25 +86,9 @@ def render_profile_reference(root: type[BaseModel] = ProfileSpec) -> str:
     return "\n".join(parts)
 
 
-def replace_between_markers(text: str, generated: str, where: str) -> str:
-    """`text` with everything between BEGIN and END replaced by `generated`."""
-    start, end = text.find(BEGIN), text.find(END)
-    if start < 0 or end < start:
-        raise ConfigError(
-            f"{where}: no {BEGIN[:30]}... / {END} markers, in that order; add both lines "
-            "where the profile reference belongs"
-        )
-    return f"{text[: start + len(BEGIN)]}\n\n{generated.strip()}\n\n{text[end:]}"
-
-
 def write_profile_reference(readme: Path) -> bool:
     """Rewrite the reference inside `readme`; True if the file changed."""
-    text = readme.read_text(encoding="utf-8")
-    updated = replace_between_markers(text, render_profile_reference(), str(readme))
-    if updated == text:
-        return False
-    readme.write_text(updated, encoding="utf-8")
-    return True
+    return MARKERS.write(readme, render_profile_reference())
 
 
 def _tables(root: type[BaseModel]) -> Iterator[Table]:
