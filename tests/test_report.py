@@ -278,3 +278,28 @@ def test_traffic_counts_and_plates_only_as_counts(report: Report) -> None:
     page = (report.out / "report.html").read_text(encoding="utf-8")
     some_plate = next(iter(plates.values()))[0]
     assert some_plate not in page, "a plate (hash) in the report"
+
+
+@pytest.mark.integration
+def test_coverage_gaps_name_every_ward_without_a_test_or_below_target(report: Report) -> None:
+    wards = {row["tags"]["district"] for row in report.truth}
+    classes = {
+        "mobile": (limits.MOBILE_TECHNOLOGIES, limits.MOBILE_TARGET_MBPS),
+        "fixed": (limits.FIXED_TECHNOLOGIES, limits.FIXED_TARGET_MBPS),
+    }
+    expected = set()
+    for name, (technologies, target) in classes.items():
+        speeds: dict[str, list[float]] = defaultdict(list)
+        for row in readings_of(report.truth, "broadband_speed"):
+            if row["tags"]["technology"] in technologies and "download_mbps" in row["fields"]:
+                speeds[row["tags"]["district"]].append(row["fields"]["download_mbps"])
+        for ward in wards:
+            if not speeds.get(ward):
+                expected.add((ward, name, "no test"))
+            elif nearest_rank(speeds[ward], 50) < target:
+                expected.add((ward, name, "below target"))
+    got = {
+        (r["Ward/commune"], r["Class"].split(" / ")[1], r["Gap"].split(" / ")[1])
+        for r in report.csv("coverage_gaps")
+    }
+    assert got == expected
