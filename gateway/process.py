@@ -34,6 +34,7 @@ from gateway.policies.series_budget import SeriesBudget, limits_of
 from gateway.profiles.compile import CompiledLiveness, CompiledProfile
 from gateway.profiles.registry import ProfileRegistry
 from gateway.stages.decode import Decoder, decoder_for
+from gateway.stages.layouts import skipped_drops
 from gateway.stages.normalize import Normalizer, at_receive_time, rows_normalizer
 
 UNKNOWN_DEVICE = "unknown_device"
@@ -94,6 +95,9 @@ class _Compiled(NamedTuple):
     decoders: dict[str, Decoder]
     normalizers: dict[str, Normalizer]
     redactors: dict[str, Redactor]
+    # Profiles with channel/type streams: their decoded frames list the channels they skipped,
+    # counted as drops (unknown_channel); other profiles pay nothing for it.
+    skipping: frozenset[str]
 
 
 def _compiled(registry: ProfileRegistry) -> _Compiled:
@@ -103,7 +107,18 @@ def _compiled(registry: ProfileRegistry) -> _Compiled:
         {p.id: decoder_for(p.decode_spec) for p in profiles},
         {p.id: rows_normalizer(p) for p in profiles},
         redactors_for(profiles),
+        frozenset(p.id for p in profiles if _has_channel_streams(p.decode_spec.model_dump())),
     )
+
+
+def _has_channel_streams(spec: object) -> bool:
+    if isinstance(spec, dict):
+        if spec.get("channels") is not None:
+            return True
+        return any(_has_channel_streams(value) for value in spec.values())
+    if isinstance(spec, list):
+        return any(_has_channel_streams(value) for value in spec)
+    return False
 
 
 class MessageRules:
@@ -152,6 +167,8 @@ class MessageRules:
         drops: list[Drop] = []
         try:
             document = compiled.decoders[profile.id](message.payload)
+            if profile.id in compiled.skipping:
+                drops.extend(skipped_drops(document))
             rows = compiled.normalizers[profile.id](document, segments, message.received_ns, drops)
             # The topic's device id, else the first reading's device_id tag.
             device_id = segments.get("device_id") or rows[0].device_id
