@@ -168,14 +168,17 @@ def test_restart_on_a_full_disk_runs_stops_on_sigterm_and_recovers(
 
 
 HOSTILE_DEVICES = 3000
+HEAVY_ANSWERS_PER_S = 10  # gateway/operations/endpoint.py
+MAX_CONNECTIONS = 16  # [http] max_connections default
 BACKLOG = 20_000
 
 
 def test_hostile_health_clients_leave_ingest_and_memory_alone(
     tmp_path: Path, mosquitto: Mosquitto, influxd: Influxd, influx_db: str, scenario_results: Path
 ) -> None:
-    """A backlog drains as fast (within a factor 2, generous against a busy box) with 60
-    clients that never read and 8 that loop on /devices/stale as without them."""
+    """60 clients that never read and 8 that loop on /devices/stale while a backlog drains:
+    the health server answers at most its paced number of stale lists (counted, not timed: the
+    drain times are printed for comparison), the backlog is stored whole, memory stays put."""
     config = gateway_config(
         tmp_path / "gateway.toml", mosquitto, influxd, influx_db,
         overrides={"limits": {"device_rate_per_s": 0}},  # one device sends the backlog
@@ -212,7 +215,7 @@ def test_hostile_health_clients_leave_ingest_and_memory_alone(
         f"{hostile_s:.1f}s with 60 silent + 8 looping clients ({answers} stale lists served); "
         f"rss {rss_before / 2**20:.0f} -> {rss_during / 2**20:.0f} MB",
     )
-    assert hostile_s < 2 * baseline_s
+    assert answers <= HEAVY_ANSWERS_PER_S * (hostile_s + 1) + MAX_CONNECTIONS
     assert rss_during - rss_before < 32 * 1024**2
 
 
