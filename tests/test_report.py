@@ -303,3 +303,20 @@ def test_coverage_gaps_name_every_ward_without_a_test_or_below_target(report: Re
         for r in report.csv("coverage_gaps")
     }
     assert got == expected
+
+
+@pytest.mark.parametrize(
+    ("period", "message"),
+    [
+        (("nope", "2026-01-01"), "--from: 'nope' is not an ISO date or date-time"),
+        (("2026-01-02", "2026-01-01"), "--to (2026-01-01T00:00:00+07:00) must be after --from"),
+    ],
+)
+def test_a_bad_period_is_one_clear_line(period: tuple[str, str], message: str) -> None:
+    answer = subprocess.run(
+        [sys.executable, "-m", "gateway", "report", "--from", period[0], "--to", period[1]],
+        capture_output=True, text=True, cwd=ROOT, timeout=60, check=False,
+    )  # fmt: skip
+    assert answer.returncode == 2
+    assert answer.stderr.startswith(f"error: {message}")
+    assert answer.stderr.count("\n") == 1, answer.stderr
