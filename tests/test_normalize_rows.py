@@ -101,7 +101,8 @@ PROFILES = [*SHIPPED, *(_hand_written(name, text) for name, text in HAND_WRITTEN
 def _row(point: Point) -> Row:
     """The Row the rows normalizer must give for `point`."""
     device = dict(point.tags).get("device_id", "")
-    return (encode_point(point), series_key(point.measurement, point.tags), point.time_ns, device)
+    key = series_key(point.measurement, point.tags)
+    return Row(encode_point(point), key, point.time_ns, device)
 
 
 def _outcome(profile: CompiledProfile, document: Any, segments: dict[str, str], now: int) -> Any:
