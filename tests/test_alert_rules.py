@@ -20,6 +20,7 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -309,16 +310,36 @@ def write_gateway_figures(
     return [not_writing, spooling, dead, down]
 
 
+@dataclass(frozen=True, slots=True)
+class Backfilled:
+    workdir: Path
+    database: str
+    truth: list[dict[str, Any]]
+    end_ms: int
+    gateway_incidents: list[Incident]
+
+
+@contextmanager
+def backfilled_town(influxd: Influxd, workdir: Path) -> Iterator[Backfilled]:
+    """A fresh database with two backfilled days and the gateway's figures; dropped after."""
+    database = f"{workdir.name}_{uuid.uuid4().hex[:8]}"
+    influxd.create_database(database)
+    try:
+        truth, end_ms = backfill(influxd, workdir, database)
+        incidents = write_gateway_figures(influxd, database, truth, end_ms)
+        yield Backfilled(workdir, database, truth, end_ms, incidents)
+    finally:
+        influxd.drop_database(database)
+
+
 @pytest.fixture(scope="module")
 def town(influxd: Influxd, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Town]:
-    workdir = tmp_path_factory.mktemp("town")
-    database = f"town_{uuid.uuid4().hex[:8]}"
-    influxd.create_database(database)
-    truth, end_ms = backfill(influxd, workdir, database)
-    incidents, quiet = script_device_incidents(influxd, workdir, database, truth, end_ms)
-    incidents += write_gateway_figures(influxd, database, truth, end_ms)
-    yield Town(influxd, database, end_ms, truth, incidents, quiet)
-    influxd.drop_database(database)
+    with backfilled_town(influxd, tmp_path_factory.mktemp("town")) as filled:
+        incidents, quiet = script_device_incidents(
+            influxd, filled.workdir, filled.database, filled.truth, filled.end_ms
+        )
+        incidents += filled.gateway_incidents
+        yield Town(influxd, filled.database, filled.end_ms, filled.truth, incidents, quiet)
 
 
 # ---- the rules over the two days ----------------------------------------------------------

@@ -16,7 +16,6 @@ import math
 import shutil
 import subprocess
 import sys
-import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,12 +27,7 @@ from PIL import Image
 
 from dashboards import limits
 from tests.servers import Influxd
-from tests.test_alert_rules import (
-    NS_PER_MS,
-    backfill,
-    domains_by_measurement,
-    write_gateway_figures,
-)
+from tests.test_alert_rules import NS_PER_MS, backfilled_town, domains_by_measurement
 
 ROOT = Path(__file__).resolve().parent.parent
 MS_PER_H = 3_600_000
@@ -60,23 +54,19 @@ def iso(ms: int) -> str:
 
 @pytest.fixture(scope="module")
 def report(influxd: Influxd, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Report]:
-    workdir = tmp_path_factory.mktemp("report")
-    database = f"report_{uuid.uuid4().hex[:8]}"
-    influxd.create_database(database)
-    truth, end_ms = backfill(influxd, workdir, database)
-    write_gateway_figures(influxd, database, truth, end_ms)
-    times = [row["time_ns"] // NS_PER_MS for row in truth]
-    start_ms, stop_ms = min(times), max(times) + 1
-    out = workdir / "out"
-    answer = subprocess.run(
-        [sys.executable, "-m", "gateway", "report", "--from", iso(start_ms), "--to", iso(stop_ms),
-         "--out", str(out), "--influx-url", influxd.url, "--database", database],
-        capture_output=True, text=True, cwd=ROOT, timeout=300, check=False,
-    )  # fmt: skip
-    assert answer.returncode == 0, answer.stderr
-    assert f"wrote {out / 'report.html'}" in answer.stdout
-    yield Report(out, truth, start_ms, stop_ms)
-    influxd.drop_database(database)
+    with backfilled_town(influxd, tmp_path_factory.mktemp("report")) as filled:
+        times = [row["time_ns"] // NS_PER_MS for row in filled.truth]
+        start_ms, stop_ms = min(times), max(times) + 1
+        out = filled.workdir / "out"
+        answer = subprocess.run(
+            [sys.executable, "-m", "gateway", "report", "--from", iso(start_ms),
+             "--to", iso(stop_ms), "--out", str(out), "--influx-url", influxd.url,
+             "--database", filled.database],
+            capture_output=True, text=True, cwd=ROOT, timeout=300, check=False,
+        )  # fmt: skip
+        assert answer.returncode == 0, answer.stderr
+        assert f"wrote {out / 'report.html'}" in answer.stdout
+        yield Report(out, filled.truth, start_ms, stop_ms)
 
 
 def nearest_rank(values: list[float], percent: float) -> float:
