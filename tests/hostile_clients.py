@@ -18,6 +18,7 @@ GOOD_TOPIC = "city/lighting/di-su/sl-0001/telemetry"
 BAD_TOPIC = "city/lighting/di-su/sl-0002/telemetry"
 BAD_PAYLOAD = b'{"ts": not json'
 _PUBLISH_TIMEOUT_S = 120.0
+_WINDOW = 1000
 
 
 def streetlight(first_ms: int, n: int) -> bytes:
@@ -41,20 +42,24 @@ def good_and_bad(count: int) -> list[tuple[str, bytes]]:
 
 def publish(port: int, messages: Iterable[tuple[str, bytes]], qos: int = 1) -> int:
     """Publish in order and wait until the broker has each (PUBACK for QoS 1); returns the
-    number sent."""
+    number sent. At most `_WINDOW` unacknowledged at a time: paho refuses to queue more."""
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"hostile-{time.monotonic_ns()}")
-    client.max_inflight_messages_set(1000)
-    client.max_queued_messages_set(0)
+    client.max_inflight_messages_set(_WINDOW)
+    window = threading.Semaphore(_WINDOW)
+    client.on_publish = lambda *_: window.release()
     client.connect("127.0.0.1", port)
     client.loop_start()
+    sent = 0
     try:
-        infos = [client.publish(topic, payload, qos=qos) for topic, payload in messages]
-        deadline = time.monotonic() + _PUBLISH_TIMEOUT_S
-        for info in infos:
-            info.wait_for_publish(timeout=max(0.1, deadline - time.monotonic()))
-            if not info.is_published():
-                raise AssertionError(f"the broker took only part of {len(infos)} messages")
-        return len(infos)
+        for topic, payload in messages:
+            if not window.acquire(timeout=_PUBLISH_TIMEOUT_S):
+                raise AssertionError(f"the broker stopped acknowledging after {sent} messages")
+            client.publish(topic, payload, qos=qos)
+            sent += 1
+        for _ in range(_WINDOW):  # every slot back: the broker has them all
+            if not window.acquire(timeout=_PUBLISH_TIMEOUT_S):
+                raise AssertionError(f"the broker took only part of {sent} messages")
+        return sent
     finally:
         client.disconnect()
         client.loop_stop()

@@ -26,6 +26,7 @@ import pytest
 from gateway.stages.deadletter import DEAD_LETTER_FILE, DeadLetterStore
 from tests.harness import ROOT, GatewayProcess, gateway_config
 from tests.hostile_clients import (
+    BAD_PAYLOAD,
     GOOD_TOPIC,
     good_and_bad,
     hostile_http,
@@ -246,3 +247,41 @@ def test_doctor_warns_when_the_dead_letters_may_outgrow_the_disk(
     [line] = [line for line in doctor.stdout.splitlines() if "free disk" in line]
     assert "WARN" in line, doctor.stdout
     assert "deadletter_max_bytes 256.0 MiB" in line
+
+
+DEVICE_TOPICS = 200_000
+DEVICE_TOPICS_RSS_BOUND = 64 * 1024**2  # documented in docs/operations.md (Hostile conditions)
+
+
+def test_200000_device_topics_keep_memory_bounded(
+    tmp_path: Path, mosquitto: Mosquitto, influxd: Influxd, influx_db: str, scenario_results: Path
+) -> None:
+    """Every message from another device topic: the per-topic tables (rate limiter, profile
+    resolution cache) stay bounded. The payloads are not JSON, so InfluxDB is spared 200,000
+    series; each message is one dead letter."""
+    config = gateway_config(tmp_path / "gateway.toml", mosquitto, influxd, influx_db)
+    with GatewayProcess(config) as gateway:
+        assert gateway.process is not None
+        before = rss_bytes(gateway.process.pid)
+        publish(
+            mosquitto.port,
+            (
+                (f"city/lighting/d{n % 97:02d}/sl-{n:06d}/telemetry", BAD_PAYLOAD)
+                for n in range(DEVICE_TOPICS)
+            ),
+        )
+        wait_for(
+            lambda: gateway.metric("messages_acked_total") >= DEVICE_TOPICS,
+            300,
+            "every message acknowledged",
+        )
+        after = rss_bytes(gateway.process.pid)
+        assert gateway.stop() == 0
+    letters = dead_letters(tmp_path / "state", "invalid_json")
+    note(
+        scenario_results,
+        f"{DEVICE_TOPICS} device topics: invalid_json={letters} "
+        f"rss {before / 2**20:.0f} -> {after / 2**20:.0f} MB",
+    )
+    assert letters == DEVICE_TOPICS
+    assert after - before < DEVICE_TOPICS_RSS_BOUND

@@ -67,3 +67,10 @@ def test_the_profile_resolution_cache_is_bounded_in_bytes() -> None:
     finally:
         tracemalloc.stop()
     assert peak < 48 * 1024**2  # topics and their segments, 16 M characters at most
+
+
+def test_topics_seen_once_do_not_stay_in_the_rate_limiter() -> None:
+    limit = DeviceRateLimit(rate_per_s=20.0, burst=5000)
+    for n in range(100_000):  # one message each, 1 ms apart: full again 50 ms later
+        assert limit.allow(f"device-{n}", n * 1_000_000)
+    assert limit.tracked <= 1024
