@@ -5,9 +5,8 @@ Each scenario appends a figures line to the scenario results (shown in pytest's 
 summary, like tests/test_faults.py): messages sent, stored, dead-lettered, lost, doubled, RSS.
 The state directory of the disk scenarios is a small tmpfs mounted for the test (root only;
 elsewhere those scenarios are skipped, saying so), filled with a filler file and freed again.
-Huge topics are in tests/test_hostile_topics.py, hostile profile files in
-tests/test_hostile_profiles.py, payload shapes for the privacy redactor in
-tests/test_hostile_privacy.py.
+Hostile profile files are in tests/test_hostile_profiles.py, payload shapes for the privacy
+redactor in tests/test_hostile_privacy.py, the pure limits in tests/test_limits_hostile.py.
 """
 
 from __future__ import annotations
