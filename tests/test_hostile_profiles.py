@@ -19,7 +19,7 @@ from gateway.config import GatewaySettings
 from gateway.model import Message
 from gateway.pipeline import Gateway
 from gateway.profiles.registry import load_directory
-from tests.fakes import LIGHT_TOPIC, QueueIngest, SwitchableSink, light
+from tests.fakes import LEVEL_PROFILE, LIGHT_TOPIC, QueueIngest, SwitchableSink, light
 
 ROOT = Path(__file__).resolve().parent.parent
 PROFILES = ROOT / "device_profiles"
@@ -141,3 +141,19 @@ async def watcher_is_live(instance: Gateway, profile: Path) -> None:
             with profile.open("a") as file:
                 file.write("# touched\n")
             await asyncio.sleep(0.05)
+
+
+def test_a_named_pipe_as_a_profiles_device_list_is_refused_not_waited_for(
+    tmp_path: Path,
+) -> None:
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    devices = "devices:\n  auto_register: false\n  known_file: known.txt\n"
+    (profiles / "level.yaml").write_text(LEVEL_PROFILE + devices)
+    os.mkfifo(profiles / "known.txt")  # nobody ever writes to it: reading it would block
+    result = run_gateway("profiles", "validate", str(profiles))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "level.yaml:" in output
+    assert "devices.known_file: cannot read" in output
+    assert "not a regular file" in output

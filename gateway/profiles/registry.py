@@ -8,6 +8,7 @@ a town's topics are per device and repeat for ever.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -314,12 +315,26 @@ def load_file(file: Path, policy: LoadPolicy = OFFLINE_POLICY) -> CompiledProfil
 
 def _read_profile_text(file: Path) -> str:
     """The file's text; an error without reading more than the size limit allows."""
-    with file.open("rb") as stream:
-        raw = stream.read(yaml_limits.MAX_FILE_BYTES + 1)
-    if len(raw) > yaml_limits.MAX_FILE_BYTES:
-        raise OSError(
-            f"larger than {yaml_limits.MAX_FILE_BYTES} bytes; a profile is not that large"
-        )
+    return read_limited(file, yaml_limits.MAX_FILE_BYTES)
+
+
+MAX_KNOWN_DEVICES_BYTES = 16 * 1024 * 1024  # a million device ids
+MAX_CODEC_BYTES = 4 * 1024 * 1024
+
+
+def read_limited(file: Path, max_bytes: int) -> str:
+    """The text of a regular file of at most `max_bytes`; OSError otherwise.
+
+    Files next to the profiles are data too: a named pipe in their place would block the
+    loader for ever (a hot reload, and with it the process's shutdown, which waits for the
+    loading thread), and a huge file would fill memory."""
+    fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK)  # opening a FIFO must not wait either
+    with os.fdopen(fd, "rb") as stream:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError("not a regular file")
+        raw = stream.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise OSError(f"larger than {max_bytes} bytes; a profile's file is not that large")
     return raw.decode("utf-8")
 
 
@@ -389,7 +404,7 @@ def load_codec(spec: JavascriptDecodeSpec, folder: Path) -> None:
     if path.suffix != CODEC_SUFFIX:
         raise LocatedError(("decode", "script"), f"{spec.script!r}: the file name must end in .js")
     try:
-        source = path.read_text(encoding="utf-8")
+        source = read_limited(path, MAX_CODEC_BYTES)
     except (OSError, UnicodeDecodeError) as exc:
         raise LocatedError(("decode", "script"), f"cannot read {path}: {exc}") from None
     try:
@@ -418,7 +433,7 @@ def _known_devices(spec: DevicesSpec, folder: Path) -> frozenset[str] | None:
                 ("devices", "known_file"), f"{spec.known_file!r}: the file name must end in .txt"
             )
         try:
-            text = path.read_text(encoding="utf-8")
+            text = read_limited(path, MAX_KNOWN_DEVICES_BYTES)
         except (OSError, UnicodeDecodeError) as exc:
             raise LocatedError(("devices", "known_file"), f"cannot read {path}: {exc}") from None
         known.update(_device_lines(text))
