@@ -616,6 +616,7 @@ def test_cli_parses_the_documented_command() -> None:
         "air-stations": 0,
         "water-meters": 0,
         "river-probes": 0,
+        "parking-sensors": 0,
     }
     assert (command.messages, command.seed, command.start_ms) == (2000, 9, START_MS)
     assert command.qos == QosPlan(0)

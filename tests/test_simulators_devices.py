@@ -58,6 +58,7 @@ PROFILE_OF_KIND = {
     "air-stations": "mh-environment-air-tlv",
     "water-meters": "mh-water-meter-tts",
     "river-probes": "mh-water-river-flags-tts",
+    "parking-sensors": "mh-traffic-parking-codec-tts",
 }
 
 

@@ -10,6 +10,7 @@ from simulators.devices import (
     cabinet,
     lighting,
     lorawan_light,
+    parking_sensor,
     pressure_logger,
     radar,
     river_probe,
@@ -43,6 +44,7 @@ KINDS: dict[str, DeviceKind] = {
         air_station.KIND,
         water_meter.KIND,
         river_probe.KIND,
+        parking_sensor.KIND,
     )
 }
 
