@@ -36,6 +36,7 @@ from gateway.process import (
     Accepted,
     AckOnly,
     Availability,
+    Dropped,
     MessageLimits,
     MessageRules,
     Refused,
@@ -138,6 +139,10 @@ class Gateway:
             self._dead_letter(message, outcome)  # type: ignore[arg-type]  # as above
         elif kind is Availability:
             self._availability(message, outcome)  # type: ignore[arg-type]  # as above
+        elif kind is Dropped:
+            # A flooding device past its share of the dead-letter store: counted, not kept.
+            self.metrics.refusals_not_kept += 1
+            self._acknowledge_only(message)
         else:
             self._nothing_to_store(message, outcome)  # type: ignore[arg-type]  # as above
 
@@ -216,15 +221,16 @@ class Gateway:
             log.warning(
                 "dead letter (%s): topic=%s profile=%s %s%s",
                 reason,
-                message.topic,
+                refused.topic or message.topic,
                 profile_id,
                 refused.detail,
                 f" ({suppressed} more like this in the last second not logged)"
                 if suppressed
                 else "",
             )
+        topic = refused.topic or message.topic
         letter = DeadLetter(
-            message.received_ns, message.topic, refused.payload, reason, refused.detail, profile_id
+            message.received_ns, topic, refused.payload, reason, refused.detail, profile_id
         )
         sealed = self.batcher.add_dead_letter(letter, message.ack_token)
         if sealed is not None:
@@ -445,6 +451,11 @@ def rules_for(settings: GatewaySettings, registry: ProfileRegistry) -> MessageRu
     )
     return MessageRules(
         registry,
-        MessageLimits(limits.max_payload_bytes, limits.max_readings_per_message),
+        MessageLimits(
+            limits.max_payload_bytes,
+            limits.max_readings_per_message,
+            limits.max_topic_bytes,
+            limits.max_tag_value_bytes,
+        ),
         rate_limit=rate_limit,
     )

@@ -28,6 +28,7 @@ from typing import NamedTuple
 
 from gateway.errors import DecodeError
 from gateway.model import Drop, Message, Row
+from gateway.policies.message_limits import TOPIC_TOO_LONG, topic_too_long
 from gateway.policies.privacy import SAFE_DETAIL_REASONS, WITHHELD_DETAIL, Redactor, redactors_for
 from gateway.policies.rate_limit import DeviceRateLimit
 from gateway.policies.series_budget import SeriesBudget, limits_of
@@ -35,7 +36,12 @@ from gateway.profiles.compile import CompiledLiveness, CompiledProfile
 from gateway.profiles.registry import ProfileRegistry
 from gateway.stages.decode import Decoder, decoder_for
 from gateway.stages.layouts import skipped_drops
-from gateway.stages.normalize import Normalizer, at_receive_time, rows_normalizer
+from gateway.stages.normalize import (
+    MAX_TAG_VALUE_BYTES,
+    Normalizer,
+    at_receive_time,
+    rows_normalizer,
+)
 
 UNKNOWN_DEVICE = "unknown_device"
 UNKNOWN_TOPIC = "unknown_topic"
@@ -61,6 +67,14 @@ class Refused(NamedTuple):
     profile_id: str | None
     payload: bytes  # what the dead-letter store may keep
     drops: list[Drop]
+    topic: str | None = None  # what the dead-letter store keeps of the topic, if not all of it
+
+
+class Dropped(NamedTuple):
+    """Acknowledged and counted, not stored: a flooding device's refusals beyond its share of
+    the dead-letter store (gateway/policies/rate_limit.py keep_refused)."""
+
+    reason: str
 
 
 class Availability(NamedTuple):
@@ -77,7 +91,7 @@ class AckOnly(NamedTuple):
     retained_skipped: int = 0
 
 
-Outcome = Accepted | Refused | Availability | AckOnly
+Outcome = Accepted | Refused | Availability | AckOnly | Dropped
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +100,8 @@ class MessageLimits:
 
     max_payload_bytes: int = 65536
     max_readings: int = 1000
+    max_topic_bytes: int = 1024
+    max_tag_value_bytes: int = MAX_TAG_VALUE_BYTES
 
 
 class _Compiled(NamedTuple):
@@ -100,12 +116,12 @@ class _Compiled(NamedTuple):
     skipping: frozenset[str]
 
 
-def _compiled(registry: ProfileRegistry) -> _Compiled:
+def _compiled(registry: ProfileRegistry, max_tag_value_bytes: int) -> _Compiled:
     profiles = registry.profiles
     return _Compiled(
         registry,
         {p.id: decoder_for(p.decode_spec) for p in profiles},
-        {p.id: rows_normalizer(p) for p in profiles},
+        {p.id: rows_normalizer(p, max_tag_value_bytes) for p in profiles},
         redactors_for(profiles),
         frozenset(p.id for p in profiles if _has_channel_streams(p.decode_spec.model_dump())),
     )
@@ -135,7 +151,7 @@ class MessageRules:
         self.limits = limits or MessageLimits()
         self.series = series if series is not None else SeriesBudget.for_profiles(registry.profiles)
         self.rate_limit = rate_limit
-        self._compiled = _compiled(registry)
+        self._compiled = _compiled(registry, self.limits.max_tag_value_bytes)
 
     @property
     def registry(self) -> ProfileRegistry:
@@ -143,17 +159,25 @@ class MessageRules:
 
     def install(self, registry: ProfileRegistry) -> None:
         """Swap in a new set of profiles (hot reload): every later message uses only them."""
-        compiled = _compiled(registry)
+        compiled = _compiled(registry, self.limits.max_tag_value_bytes)
         self.series.set_limits(limits_of(registry.profiles))
         self._compiled = compiled
 
     def process(self, message: Message) -> Outcome:
         """What `message` becomes under today's profiles and policies."""
         # Size and rate before any decoding work: a flood costs as little as possible.
+        over = topic_too_long(message.topic, self.limits.max_topic_bytes)
+        if over is not None:  # first: every later step keys something on the topic
+            topic, detail = over
+            # A cut topic resolves to no profile: with private fields anywhere, keep nothing.
+            payload = b"" if self._compiled.redactors else message.payload
+            return Refused(TOPIC_TOO_LONG, detail, None, payload, [], topic)
         if len(message.payload) > self.limits.max_payload_bytes:
             return self._too_large(message)
         rate_limit = self.rate_limit
         if rate_limit is not None and not rate_limit.allow(message.topic, message.received_ns):
+            if not rate_limit.keep_refused(message.topic, message.received_ns):
+                return Dropped(RATE_LIMITED)  # its share of the dead-letter store is used up
             return self._refused(message, RATE_LIMITED, "device over its rate limit", None)
         resolved = self._compiled.registry.resolve(message.topic, message.payload)
         if resolved is None:

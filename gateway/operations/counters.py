@@ -58,6 +58,9 @@ class Metrics:
     # LoRaWAN uplinks without an application payload (fPort 0, MAC commands only): nothing to
     # store, acknowledged and counted, never dead letters.
     empty_frames: int = 0
+    # Rate-limited messages of a device past its share of the dead-letter store
+    # ([limits] device_rate_per_s/device_burst): acknowledged and counted, not stored.
+    refusals_not_kept: int = 0
     # Warnings vendor codecs returned with readings that were stored, per codec (script name).
     codec_warnings: Counter[str] = field(default_factory=Counter)
     influx_auth_failing: bool = False  # 401/403: data kept, operator must fix credentials
@@ -119,6 +122,7 @@ class Metrics:
             "availability_messages": dict(self.availability_messages),
             "retained_readings_skipped": self.retained_readings_skipped,
             "empty_frames": self.empty_frames,
+            "refusals_not_kept": self.refusals_not_kept,
             "codec_warnings": dict(self.codec_warnings),
             "influx_auth_failing": self.influx_auth_failing,
             "profile_reloads": self.profile_reloads,

@@ -133,6 +133,11 @@ def _message_scalars(m: Metrics) -> list[Scalar]:
             sum(m.codec_warnings.values()),
         ),
         _counter(
+            "refusals_not_kept",
+            "Rate-limited messages past their device's share of dead letters: not stored.",
+            m.refusals_not_kept,
+        ),
+        _counter(
             "empty_frames",
             "Uplinks without an application payload (MAC only): acknowledged, nothing stored.",
             m.empty_frames,
