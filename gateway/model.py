@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 FieldValue = float | int | bool | str
@@ -62,3 +65,47 @@ class Row(NamedTuple):
     series_key: str
     time_ns: int
     device_id: str
+
+
+ReceiptKey = tuple[str, int, bytes]
+"""(topic, MQTT packet id, payload digest): identifies one delivery and its redeliveries."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message the gateway could not turn into points, or lines InfluxDB refused, as the
+    dead-letter store keeps it."""
+
+    received_ns: int
+    topic: str
+    payload: bytes
+    reason: str
+    detail: str = ""
+    profile_id: str | None = None
+    # Where line protocol was headed, for letters that hold lines (topic ""), not a message.
+    database: str | None = None
+    retention_policy: str | None = None
+
+    @property
+    def holds_lines(self) -> bool:
+        """True for lines InfluxDB refused or an expired spool batch, False for a message."""
+        return not self.topic
+
+
+Destination = tuple[str | None, str | None]
+"""(database or bucket, retention policy); None means the configured default."""
+
+
+@dataclass(slots=True)
+class Batch:
+    lines: dict[Destination, list[str]] = field(default_factory=dict)
+    points: int = 0
+    tokens: list[object] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    receipts: list[tuple[ReceiptKey, int]] = field(default_factory=list)  # first receive times
+    points_by_domain: Counter[str] = field(default_factory=Counter)
+    opened_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def empty(self) -> bool:
+        return not self.tokens and not self.points and not self.dead_letters

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 
 from gateway.config import GatewaySettings
 from gateway.errors import ProfileError
-from gateway.model import Drop, Message
+from gateway.model import Batch, DeadLetter, Drop, Message
 from gateway.operations.counters import CODEC_WARNINGS, Metrics
 from gateway.operations.endpoint import HealthServer, Readiness, assess_readiness
 from gateway.operations.figures import CounterOrigins, Sources, read_stats, stats_lines
@@ -42,8 +42,8 @@ from gateway.process import (
     Refused,
 )
 from gateway.profiles.registry import ProfileRegistry
-from gateway.stages.batch import Batch, Batcher
-from gateway.stages.deadletter import DEAD_LETTER_FILE, DeadLetter, DeadLetterStore
+from gateway.stages.batch import Batcher
+from gateway.stages.deadletter import DEAD_LETTER_FILE, DeadLetterStore
 from gateway.stages.deliver import Delivery
 from gateway.stages.ingest import Ingest, MqttIngest
 from gateway.stages.receipts import ReceiveTimes

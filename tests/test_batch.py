@@ -7,8 +7,8 @@ timer passes the real monotonic clock, these tests pass times relative to `opene
 
 from __future__ import annotations
 
+from gateway.model import DeadLetter
 from gateway.stages.batch import Batcher
-from gateway.stages.deadletter import DeadLetter
 
 MAX_AGE_S = 1.0
 DEFAULT = (None, None)

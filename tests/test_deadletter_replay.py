@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from gateway.model import DeadLetter
 from gateway.operations.replay import DeadLetterReplay
 from gateway.profiles.registry import load_directory
-from gateway.stages.deadletter import DEAD_LETTER_FILE, DeadLetter, DeadLetterStore
+from gateway.stages.deadletter import DEAD_LETTER_FILE, DeadLetterStore
 from gateway.stages.sinks.recording import RecordingSink
 from tests.harness import PROFILES, gateway_config
 from tests.servers import Influxd, Mosquitto

@@ -11,8 +11,8 @@ import pytest
 
 from gateway.config import InfluxSettings, SpoolSettings
 from gateway.errors import SinkError
+from gateway.model import Batch
 from gateway.operations.counters import Metrics
-from gateway.stages.batch import Batch
 from gateway.stages.deadletter import DEAD_LETTER_FILE, DeadLetterStore
 from gateway.stages.deliver import Delivery
 from gateway.stages.sinks import RefusedLinesError, Sink

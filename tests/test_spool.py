@@ -15,10 +15,10 @@ import pytest
 
 from gateway.config import GatewaySettings
 from gateway.errors import StorageFullError
-from gateway.model import Message
+from gateway.model import DeadLetter, Message
 from gateway.pipeline import Gateway
 from gateway.profiles.registry import load_directory
-from gateway.stages.deadletter import DEAD_LETTER_FILE, DeadLetter, DeadLetterStore
+from gateway.stages.deadletter import DEAD_LETTER_FILE, DeadLetterStore
 from gateway.stages.sinks.recording import RecordingSink
 from gateway.stages.spool import SPOOL_FILE, Spool
 from gateway.stages.storage import RESERVE_BYTES, RESERVE_FILE

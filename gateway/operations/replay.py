@@ -19,10 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gateway.errors import SinkError
-from gateway.model import Message
+from gateway.model import DeadLetter, Message
 from gateway.process import Accepted, MessageLimits, MessageRules, Refused
 from gateway.profiles.registry import ProfileRegistry
-from gateway.stages.deadletter import DeadLetter, DeadLetterStore
+from gateway.stages.deadletter import DeadLetterStore
 from gateway.stages.sinks import Sink
 
 _CHUNK = 500

@@ -7,29 +7,8 @@ the messages whose every point is in that batch (or that went to the dead-letter
 from __future__ import annotations
 
 import time
-from collections import Counter
-from dataclasses import dataclass, field
 
-from gateway.stages.deadletter import DeadLetter
-from gateway.stages.spool import ReceiptKey
-
-Destination = tuple[str | None, str | None]
-"""(database or bucket, retention policy); None means the configured default."""
-
-
-@dataclass(slots=True)
-class Batch:
-    lines: dict[Destination, list[str]] = field(default_factory=dict)
-    points: int = 0
-    tokens: list[object] = field(default_factory=list)
-    dead_letters: list[DeadLetter] = field(default_factory=list)
-    receipts: list[tuple[ReceiptKey, int]] = field(default_factory=list)  # first receive times
-    points_by_domain: Counter[str] = field(default_factory=Counter)
-    opened_at: float = field(default_factory=time.monotonic)
-
-    @property
-    def empty(self) -> bool:
-        return not self.tokens and not self.points and not self.dead_letters
+from gateway.model import Batch, DeadLetter, Destination, ReceiptKey
 
 
 class Batcher:

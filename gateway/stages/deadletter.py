@@ -17,9 +17,9 @@ import sqlite3
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
+from gateway.model import DeadLetter
 from gateway.stages.storage import StorageState, create_private, open_database, run_transaction
 
 log = logging.getLogger(__name__)
@@ -48,24 +48,6 @@ _SELECT = (
     "SELECT id, received_ns, topic, payload, reason, detail, profile_id, database,"
     " retention_policy FROM dead_letters"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    received_ns: int
-    topic: str
-    payload: bytes
-    reason: str
-    detail: str = ""
-    profile_id: str | None = None
-    # Where line protocol was headed, for letters that hold lines (topic ""), not a message.
-    database: str | None = None
-    retention_policy: str | None = None
-
-    @property
-    def holds_lines(self) -> bool:
-        """True for lines InfluxDB refused or an expired spool batch, False for a message."""
-        return not self.topic
 
 
 class DeadLetterStore:

@@ -29,9 +29,9 @@ from typing import TypeVar, TypeVarTuple
 
 from gateway.config import SpoolSettings
 from gateway.errors import SinkError
+from gateway.model import Batch, DeadLetter
 from gateway.operations.counters import Metrics
-from gateway.stages.batch import Batch
-from gateway.stages.deadletter import DeadLetter, DeadLetterStore
+from gateway.stages.deadletter import DeadLetterStore
 from gateway.stages.sinks import RefusedLinesError, Sink
 from gateway.stages.spool import Spool, SpooledBatch
 

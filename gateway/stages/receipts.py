@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import hashlib
 
-from gateway.model import Message, Row
+from gateway.model import Message, ReceiptKey, Row
 from gateway.stages.normalize import at_receive_time
-from gateway.stages.spool import ReceiptKey, Spool
+from gateway.stages.spool import Spool
 
 Receipt = tuple[ReceiptKey, int]
 """(key, first receive time in ns), carried by the batch until it is durable."""

@@ -31,6 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway.model import ReceiptKey
 from gateway.stages.storage import (
     StorageState,
     create_private,
@@ -64,9 +65,6 @@ CREATE TABLE IF NOT EXISTS receive_times (
 );
 CREATE INDEX IF NOT EXISTS receive_times_recorded ON receive_times (recorded_ns);
 """
-
-ReceiptKey = tuple[str, int, bytes]
-"""(topic, MQTT packet id, payload digest): identifies one delivery and its redeliveries."""
 
 
 @dataclass(frozen=True, slots=True)
