@@ -19,7 +19,7 @@ import sys
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -352,7 +352,7 @@ def rules() -> list[dict[str, Any]]:
 
 def quality_excursions(truth: list[dict[str, Any]]) -> dict[str, dict[str, list[int]]]:
     """rule uid -> device -> times (ms) of truth readings outside the drinking-water limits."""
-    outside = {
+    outside: dict[str, tuple[str, Callable[[float], bool]]] = {
         "mh-water-ph": ("ph", lambda v: not limits.PH_MIN <= v <= limits.PH_MAX),
         "mh-water-turbidity": ("turbidity_ntu", lambda v: v > limits.TURBIDITY_MAX_NTU),
         "mh-water-chlorine": (
@@ -411,7 +411,7 @@ def _reach_ms(rule: dict[str, Any]) -> int:
     """How long after an incident ends its rule may still be firing: the query's window and
     one evaluation step."""
     window_s = max(d["relativeTimeRange"]["from"] for d in rule["data"] if "relativeTimeRange" in d)
-    return window_s * 1000 + STEP_MS
+    return int(window_s) * 1000 + STEP_MS
 
 
 def _excursion_windows(by_device: dict[str, list[int]], rule: dict[str, Any]) -> list[Any]:

@@ -82,6 +82,7 @@ def test_nan_reaching_a_threshold_is_nan_which_grafana_counts_as_alerting() -> N
     rule_ = rule("C", LAST, above(1))
     outcome = evaluate(rule_, lambda _q: answer(({"d": "a"}, [None])), 0)
     (value,) = outcome.numbers.values()
+    assert value is not None
     assert math.isnan(value)
     assert outcome.nan_conditions == 1
     states = RuleStates({**rule_, "for": "0s"})

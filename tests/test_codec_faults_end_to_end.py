@@ -13,6 +13,7 @@ import base64
 import json
 import subprocess
 from collections import Counter
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +123,7 @@ def test_misbehaving_codecs_are_dead_letters_and_the_rest_is_stored(
             sent += len(messages)
             truth += round_truth
             wait_for(
-                lambda want=sent: gateway.metric("messages_acked_total") == want, 90,
+                partial(lambda want: gateway.metric("messages_acked_total") == want, sent), 90,
                 f"{sent} messages acknowledged (stored or dead-lettered)",
             )  # fmt: skip
             memory.append(rss_mb(gateway.process.pid))

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -116,7 +117,7 @@ async def test_hot_reload_keeps_the_previous_profiles_and_still_stops(
     await watcher_is_live(instance, next(profiles.rglob("*.yaml")))
     for failed, (name, (text, _)) in enumerate(HOSTILE.items(), start=1):
         (profiles / name).write_text(text)
-        await until(lambda failed=failed: instance.metrics.profile_reloads_failed >= failed)
+        await until(partial(lambda n: instance.metrics.profile_reloads_failed >= n, failed))
         (profiles / name).unlink()
     instance.on_message(Message(LIGHT_TOPIC, light(0), 1_000, False, 1))
     await until(lambda: ingest.acked == [1])

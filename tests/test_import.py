@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import yaml
@@ -152,7 +152,7 @@ def test_what_cannot_be_mapped_is_reported(tmp_path: Path) -> None:
         {"input": {"fPort": 2, "bytes": [0x08]}, "output": {"data": {"mode": "eco"}}},
         {"description": "no input", "output": {"data": {}}},
     ]
-    checkout = fake_checkout(tmp_path / "repo", examples=odd)
+    checkout = fake_checkout(tmp_path / "repo", examples=cast(list[dict[str, Any]], odd))
     report = import_device(checkout, "acme/sp1", tmp_path / "out", firmware="1.0")
     assert report.unmapped == [
         "data.history: an array (several values per frame): not mapped",

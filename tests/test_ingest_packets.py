@@ -60,7 +60,7 @@ class ScriptedConnection(asyncio.Transport):
         self.written += data
         while self._parsed < len(self.written):
             try:
-                packet, size = mqtt5.read(bytes(self.written[self._parsed :]))
+                packet, size = mqtt5.read(memoryview(bytes(self.written[self._parsed :])))
             except IndexError:  # a packet split across writes: wait for the rest
                 return
             self._parsed += size

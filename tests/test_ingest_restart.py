@@ -174,7 +174,7 @@ class SubackRelay:
                 out = bytearray()
                 while pending:
                     try:
-                        packet, size = mqtt5.read(bytes(pending))
+                        packet, size = mqtt5.read(memoryview(bytes(pending)))
                     except IndexError:  # a partial packet: wait for the rest
                         break
                     out += pending[:size]

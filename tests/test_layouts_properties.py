@@ -10,6 +10,7 @@ code with gateway/stages/layouts.py.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -194,7 +195,7 @@ def river_reference(frame: bytes) -> dict[str, Any]:
     flags = _u(frame, 3, 2)
     values: dict[str, Any] = {"flags": flags}
     at = 5
-    groups = [
+    groups: list[tuple[int, int, Callable[[int], dict[str, Any]]]] = [
         (0, 4, lambda at: {"level_mm": _u(frame, at, 2), "temperature": _temperature(frame, at)}),
         (1, 3, lambda at: {"conductivity": _u(frame, at, 3)}),
         (2, 2, lambda at: {"battery_mv": _u(frame, at, 2)}),

@@ -42,7 +42,7 @@ def test_escaping(
 # Names and tag values without backslashes: before a comma, space or `=`, or at the end, one is
 # ambiguous in line protocol itself (see decode_line). String field values may hold any.
 _TEXT = st.text(
-    st.characters(blacklist_categories=("Cs",), blacklist_characters="\\\n\r"),
+    st.characters(codec="utf-8", exclude_characters="\\\n\r"),
     min_size=1,
     max_size=12,
 )

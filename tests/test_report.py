@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import sys
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,8 +137,8 @@ def test_availability_and_completeness_per_kind_and_ward(report: Report) -> None
         # Speed probes: one test every 15 minutes, a technology tag on each.
         interval_s = {"water_pressure": 300, "broadband_speed": 900}.get(measurement)
         if interval_s is not None:
-            expected = len(figures["devices"]) * period_s / interval_s
-            wanted = 100 * len(figures["readings"]) / expected
+            due = len(figures["devices"]) * period_s / interval_s
+            wanted = 100 * len(figures["readings"]) / due
             assert float(got[measurement, ward]["% complete"]) == pytest.approx(wanted, abs=0.05)
     assert (
         got["traffic_vehicle", next(w for m, w in got if m == "traffic_vehicle")]["% complete"]
@@ -178,7 +178,7 @@ def test_dark_lamp_hours_are_the_integral_of_the_dark_state(report: Report) -> N
 
 @pytest.mark.integration
 def test_water_quality_excursions_per_probe(report: Report) -> None:
-    outside = {
+    outside: dict[str, Callable[[dict[str, float]], bool]] = {
         "pH outside limits": lambda f: not limits.PH_MIN <= f["ph"] <= limits.PH_MAX,
         "Turbidity outside limits": lambda f: f["turbidity_ntu"] > limits.TURBIDITY_MAX_NTU,
         "Free chlorine outside limits": lambda f: (

@@ -135,7 +135,10 @@ def test_a_restart_of_victoria_metrics_mid_stream_spools_and_replays(
             "--messages", "200000", "--rate", "1000", "--seed", "23",
         )  # fmt: skip
         try:
-            acked = lambda: gateway.metric("messages_acked_total")  # noqa: E731 - one-line probe
+
+            def acked() -> float:
+                return gateway.metric("messages_acked_total")
+
             wait_for(lambda: acked() >= 1000, EVENT_TIMEOUT_S, "the stream flows")
             victoria_metrics.stop()
             gateway.wait_for_log("spooling batches to disk", timeout_s=EVENT_TIMEOUT_S)
