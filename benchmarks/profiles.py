@@ -36,6 +36,7 @@ CONTENDERS = {
     "air-stations": "tts_v3, channel/type stream (mh-environment-air-tlv)",
     "water-meters": "tts_v3, fPort/header variants (mh-water-meter-tts)",
     "river-probes": "tts_v3, flag groups + optional word (mh-water-river-flags-tts)",
+    "parking-sensors": "tts_v3 + javascript codec (mh-traffic-parking-codec-tts)",
 }
 
 
