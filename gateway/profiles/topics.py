@@ -19,22 +19,23 @@ class TopicPattern:
 
     text: str
     levels: tuple[tuple[bool, str], ...]  # (is_named, literal text or segment name)
-    # The literal levels before the first and after the last named segment, with their
-    # slashes: a topic without both cannot match, and most topics a profile is asked about
-    # are rejected on these two string tests instead of a split (resolving a new topic tries
-    # every profile).
-    prefix: str = field(init=False)
-    suffix: str = field(init=False)
+    # The pattern as a regular expression, one named group per named segment: a match is
+    # one C call (~0.3 us) instead of a split and a loop over the levels (~0.8 us), once per
+    # profile tried for every new device topic.
+    _regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        named = [index for index, (is_named, _) in enumerate(self.levels) if is_named]
-        literal = [value for _, value in self.levels]
-        prefix = suffix = ""
-        if named:
-            prefix = "".join(f"{value}/" for value in literal[: named[0]])
-            suffix = "".join(f"/{value}" for value in literal[named[-1] + 1 :])
-        object.__setattr__(self, "prefix", prefix)  # frozen: set once here
-        object.__setattr__(self, "suffix", suffix)
+        regex = "/".join(
+            f"(?P<{value}>[^/]+)" if named else re.escape(value) for named, value in self.levels
+        )
+        object.__setattr__(self, "_regex", re.compile(regex))  # frozen: set once here
+
+    @property
+    def ends(self) -> tuple[str, str] | None:
+        """The literal first and last levels, which every matching topic has; None when
+        either is a named segment."""
+        (first_named, first), (last_named, last) = self.levels[0], self.levels[-1]
+        return None if first_named or last_named else (first, last)
 
     @property
     def segment_names(self) -> tuple[str, ...]:
@@ -47,20 +48,8 @@ class TopicPattern:
 
     def match(self, topic: str) -> dict[str, str] | None:
         """The captured segments if `topic` matches, else None."""
-        if not (topic.startswith(self.prefix) and topic.endswith(self.suffix)):
-            return None
-        parts = topic.split("/")
-        if len(parts) != len(self.levels):
-            return None
-        captured: dict[str, str] = {}
-        for part, (named, value) in zip(parts, self.levels, strict=True):
-            if named:
-                if not part:
-                    return None
-                captured[value] = part
-            elif part != value:
-                return None
-        return captured
+        found = self._regex.fullmatch(topic)
+        return None if found is None else found.groupdict()
 
     def overlaps(self, other: TopicPattern) -> bool:
         """True when some topic could match both patterns."""
