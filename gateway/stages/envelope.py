@@ -73,14 +73,15 @@ def _chirpstack(document: dict[str, Any]) -> tuple[str, int, dict[str, Any]]:
     """ChirpStack v4 integration UplinkEvent (protobuf JSON mapping: camelCase, base64)."""
     rx_info = document.get("rxInfo")
     gateways = rx_info if type(rx_info) is list else []
-    times = [document.get("time")]
-    times += [g.get("gwTime") for g in gateways if type(g) is dict]
-    times += [g.get("nsTime") for g in gateways if type(g) is dict]
-    return (
-        _text(document.get("data"), "data"),
-        _port(document.get("fPort")),
-        _radio(gateways, times),
-    )
+    text = _text(document.get("data"), "data")
+    radio = _radio(gateways)
+    # The event's time, else the first gateway's GPS time, else the network server's.
+    received = document.get("time")
+    if type(received) is not str or not received:
+        received = _gateway_time(gateways, "gwTime") or _gateway_time(gateways, "nsTime")
+    if received is not None:
+        radio["time"] = received
+    return text, _port(document.get("fPort")), radio
 
 
 def _tts(document: dict[str, Any]) -> tuple[str, int, dict[str, Any]]:
@@ -92,13 +93,17 @@ def _tts(document: dict[str, Any]) -> tuple[str, int, dict[str, Any]]:
         raise DecodeError("missing_field", "no uplink_message object")
     metadata = uplink.get("rx_metadata")
     gateways = metadata if type(metadata) is list else []
-    times = [g.get("time") for g in gateways if type(g) is dict]
-    times += [uplink.get("received_at"), document.get("received_at")]
-    return (
-        _text(uplink.get("frm_payload"), "uplink_message.frm_payload"),
-        _port(uplink.get("f_port")),
-        _radio(gateways, times),
+    text = _text(uplink.get("frm_payload"), "uplink_message.frm_payload")
+    radio = _radio(gateways)
+    # The first gateway's time, else the network server's receive time, else the message's.
+    received = (
+        _gateway_time(gateways, "time")
+        or _nonempty_text(uplink.get("received_at"))
+        or _nonempty_text(document.get("received_at"))
     )
+    if received is not None:
+        radio["time"] = received
+    return text, _port(uplink.get("f_port")), radio
 
 
 def _text(value: Any, path: str) -> str:
@@ -114,16 +119,41 @@ def _port(value: Any) -> int:
     return value if type(value) is int else 0
 
 
-def _radio(gateways: list[Any], times: list[Any]) -> dict[str, Any]:
+def _radio(gateways: list[Any]) -> dict[str, Any]:
+    """The gateway count and the best RSSI and SNR (max()'s rule: the first of equal values).
+
+    One pass without comprehensions: this runs for every LoRaWAN uplink, and the lists and
+    generators of the obvious version cost ~1 us of a ~3 us decode."""
+    rssi = snr = None
+    for gateway in gateways:
+        if type(gateway) is not dict:
+            continue
+        value = gateway.get("rssi")
+        if (type(value) is int or type(value) is float) and (rssi is None or value > rssi):
+            rssi = value
+        value = gateway.get("snr")
+        if (type(value) is int or type(value) is float) and (snr is None or value > snr):
+            snr = value
     radio: dict[str, Any] = {"gateways": len(gateways)}
-    for key in ("rssi", "snr"):
-        values = [g[key] for g in gateways if type(g) is dict and type(g.get(key)) in (int, float)]
-        if values:
-            radio[key] = max(values)
-    time = next((t for t in times if type(t) is str and t), None)
-    if time is not None:
-        radio["time"] = time
+    if rssi is not None:
+        radio["rssi"] = rssi
+    if snr is not None:
+        radio["snr"] = snr
     return radio
+
+
+def _gateway_time(gateways: list[Any], key: str) -> str | None:
+    """The first receiving gateway's non-empty text at `key`."""
+    for gateway in gateways:
+        if type(gateway) is dict:
+            value = gateway.get(key)
+            if type(value) is str and value:
+                return value
+    return None
+
+
+def _nonempty_text(value: Any) -> str | None:
+    return value if type(value) is str and value else None
 
 
 def from_base64(text: str) -> bytes:
