@@ -87,7 +87,6 @@ MAX_TAG_VALUE_BYTES = 256
 """Default of `[limits] max_tag_value_bytes`: a longer tag value is dropped (tag_too_long).
 InfluxDB keeps every tag value in its series index for good, and the tag cache below holds
 them too: a 60 KB topic level or payload tag must not become a series."""
-_TAG_TOO_LONG = "\0tag too long"  # stands in for such a value; compared by identity
 
 
 def rows_normalizer(
@@ -135,8 +134,7 @@ def _generate(
         "retention_policy": profile.retention_policy,
         "max_future_ns": profile.max_future_ns,
         "max_past_ns": profile.max_past_ns,
-        "MAX_TAG_CHARS": max_tag_value_bytes,  # chars bound bytes from below: exact check later
-        "TAG_TOO_LONG": _TAG_TOO_LONG,
+        "MAX_TAG_BYTES": max_tag_value_bytes,  # read by _tags_lookup_source
     }
     source = "\n".join(_source(profile, names)) + "\n"
     filename = source_name(profile)
@@ -458,7 +456,10 @@ def _payload_tags_source(profile: CompiledProfile, names: dict[str, object]) -> 
         code += _read_source("raw", tag.path, f"tag_get_{number}", names)
         code += [
             "if type(raw) is str:",
-            f"    text_{number} = raw if len(raw) <= MAX_TAG_CHARS else TAG_TOO_LONG",
+            # Length is checked in the tag builder, once per new combination: a long value
+            # costs one hash here (bounded by the payload's size), a check per reading would
+            # cost every reading of every message.
+            f"    text_{number} = raw",
             "elif raw is None or isinstance(raw, STRUCTURES):",
             f"    text_{number} = None",
             "else:",
@@ -483,7 +484,7 @@ def _tags_lookup_source(
     It is keyed by the values' hash, not the values: topic levels may be a kilobyte each, and
     str hashes are keyed per process (SipHash), so no sender can aim for a collision."""
     names["tag_cache"] = {}
-    cap = names.get("MAX_TAG_CHARS", MAX_TAG_VALUE_BYTES)  # absent for `profiles code`
+    cap = names.get("MAX_TAG_BYTES", MAX_TAG_VALUE_BYTES)  # absent for `profiles code`
     names["tags_for"] = _tags_builder(profile, cap if isinstance(cap, int) else MAX_TAG_VALUE_BYTES)
     return [
         f"combo = hash({combo})",
@@ -523,24 +524,28 @@ def _tags_builder(
         else:
             places.append((tag.name, None, tag.constant or ""))
     measurement = profile.measurement
+    # UTF-8 takes at most 4 bytes a character: a text this short fits without encoding it.
+    surely_fits = max_tag_value_bytes // 4
 
     def build(static: tuple[str, ...], texts: tuple[str | None, ...]) -> TagsFound:
         values = static + texts
         pairs: list[tuple[str, str]] = []
         drops: list[Drop] = []
+        device = ""
         for name, index, constant in places:
             value = constant if index is None else values[index]
             if value is None:  # only a payload value can be absent
                 drops.append((name, "missing_tag"))
-            elif value is _TAG_TOO_LONG or len(value.encode()) > max_tag_value_bytes:
+            elif len(value) > surely_fits and len(value.encode()) > max_tag_value_bytes:
                 drops.append((name, "tag_too_long"))
             elif _invalid_tag_value(value):
                 drops.append((name, "invalid_tag"))
             else:
                 pairs.append((name, value))
-        tags = tuple(pairs)
-        key = series_key_uncached(measurement, tags)
-        return dict(pairs).get("device_id", ""), key, tuple(drops)
+                if name == "device_id":
+                    device = value
+        key = series_key_uncached(measurement, tuple(pairs))
+        return device, key, tuple(drops)
 
     return build
 
