@@ -409,10 +409,11 @@ def profiles_test(  # noqa: PLR0917  # typer turns each parameter into an option
         typer.echo(f"not a reading ({type(outcome).__name__}): acknowledged, nothing stored")
         return
     database, rp = profile.database, profile.retention_policy
-    _print_table([decode_line(row.line, database, rp) for row in outcome.rows])
+    lines = outcome.readings.lines
+    _print_table([decode_line(line, database, rp) for line in lines])
     typer.echo("\nline protocol:")
-    for row in outcome.rows:
-        typer.echo(row.line)
+    for line in lines:
+        typer.echo(line)
     _print_drops(outcome.drops)
 
 
@@ -596,10 +597,10 @@ def _outcome_failures(case: dict[str, Any], outcome: Outcome) -> list[str]:
             return []
         return [f"acknowledged without storing ({why}), not as the case expects"]
     if {"dead_letter", "acknowledged"} & case.keys():
-        return [f"expected no points, got {len(outcome.rows)} points"]
+        return [f"expected no points, got {len(outcome.readings.lines)} points"]
     failures = []
     drops = outcome.drops
-    lines = [row.line for row in outcome.rows]
+    lines = outcome.readings.lines
     if lines != case["lines"]:
         failures.append(f"lines differ:\n  expected {case['lines']}\n  got      {lines}")
     got_drops = [list(drop) for drop in drops]

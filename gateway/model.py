@@ -53,18 +53,28 @@ Drop = tuple[str, str]
 lost on the way to points, while the rest was kept."""
 
 
-class Row(NamedTuple):
-    """One reading as the pipeline writes it.
+class Readings(NamedTuple):
+    """A message's readings as the pipeline writes them: entry i of each list is reading i.
 
-    `series_key` is the line's `measurement,tag=value,...` prefix, escaped: the series as
-    InfluxDB sees it. `device_id` is the `device_id` tag's value ("" without one): all the
-    pipeline needs of the tags besides the line (no tag tuples are kept per row: ~5 MB at
-    10,000 devices)."""
+    `series_keys[i]` is line i's `measurement,tag=value,...` prefix, escaped: its series as
+    InfluxDB sees it. `device_id` is the first reading's `device_id` tag ("" without one).
+    Parallel lists rather than a tuple per reading: the batch takes `lines` as they are, and a
+    radar message of 19 readings builds four list entries each instead of 19 objects
+    (~0.17 us a reading less, measured)."""
 
-    line: str
-    series_key: str
-    time_ns: int
+    lines: list[str]
+    series_keys: list[str]
+    times_ns: list[int]
     device_id: str
+
+    def only(self, keep: list[bool]) -> Readings:
+        """The readings whose `keep` entry is True (for the few that are filtered)."""
+        return Readings(
+            [x for x, k in zip(self.lines, keep, strict=True) if k],
+            [x for x, k in zip(self.series_keys, keep, strict=True) if k],
+            [x for x, k in zip(self.times_ns, keep, strict=True) if k],
+            self.device_id,
+        )
 
 
 ReceiptKey = tuple[str, int, bytes]

@@ -147,7 +147,7 @@ class Gateway:
             self._nothing_to_store(message, outcome)  # type: ignore[arg-type]  # as above
 
     def _accepted(self, message: Message, accepted: Accepted) -> None:
-        profile, rows, drops = accepted.profile, accepted.rows, accepted.drops
+        profile, readings, drops = accepted.profile, accepted.readings, accepted.drops
         metrics = self.metrics
         metrics.messages_by_profile[profile.id] += 1
         if drops:
@@ -158,12 +158,12 @@ class Gateway:
             metrics.retained_readings_skipped += accepted.retained_skipped
         sealed = self.batcher.add_points(
             (profile.database, profile.retention_policy),
-            [row.line for row in rows],
+            readings.lines,  # the batch takes the list over: nothing else holds it
             profile.domain,
             message.ack_token,
-            self.receive_times.receipt(message, rows, bool(drops)),
+            self.receive_times.receipt(message, readings, bool(drops)),
         )
-        metrics.points_produced[profile.domain] += len(rows)
+        metrics.points_produced[profile.domain] += len(readings.lines)
         if sealed is not None:
             self._enqueue(sealed)
 

@@ -8,11 +8,11 @@ for every message, `gateway profiles test` and the golden vectors call it for a 
 `gateway deadletter replay` calls it for a dead letter, so a rule (a known-device list, a series
 budget, a readings limit, privacy, clock tolerance) cannot be enforced by one and forgotten by
 another. It does no I/O and keeps no state but the policies it is given (the series budget and
-the rate limiter remember what they have seen); what to do with the outcome (batch the rows,
+the rate limiter remember what they have seen); what to do with the outcome (batch the lines,
 store the dead letter, acknowledge, log, count) is the caller's.
 
 Outcomes:
-- `Accepted`: rows to write (possibly none left after the series budget: then it is still
+- `Accepted`: readings to write (possibly none left after the series budget: then it is still
   acknowledged with the others), with the fields and readings dropped on the way;
 - `Refused`: a dead letter, with what the store may keep of the payload (truncated past the
   size limit, private values removed) and a detail safe to log;
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from gateway.errors import DecodeError
-from gateway.model import Drop, Message, Row
+from gateway.model import Drop, Message, Readings
 from gateway.policies.message_limits import TOPIC_TOO_LONG, topic_too_long
 from gateway.policies.privacy import SAFE_DETAIL_REASONS, WITHHELD_DETAIL, Redactor, redactors_for
 from gateway.policies.rate_limit import DeviceRateLimit
@@ -55,7 +55,7 @@ RETAINED_AT_RECEIVE_TIME = "retained_at_receive_time"
 
 class Accepted(NamedTuple):
     profile: CompiledProfile
-    rows: list[Row]
+    readings: Readings
     drops: list[Drop]
     device_id: str
     retained_skipped: int = 0  # receive-time readings of a retained message, not written
@@ -194,27 +194,30 @@ class MessageRules:
             document = compiled.decoders[profile.id](message.payload)
             if profile.id in compiled.skipping:
                 drops.extend(skipped_drops(document))
-            rows = compiled.normalizers[profile.id](document, segments, message.received_ns, drops)
+            readings = compiled.normalizers[profile.id](
+                document, segments, message.received_ns, drops
+            )
             # The topic's device id, else the first reading's device_id tag.
-            device_id = segments.get("device_id") or rows[0].device_id
+            device_id = segments.get("device_id") or readings.device_id
             if profile.known_devices is not None and device_id not in profile.known_devices:
                 # before the budget: strangers spend none of it
                 raise DecodeError(UNKNOWN_DEVICE, _unknown_device_detail(device_id))
-            rows = self.series.admit(profile.id, rows, drops)
+            readings = self.series.admit(profile.id, readings, drops)
         except DecodeError as exc:
             if exc.reason == EMPTY_FRAME:
                 return AckOnly(profile, segments.get("device_id", ""), EMPTY_FRAME)
             return self._refused(message, exc.reason, exc.detail, profile, drops)
         max_readings = self.limits.max_readings
-        if len(rows) > max_readings:
-            detail = f"{len(rows)} readings, limit {max_readings}"
+        count = len(readings.lines)
+        if count > max_readings:
+            detail = f"{count} readings, limit {max_readings}"
             return self._refused(message, TOO_MANY_READINGS, detail, profile, drops)
         if not message.retained:
             # Accepted(...) would run NamedTuple's Python-level __new__: ~0.1 us per message.
-            return _new_outcome(Accepted, (profile, rows, drops, device_id, 0))
-        kept = _retained_rows(rows, message.received_ns)
-        skipped = len(rows) - len(kept)
-        if rows and not kept:
+            return _new_outcome(Accepted, (profile, readings, drops, device_id, 0))
+        kept = _retained_readings(readings, message.received_ns)
+        skipped = count - len(kept.lines)
+        if not kept.lines:
             return AckOnly(profile, device_id, RETAINED_AT_RECEIVE_TIME, skipped)
         return Accepted(profile, kept, drops, device_id, skipped)
 
@@ -261,7 +264,7 @@ class MessageRules:
 _OWN_DETAIL_REASONS = frozenset({PAYLOAD_TOO_LARGE, RATE_LIMITED, TOO_MANY_READINGS})
 
 
-def _retained_rows(rows: list[Row], received_ns: int) -> list[Row]:
+def _retained_readings(readings: Readings, received_ns: int) -> Readings:
     """The readings of a retained message that may be written.
 
     A retained message is the broker replaying a device's last reading on subscription,
@@ -270,7 +273,7 @@ def _retained_rows(rows: list[Row], received_ns: int) -> list[Row]:
     was never written. Points stamped with the receive time (`time.source: receive`, or a
     device clock out of tolerance) would claim the device reported just now, so they are
     skipped. Neither kind is a sign of life (the pipeline's liveness tracker is told so)."""
-    return [row for row in rows if not at_receive_time(row.time_ns, received_ns)]
+    return readings.only([not at_receive_time(t, received_ns) for t in readings.times_ns])
 
 
 def _unknown_device_detail(device_id: str) -> str:

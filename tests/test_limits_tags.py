@@ -18,10 +18,10 @@ def test_a_tag_value_over_the_cap_is_dropped_with_a_reason(length: int) -> None:
     device = "d" * length
     drops: list[tuple[str, str]] = []
     document = decoder_for(profile.decode_spec)(b"1.5")
-    [row] = normalize(document, {"device_id": device}, 1_000, drops)
+    [line] = normalize(document, {"device_id": device}, 1_000, drops).lines
     if length <= 256:
         assert drops == []
-        assert row[0].startswith(f"tank_level,device_id={device} ")
+        assert line.startswith(f"tank_level,device_id={device} ")
     else:
         assert drops == [("device_id", "tag_too_long")]
-        assert row[0].startswith("tank_level level_m=1.5")
+        assert line.startswith("tank_level level_m=1.5")

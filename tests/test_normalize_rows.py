@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from gateway.cli import read_golden
 from gateway.errors import DecodeError
-from gateway.model import Drop, Point, Row
+from gateway.model import Drop, Point, Readings
 from gateway.profiles.compile import CompiledProfile, _iso8601_parser
 from gateway.profiles.policy import OFFLINE_POLICY
 from gateway.profiles.registry import load_directory, load_text
@@ -98,11 +98,15 @@ def _hand_written(name: str, text: str) -> CompiledProfile:
 PROFILES = [*SHIPPED, *(_hand_written(name, text) for name, text in HAND_WRITTEN.items())]
 
 
-def _row(point: Point) -> Row:
-    """The Row the rows normalizer must give for `point`."""
-    device = dict(point.tags).get("device_id", "")
-    key = series_key(point.measurement, point.tags)
-    return Row(encode_point(point), key, point.time_ns, device)
+def _readings(points: list[Point]) -> Readings:
+    """The Readings the normalizer must give for `points`."""
+    device = dict(points[0].tags).get("device_id", "") if points else ""
+    return Readings(
+        [encode_point(point) for point in points],
+        [series_key(point.measurement, point.tags) for point in points],
+        [point.time_ns for point in points],
+        device,
+    )
 
 
 def _outcome(profile: CompiledProfile, document: Any, segments: dict[str, str], now: int) -> Any:
@@ -113,8 +117,7 @@ def _outcome(profile: CompiledProfile, document: Any, segments: dict[str, str], 
         points = reference_normalize(profile, document, segments, now, drops)
     except DecodeError as exc:
         return ("error", exc.reason, exc.detail, drops)
-    rows = [_row(p) for p in points]
-    return ("points", points, rows, drops)
+    return ("points", points, _readings(points), drops)
 
 
 def assert_same_as_reference(
@@ -140,8 +143,7 @@ def _generated(
     try:
         if variant == "points":
             points = normalize(profile, document, segments, now, drops)
-            rows = [_row(p) for p in points]
-            return ("points", points, rows, drops)
+            return ("points", points, _readings(points), drops)
         rows = (normalizer or rows_normalizer(profile))(document, segments, now, drops)
     except DecodeError as exc:
         return ("error", exc.reason, exc.detail, drops)

@@ -97,8 +97,8 @@ def test_a_frame_is_read_as_documented_or_refused(port_and_frame: tuple[int, byt
         assert outcome.reason == "codec_error"
         return
     assert isinstance(outcome, Accepted), outcome
-    (row,) = outcome.rows
-    stored = dict(decode_line(row.line).fields)
+    (line,) = outcome.readings.lines
+    stored = dict(decode_line(line).fields)
     assert stored == expected
     assert all(type(stored[name]) is type(value) for name, value in expected.items())
 

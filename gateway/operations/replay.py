@@ -109,7 +109,7 @@ class DeadLetterReplay:
         if not isinstance(outcome, Accepted):  # an availability message: nothing to write
             return (None, None), []
         profile = outcome.profile
-        return (profile.database, profile.retention_policy), [row.line for row in outcome.rows]
+        return (profile.database, profile.retention_policy), outcome.readings.lines
 
     async def _write(self, ready: list[_Ready], report: ReplayReport) -> list[_Ready]:
         """Write a chunk per destination; on a refusal, letter by letter to keep the bad ones."""

@@ -5,7 +5,7 @@ for ever (1.x refuses writes past `max-series-per-database`, 1,000,000 by defaul
 carries a per-message value (a sequence number, a plate, a UUID) creates a series per message.
 Each profile therefore has a budget, `output.max_series`, of distinct series it may create.
 
-Semantics of `SeriesBudget.admit(profile_id, rows, drops)`:
+Semantics of `SeriesBudget.admit(profile_id, readings, drops)`:
 
 - a point of a series the profile already has is always admitted;
 - a point of a new series is admitted while the profile has fewer than its budget, and the
@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from gateway.errors import DecodeError
-from gateway.model import Drop, Row
+from gateway.model import Drop, Readings
 from gateway.profiles.compile import CompiledProfile
 from gateway.profiles.schema import DEFAULT_MAX_SERIES
 
@@ -34,7 +34,7 @@ CARDINALITY_EXCEEDED = "cardinality_exceeded"
 
 SeriesKey = str
 """`measurement,tag=value,...` as in line protocol (escaped): the series as InfluxDB sees it.
-A Row carries it; a str caches its hash, so the hot path's set lookup hashes nothing."""
+Readings carry them; a str caches its hash, so the hot path's set lookup hashes nothing."""
 
 
 class ProfileSeries:
@@ -49,17 +49,18 @@ class ProfileSeries:
         self.limit = limit
         self.known: set[SeriesKey] = set()
 
-    def admit(self, rows: list[Row], drops: list[Drop]) -> list[Row]:
-        """`rows` itself when all are admitted (the usual case, no copy), else the admitted."""
+    def admit(self, readings: Readings, drops: list[Drop]) -> Readings:
+        """`readings` itself when all are admitted (the usual case, no copy), else the
+        admitted ones."""
         known = self.known
-        for row in rows:  # the usual case: every series known, nothing else to do
-            if row.series_key not in known:
-                return self._admit(rows, drops)
-        return rows
+        for key in readings.series_keys:  # the usual case: every series known, nothing to do
+            if key not in known:
+                return self._admit(readings, drops)
+        return readings
 
-    def _admit(self, rows: list[Row], drops: list[Drop]) -> list[Row]:
+    def _admit(self, readings: Readings, drops: list[Drop]) -> Readings:
         known = self.known
-        keys = [row.series_key for row in rows]
+        keys = readings.series_keys
         refused = 0
         for key in keys:
             if key in known:
@@ -69,10 +70,10 @@ class ProfileSeries:
                 continue
             refused += 1
         if not refused:
-            return rows
+            return readings
         drops.extend([("(series)", CARDINALITY_EXCEEDED)] * refused)
-        admitted = [row for row, key in zip(rows, keys, strict=True) if key in known]
-        if not admitted:
+        admitted = readings.only([key in known for key in keys])
+        if not admitted.lines:
             raise DecodeError(
                 CARDINALITY_EXCEEDED,
                 f"profile {self.profile_id} already has {len(known)} series, its budget "
@@ -93,9 +94,10 @@ class SeriesBudget:
         """Budgets from the profiles' `output.max_series`, e.g. of `registry.profiles`."""
         return cls(limits_of(profiles))
 
-    def admit(self, profile_id: str, rows: list[Row], drops: list[Drop]) -> list[Row]:
-        """The rows to write; see the module docstring. Raises DecodeError if none remain."""
-        return self._series(profile_id).admit(rows, drops)
+    def admit(self, profile_id: str, readings: Readings, drops: list[Drop]) -> Readings:
+        """The readings to write; see the module docstring. Raises DecodeError if none
+        remain."""
+        return self._series(profile_id).admit(readings, drops)
 
     def _series(self, profile_id: str) -> ProfileSeries:
         try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 
-from gateway.model import Message, ReceiptKey, Row
+from gateway.model import Message, Readings, ReceiptKey
 from gateway.stages.normalize import at_receive_time
 from gateway.stages.spool import Spool
 
@@ -39,7 +39,7 @@ class ReceiveTimes:
             return message
         return message._replace(received_ns=first)
 
-    def receipt(self, message: Message, rows: list[Row], any_drop: bool) -> Receipt | None:
+    def receipt(self, message: Message, readings: Readings, any_drop: bool) -> Receipt | None:
         """Remember the receive time of a message whose readings carry it.
 
         Only a message with a packet id can be redelivered (QoS 1). The first row tells in
@@ -48,9 +48,10 @@ class ReceiveTimes:
         received_ns = message.received_ns
         if not message.packet_id:
             return None
-        if not (any_drop or at_receive_time(rows[0].time_ns, received_ns)):
+        times_ns = readings.times_ns
+        if not (any_drop or at_receive_time(times_ns[0], received_ns)):
             return None
-        if not any(at_receive_time(row.time_ns, received_ns) for row in rows):
+        if not any(at_receive_time(time_ns, received_ns) for time_ns in times_ns):
             return None
         key = receipt_key(message)
         self._pending[key] = received_ns
