@@ -86,6 +86,12 @@ class Gateway:
             settings.mqtt, settings.mqtt.topics or registry.subscriptions, self.on_message
         )
         self.rules = rules_for(settings, registry)
+        # The directory's state when the gateway was built: an edit from then on is a change.
+        self._profile_watcher = (
+            ProfileWatcher(settings.profiles.dir, registry.policy)
+            if settings.profiles.reload_interval_s > 0
+            else None
+        )
         self._sealed: collections.deque[Batch] = collections.deque()
         self._sealed_event = asyncio.Event()
         self._all_written = asyncio.Event()
@@ -333,11 +339,9 @@ class Gateway:
         handled entirely by the old or entirely by the new profiles: nothing in flight is lost
         or written twice. A directory that fails to load leaves the previous profiles active."""
         interval = self.settings.profiles.reload_interval_s
-        if interval <= 0:
+        watcher = self._profile_watcher
+        if watcher is None:
             return
-        watcher = await asyncio.to_thread(
-            ProfileWatcher, self.settings.profiles.dir, self.registry.policy
-        )
         while True:
             await asyncio.sleep(interval)
             if not await asyncio.to_thread(watcher.changed):

@@ -117,9 +117,7 @@ async def run_and_drain(
 
 
 async def let_the_profile_watcher_start() -> None:
-    """Give the pipeline's profile watcher time to take its first look at the directory.
-
-    A fixed sleep, because that first look has no observable event (no counter, no log line)
-    and an edit made before it counts as the starting state, never as a change. The hook that
-    would replace it: the pipeline counting or logging its watcher's start."""
-    await asyncio.sleep(0.2)
+    """Nothing to wait for any more: the pipeline's profile watcher takes its first look at the
+    directory when the Gateway is built, so every edit after that is a change. Kept so the
+    tests read in the order things happen; it only yields to the loop once."""
+    await asyncio.sleep(0)

@@ -271,6 +271,10 @@ class Delivery:
                     # No answer at all (refused, unreachable): trying again costs InfluxDB
                     # nothing, and the sooner we notice it is back the shorter the replay.
                     delay = min(delay, _PROBE_MAX_S * random.uniform(0.5, 1.0))
+                if not self.influx_down:  # e.g. a start while InfluxDB is down: say it once
+                    log.warning(
+                        "InfluxDB failing (%s): spooling batches to disk until it recovers", exc
+                    )
             self.influx_down = True
             await asyncio.sleep(delay)
             attempt += 1
