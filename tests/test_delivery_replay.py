@@ -13,6 +13,7 @@ from pathlib import Path
 
 from gateway.config import SpoolSettings
 from gateway.errors import SinkError
+from gateway.model import Batch
 from gateway.operations.counters import Metrics
 from gateway.stages.deadletter import DEAD_LETTER_FILE, DeadLetterStore
 from gateway.stages.deliver import Delivery
@@ -139,3 +140,33 @@ async def run_with_replay(delivery: Delivery, scenario: Callable[[], Awaitable[N
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+class SilentSink(RecordingSink):
+    """Takes the request and never answers, like an InfluxDB stopped with SIGSTOP."""
+
+    async def write(self, lines: list[str], database: str | None, rp: str | None) -> None:
+        await asyncio.Event().wait()
+
+
+async def test_a_batch_influx_never_answers_is_spooled_after_write_timeout_s(
+    tmp_path: Path,
+) -> None:
+    """Not after the HTTP timeout ([influx] timeout_s, 10 s by default; this sink has none):
+    the spool's write_timeout_s bounds the attempt itself."""
+    sink = SilentSink()
+    delivery = Delivery(
+        sink,
+        Spool(tmp_path / SPOOL_FILE, max_bytes=1024**2),
+        DeadLetterStore(tmp_path / DEAD_LETTER_FILE),
+        SpoolSettings(dir=tmp_path, write_timeout_s=0.2),
+        Metrics(),
+    )
+    lines = [f"m v={n} {n}" for n in range(3)]
+    batch = Batch(lines={(None, None): list(lines)}, points=3, tokens=[1])
+    async with asyncio.timeout(10):  # a deadline for a hang, not a timing: it takes ~0.2 s
+        await delivery.commit(batch)
+    assert delivery.spool.depth.batches == 1
+    assert delivery.influx_down
+    assert sink.lines == []
+    assert delivery.metrics.write_failures == {"unreachable": 1}

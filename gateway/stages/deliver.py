@@ -130,7 +130,7 @@ class Delivery:
             ):
                 return
             try:
-                await self._write_once(lines, database, rp)
+                await self._write_before(deadline, lines, database, rp)
                 return
             except SinkError as exc:
                 if not exc.retryable:
@@ -369,6 +369,29 @@ class Delivery:
             database=isolation.database,
             retention_policy=isolation.rp,
         )
+
+    async def _write_before(
+        self, deadline: float, lines: list[str], database: str | None, rp: str | None
+    ) -> None:
+        """One write attempt; with the spool on, given up at `deadline` (the spool's
+        write_timeout_s), not only at [influx] timeout_s: an InfluxDB that takes the
+        connection and never answers (a stopped process, SIGSTOP) would otherwise hold a live
+        batch for the whole HTTP timeout before it is spooled. The writer drops a connection
+        whose request was cut off (gateway/stages/sinks/influx.py); a batch InfluxDB took
+        after all is written again from the spool, the same points (InfluxDB overwrites)."""
+        remaining_s = deadline - time.monotonic()
+        if not self.settings.enabled or remaining_s <= 0:
+            # No spool, or it is full (the deadline passed): InfluxDB gets its whole timeout.
+            await self._write_once(lines, database, rp)
+            return
+        try:
+            async with asyncio.timeout(remaining_s):
+                await self._write_once(lines, database, rp)
+        except TimeoutError:
+            raise SinkError(
+                f"InfluxDB did not answer within {self.settings.write_timeout_s:.1f}s",
+                retryable=True,
+            ) from None
 
     async def _write_once(self, lines: list[str], database: str | None, rp: str | None) -> None:
         started = time.monotonic()
