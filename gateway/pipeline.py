@@ -298,6 +298,7 @@ class Gateway:
             self.receive_times.durable(batch.receipts)
             self.ingest.ack(batch.tokens)
             self.metrics.messages_acked += sum(token is not None for token in batch.tokens)
+            self.metrics.dead_letters_evicted = self.dead_letters.evicted
             if len(self._sealed) < self.settings.batch.max_pending and not self._stopping:
                 self.ingest.resume()
 

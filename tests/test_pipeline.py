@@ -121,3 +121,18 @@ async def test_intake_pauses_when_the_writer_falls_behind(
     assert ingest.paused
     await run_and_drain(instance)
     assert len(ingest.acked) == 3 * instance.settings.batch.max_pending
+
+
+async def test_dead_letters_evicted_to_stay_within_bounds_are_counted(tmp_path: Path) -> None:
+    settings = GatewaySettings(batch={"max_age_s": 0.05}, spool={"dir": str(tmp_path)})
+    store = DeadLetterStore(tmp_path / "dl.sqlite3", max_records=10)
+    instance = Gateway(
+        settings, load_directory(PROFILES), sink=RecordingSink(), dead_letters=store,
+        ingest=QueueIngest(),
+    )  # fmt: skip
+    for token in range(1, 26):
+        instance.on_message(message(LIGHT_TOPIC, b"{not json", token))
+    await run_and_drain(instance)
+    assert instance.metrics.dead_letters == {"invalid_json": 25}
+    assert instance.metrics.dead_letters_evicted == 15
+    assert DeadLetterStore(tmp_path / "dl.sqlite3").count() == 10

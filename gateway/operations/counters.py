@@ -61,6 +61,9 @@ class Metrics:
     # Rate-limited messages of a device past its share of the dead-letter store
     # ([limits] device_rate_per_s/device_burst): acknowledged and counted, not stored.
     refusals_not_kept: int = 0
+    # Dead letters deleted, oldest first, to keep the store within [spool]
+    # deadletter_max_records / deadletter_max_bytes (gateway/stages/deadletter.py).
+    dead_letters_evicted: int = 0
     # Warnings vendor codecs returned with readings that were stored, per codec (script name).
     codec_warnings: Counter[str] = field(default_factory=Counter)
     influx_auth_failing: bool = False  # 401/403: data kept, operator must fix credentials
@@ -123,6 +126,7 @@ class Metrics:
             "retained_readings_skipped": self.retained_readings_skipped,
             "empty_frames": self.empty_frames,
             "refusals_not_kept": self.refusals_not_kept,
+            "dead_letters_evicted": self.dead_letters_evicted,
             "codec_warnings": dict(self.codec_warnings),
             "influx_auth_failing": self.influx_auth_failing,
             "profile_reloads": self.profile_reloads,

@@ -133,6 +133,11 @@ def _message_scalars(m: Metrics) -> list[Scalar]:
             sum(m.codec_warnings.values()),
         ),
         _counter(
+            "dead_letters_evicted",
+            "Dead letters deleted, oldest first, to stay within the store's bounds.",
+            m.dead_letters_evicted,
+        ),
+        _counter(
             "refusals_not_kept",
             "Rate-limited messages past their device's share of dead letters: not stored.",
             m.refusals_not_kept,
