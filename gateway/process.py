@@ -255,13 +255,9 @@ class MessageRules:
             redact = redactors.get(profile.id) if profile is not None else None
             if redact is not None:
                 payload = redact(payload)
-                if reason not in SAFE_DETAIL_REASONS and reason not in _OWN_DETAIL_REASONS:
+                if reason not in SAFE_DETAIL_REASONS:
                     detail = WITHHELD_DETAIL  # decoder texts may quote the payload
         return Refused(reason, detail, profile_id, payload, drops if drops is not None else [])
-
-
-# Reasons whose detail these rules write themselves (sizes, counts): never a payload value.
-_OWN_DETAIL_REASONS = frozenset({PAYLOAD_TOO_LARGE, RATE_LIMITED, TOO_MANY_READINGS})
 
 
 def _retained_readings(readings: Readings, received_ns: int) -> Readings:

@@ -35,7 +35,15 @@ Redactor = Callable[[bytes], bytes]
 
 WITHHELD_DETAIL = "detail withheld: the profile has private fields"
 SAFE_DETAIL_REASONS = frozenset(
-    {"no_valid_reading", "missing_readings", "cardinality_exceeded", "unknown_device"}
+    {
+        "no_valid_reading",
+        "missing_readings",
+        "cardinality_exceeded",
+        "unknown_device",
+        "payload_too_large",
+        "rate_limited",
+        "too_many_readings",
+    }
 )
 """Reasons whose detail the gateway writes itself (slugs, counts, the device id), never
 quoting a payload value, so it is kept even for profiles with private fields."""

@@ -168,11 +168,17 @@ def _unescape(text: str, specials: str = ",= ") -> str:
     return "".join(out)
 
 
+# Every spelling of a boolean line protocol accepts (we write true/false; InfluxDB's answers and
+# other writers' lines may use the others).
+_TRUE = frozenset({"t", "T", "true", "True", "TRUE"})
+_BOOLEANS = _TRUE | {"f", "F", "false", "False", "FALSE"}
+
+
 def _field_value(text: str) -> FieldValue:
     if text.startswith('"') and text.endswith('"') and len(text) >= 2:
         return _unescape(text[1:-1], '"\\')
-    if text in ("true", "false"):
-        return text == "true"
+    if text in _BOOLEANS:
+        return text in _TRUE
     if text.endswith("i"):
         return int(text[:-1])
     return float(text)

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 import orjson
 
+from gateway.stages.lineprotocol import decode_line
+
 _V3_PARTIAL = "partial write of line protocol occurred"
 _V1_PARTIAL = "partial write:"
 _V1_UNPARSABLE = "unable to parse '"
@@ -38,7 +40,6 @@ _V1_CONFLICT = re.compile(
     r"is type \w+, already exists as type (\w+)"
 )
 _V1_DROPPED = re.compile(r"dropped=(\d+)")
-_BOOLEANS = frozenset({"t", "T", "true", "True", "TRUE", "f", "F", "false", "False", "FALSE"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,57 +129,15 @@ def _go_unquote(quoted: str) -> str:
 
 def _field_kind(line: str, measurement: str, field: str) -> str | None:
     """InfluxDB 1.x's name for the type of `field` in `line` if the line is of
-    `measurement`, else None."""
-    sections = _split(line, " ")
-    if len(sections) < 2 or _unescape(_split(sections[0], ",")[0]) != measurement:
+    `measurement`, else None. The lines are ours, so lineprotocol.decode_line reads them."""
+    try:
+        point = decode_line(line)
+    except ValueError:
         return None
-    for pair in _split(sections[1], ","):
-        key, _, value = pair.partition("=") if "\\" not in pair else _split_key(pair)
-        if _unescape(key) == field:
-            return _value_kind(value)
-    return None
+    if point.measurement != measurement or field not in point.fields:
+        return None
+    return _KIND_NAMES[type(point.fields[field])]
 
 
-def _value_kind(value: str) -> str:
-    if value.startswith('"'):
-        return "string"
-    if value.endswith("i"):
-        return "integer"
-    if value.endswith("u"):
-        return "unsigned"
-    return "boolean" if value in _BOOLEANS else "float"
-
-
-def _split(text: str, separator: str) -> list[str]:
-    """Split at separators that are neither backslash-escaped nor inside a string value."""
-    parts: list[str] = []
-    start, index, quoted = 0, 0, False
-    while index < len(text):
-        char = text[index]
-        if char == "\\":
-            index += 2
-            continue
-        if char == '"' and (quoted or text[index - 1 : index] == "="):
-            quoted = not quoted
-        elif char == separator and not quoted:
-            parts.append(text[start:index])
-            start = index + 1
-        index += 1
-    parts.append(text[start:])
-    return parts
-
-
-def _split_key(pair: str) -> tuple[str, str, str]:
-    index = 0
-    while index < len(pair):
-        if pair[index] == "\\":
-            index += 2
-            continue
-        if pair[index] == "=":
-            return pair[:index], "=", pair[index + 1 :]
-        index += 1
-    return pair, "", ""
-
-
-def _unescape(name: str) -> str:
-    return re.sub(r"\\(.)", r"\1", name) if "\\" in name else name
+# InfluxDB 1.x's names for line protocol's value types, by the Python type decode_line gives.
+_KIND_NAMES: dict[type, str] = {str: "string", int: "integer", bool: "boolean", float: "float"}
