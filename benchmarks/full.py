@@ -367,7 +367,13 @@ def _contender_summary(drains: list[Drain]) -> dict[str, Any]:
 def _ratio(
     runs: list[dict[str, Drain]], a: str, b: str, value: Callable[[Drain], float]
 ) -> dict[str, float] | None:
-    pairs = [value(run[a]) / value(run[b]) for run in runs if a in run and b in run]
+    # A quick run can finish a contender within one clock tick of CPU time (10 ms): its
+    # CPU per message reads 0, and a ratio against it says nothing, so that run is left out.
+    pairs = [
+        value(run[a]) / value(run[b])
+        for run in runs
+        if a in run and b in run and value(run[b]) > 0
+    ]
     return _spread(pairs, 2) if pairs else None
 
 
