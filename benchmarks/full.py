@@ -370,9 +370,7 @@ def _ratio(
     # A quick run can finish a contender within one clock tick of CPU time (10 ms): its
     # CPU per message reads 0, and a ratio against it says nothing, so that run is left out.
     pairs = [
-        value(run[a]) / value(run[b])
-        for run in runs
-        if a in run and b in run and value(run[b]) > 0
+        value(run[a]) / value(run[b]) for run in runs if a in run and b in run and value(run[b]) > 0
     ]
     return _spread(pairs, 2) if pairs else None
 
