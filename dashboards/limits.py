@@ -51,3 +51,20 @@ OCCUPANCY_QUEUE_PCT: Final = 40.0
 
 # Gateway: spooled data older than this means InfluxDB has not taken writes for that long.
 SPOOL_OLDEST_WARN_S: Final = 900.0
+
+# Air, PM2.5 (µg/m³). QCVN 05:2023/BTNMT (national technical regulation on ambient air
+# quality): a 24-hour mean of at most 50. The colours are the VN_AQI bands of Quyết định
+# 1459/QĐ-TCMT (2019): up to 25 good, 50 moderate, 80 poor, 150 bad, above that very bad.
+PM25_DAY_LIMIT_UGM3: Final = 50.0
+PM25_AQI_BANDS_UGM3: Final = (25.0, 50.0, 80.0, 150.0)
+
+# River and canal gauges (river_level.level_m, above each gauge's zero). Viet Nam's flood
+# alarm levels I, II and III are set per hydrological station by the Prime Minister's
+# decision; the town's canal gauges are not such stations, so these are the town's own
+# working levels, the same for every gauge: set them per gauge before relying on them.
+RIVER_ALARM_M: Final = (3.5, 4.0, 4.5)
+RIVER_GAUGE_TOP_M: Final = 6.0  # the top of the staff gauge
+
+# On-street parking: above about 85 % of bays taken drivers circle to find one (Shoup, "The
+# High Cost of Free Parking", the usual target for priced kerb parking).
+PARKING_BUSY_PCT: Final = 85.0
