@@ -1,4 +1,5 @@
-# The gateway image; docker-compose.yml also runs the simulators from it (`.[sim]` installs them).
+# The gateway image; docker-compose.yml also runs the simulators (`.[sim]`) and the alert rules'
+# push (`.[dashboards]`) from it.
 #   docker build -t mh-gateway:0.1.0 .
 FROM python:3.11-slim
 
@@ -15,7 +16,9 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY gateway ./gateway
 COPY simulators ./simulators
-RUN pip install --no-cache-dir ".[sim]"
+# dashboards: docker-compose.yml's alert-rules service runs `gateway dashboards push`.
+COPY dashboards ./dashboards
+RUN pip install --no-cache-dir ".[sim,dashboards]"
 
 # Defaults baked in so the image runs on its own; docker-compose.yml mounts the repository's
 # copies over them. A new named volume takes the owner of the directory it is mounted on, so

@@ -8,7 +8,11 @@ is created. A second run therefore changes nothing and never duplicates anything
 
 This is the alternative to file provisioning (dashboards/provisioning/) for a Grafana whose
 files we do not manage. Grafana refuses API writes to objects it provisioned from files, so the
-two ways should not be mixed on one Grafana.
+two ways should not be mixed on one Grafana. The exception is `--alerts-only`: the alert rules
+cannot be file-provisioned into a folder with a fixed uid (docs/dashboards.md, "Folder and
+alert rules"), so docker-compose.yml's one-shot `alert-rules` service pushes them into the
+folder the dashboard provider made, waiting (`--wait`) until Grafana answers and that folder
+exists.
 
 The HTTP client is grafana-client (the maintained successor of grafana-api). Its quirks, handled
 here:
@@ -21,6 +25,7 @@ here:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,6 +38,7 @@ from grafana_client.api import GrafanaApi
 from grafana_client.client import (
     GrafanaClientError,
     GrafanaException,
+    GrafanaServerError,
     GrafanaTimeoutError,
     GrafanaUnauthorizedError,
 )
@@ -57,6 +63,9 @@ _KEPT_DATASOURCE_KEYS = ("isDefault", "basicAuth", "basicAuthUser", "user", "wit
 _DASHBOARD_SERVER_KEYS = ("id", "version")
 PUSH_MESSAGE = "gateway dashboards push"
 DEFAULT_TIMEOUT_S = 10.0
+# How often `--wait` asks again: Grafana's dashboard provider makes the folder within seconds of
+# its HTTP server starting, and one GET every 2 s is nothing for Grafana.
+DEFAULT_POLL_S = 2.0
 
 
 class GrafanaPushError(GatewayError):
@@ -164,14 +173,29 @@ def connect(url: str, login: Credentials, timeout_s: float = DEFAULT_TIMEOUT_S) 
 
 
 def push(
-    api: GrafanaApi, url: str, influx: InfluxTarget, *, alerts_only: bool = False
+    api: GrafanaApi,
+    url: str,
+    influx: InfluxTarget,
+    *,
+    alerts_only: bool = False,
+    wait_s: float = 0.0,
+    report: Callable[[str], None] = lambda _: None,
+    poll_s: float = DEFAULT_POLL_S,
 ) -> Iterator[Change]:
     """Create or update everything, one object at a time; yields what happened to each.
 
     `alerts_only`: only the alert rules, into the folder `mh-town` that file provisioning of
     the dashboards created (Grafana's alert rule files can name a folder only by title, and on
-    a fresh Grafana they are read before the dashboards: docs/dashboards.md)."""
+    a fresh Grafana they are read before the dashboards: docs/dashboards.md). The folder must
+    exist: push says so rather than let Grafana refuse the first rule.
+
+    `wait_s`: first wait up to that long for Grafana to answer (and, with `alerts_only`, for
+    the folder), telling `report` what it waits for each time that changes."""
     where = display_url(url)
+    if alerts_only or wait_s > 0:
+        wait_until_ready(
+            api, where, folder_needed=alerts_only, wait_s=wait_s, report=report, poll_s=poll_s
+        )
     if alerts_only:
         yield from _push_alert_rules(api, where)
         return
@@ -184,6 +208,69 @@ def push(
         with _explained(where, f"dashboard {desired['uid']}"):
             yield _push_dashboard(api, desired)
     yield from _push_alert_rules(api, where)
+
+
+def wait_until_ready(
+    api: GrafanaApi,
+    where: str,
+    *,
+    folder_needed: bool,
+    wait_s: float,
+    report: Callable[[str], None],
+    poll_s: float = DEFAULT_POLL_S,
+) -> None:
+    """Return once Grafana answers, and with `folder_needed` once folder `mh-town` exists.
+
+    What cannot get better by waiting (refused credentials, a missing permission) fails at
+    once; the rest (no connection, HTTP 5xx, a timeout, the folder not made yet) is asked
+    again every `poll_s` until `wait_s` has passed, then fails saying what it last saw."""
+    deadline = time.monotonic() + wait_s
+    reported = None
+    while (waiting_for := _not_ready(api, where, folder_needed=folder_needed)) is not None:
+        left_s = deadline - time.monotonic()
+        if left_s <= 0:
+            gave_up = f" (gave up after waiting {wait_s:g} s)" if wait_s > 0 else ""
+            raise GrafanaPushError(waiting_for + gave_up)
+        if waiting_for != reported:
+            report(f"waiting up to {wait_s:g} s: {waiting_for}")
+            reported = waiting_for
+        time.sleep(min(poll_s, left_s))
+
+
+def _not_ready(api: GrafanaApi, where: str, *, folder_needed: bool) -> str | None:
+    """What Grafana is not ready for yet, or None."""
+    with _explained(where, f"folder {FOLDER_UID}"):
+        try:
+            folder = _get_or_none(api.folder.get_folder, FOLDER_UID)
+        except (GrafanaException, niquests.exceptions.RequestException) as exc:
+            if not _worth_waiting(exc):
+                raise
+            return _not_answering(where, exc)
+    if folder is None and folder_needed:
+        return (
+            f'folder {FOLDER_UID} ("{FOLDER}") does not exist in Grafana at {where}: the '
+            "dashboard provider of file provisioning makes it (dashboards/provisioning/"
+            f"dashboards/provider.yaml, folderUid {FOLDER_UID}); for a Grafana without those "
+            "files, push without --alerts-only"
+        )
+    return None
+
+
+def _worth_waiting(exc: GrafanaException | niquests.exceptions.RequestException) -> bool:
+    """No connection, a timeout (grafana-client's status 0) or HTTP 5xx: Grafana starting."""
+    if isinstance(exc, niquests.exceptions.RequestException | GrafanaServerError):
+        return True
+    status: int = exc.status_code
+    return status == 0
+
+
+def _not_answering(where: str, exc: GrafanaException | niquests.exceptions.RequestException) -> str:
+    if isinstance(exc, GrafanaServerError):  # e.g. a proxy in front of a Grafana still starting
+        return f"Grafana at {where} is not ready (HTTP {exc.status_code})"
+    if isinstance(exc, GrafanaTimeoutError):
+        return f"Grafana at {where} did not answer in time"
+    reason = exc.message if isinstance(exc, GrafanaException) else _reason(exc)
+    return f"cannot reach Grafana at {where}: {reason}"
 
 
 def _push_alert_rules(api: GrafanaApi, where: str) -> Iterator[Change]:

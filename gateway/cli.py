@@ -850,6 +850,15 @@ def dashboards_push(
             "(docs/dashboards.md)",
         ),
     ] = False,
+    wait_s: Annotated[
+        float,
+        typer.Option(
+            "--wait",
+            min=0,
+            help="seconds to wait for Grafana to answer and, with --alerts-only, for its "
+            "folder mh-town to exist (docker-compose.yml's alert-rules service)",
+        ),
+    ] = 0.0,
 ) -> None:
     """Create or update the data source, folder, dashboards and alert rules in a Grafana."""
     try:
@@ -860,7 +869,15 @@ def dashboards_push(
     api = push.connect(url, login, timeout_s)
     outcomes = dict.fromkeys(("created", "updated", "unchanged"), 0)
     target = push.InfluxTarget(influx_url, influx_db)
-    for change in push.push(api, url, target, alerts_only=alerts_only):
+    changes = push.push(
+        api,
+        url,
+        target,
+        alerts_only=alerts_only,
+        wait_s=wait_s,
+        report=lambda waiting: typer.echo(waiting, err=True),
+    )
+    for change in changes:
         typer.echo(f"{change.outcome:<9} {change.kind:<11} {change.name}")
         outcomes[change.outcome] += 1
     summary = ", ".join(f"{count} {outcome}" for outcome, count in outcomes.items())

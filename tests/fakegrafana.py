@@ -58,7 +58,12 @@ class FakeGrafana:
     """`with FakeGrafana(token="t") as grafana:` serves on grafana.url until the block ends."""
 
     def __init__(
-        self, *, token: str | None = None, basic: tuple[str, str] | None = None, prefix: str = ""
+        self,
+        *,
+        token: str | None = None,
+        basic: tuple[str, str] | None = None,
+        prefix: str = "",
+        port: int = 0,
     ) -> None:
         self.accepted = set()
         if token is not None:
@@ -69,8 +74,13 @@ class FakeGrafana:
         self.prefix = prefix
         self.state = GrafanaState()
         self.requests: list[Request] = []
+        # Start-up as docker-compose.yml sees it: a proxy's 503s, then the dashboard provider
+        # making its folder a few lookups after the HTTP server answers.
+        self.unavailable_answers = 0
+        self._pending_folder: tuple[str, str] | None = None
+        self._folder_misses_left = 0
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -79,6 +89,12 @@ class FakeGrafana:
 
     def writes(self) -> list[Request]:
         return [request for request in self.requests if request.method != "GET"]
+
+    def provision_folder(self, uid: str, title: str, *, after_misses: int) -> None:
+        """Make the folder, as Grafana's dashboard provider would, once `after_misses` lookups
+        of it have been answered 404."""
+        self._pending_folder = (uid, title)
+        self._folder_misses_left = after_misses
 
     def __enter__(self) -> Self:
         self._thread.start()
@@ -129,6 +145,9 @@ class FakeGrafana:
         handler.wfile.write(payload)
 
     def _answer(self, request: Request) -> Answer:
+        if self.unavailable_answers > 0:
+            self.unavailable_answers -= 1
+            return 503, {"message": "Service Unavailable"}
         if request.authorization not in self.accepted:
             return 401, _UNAUTHORIZED
         for method, pattern, route in self._routes():
@@ -214,6 +233,11 @@ class FakeGrafana:
     # ---- folders (https://grafana.com/docs/grafana/latest/developers/http_api/folder/) ------
 
     def _get_folder(self, _: Json, uid: str) -> Answer:
+        if self._pending_folder is not None and self._pending_folder[0] == uid:
+            if self._folder_misses_left == 0:
+                self._create_folder({"uid": uid, "title": self._pending_folder[1]})
+                self._pending_folder = None
+            self._folder_misses_left -= 1
         if uid not in self.state.folders:
             return 404, {"message": "folder not found", "status": "not-found"}
         return 200, self.state.folders[uid]

@@ -8,6 +8,9 @@ name no section, so the last one would not even fail then). These tests read the
 from __future__ import annotations
 
 import os
+import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -16,7 +19,10 @@ import pytest
 import yaml
 from pydantic import BaseModel, TypeAdapter
 
+from dashboards.alerts import RULES
+from dashboards.panels import FOLDER, FOLDER_UID
 from gateway.config import GatewaySettings, load_settings
+from tests.fakegrafana import FakeGrafana
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
@@ -54,6 +60,11 @@ def target_of(service: str, source: str) -> str:
     raise AssertionError(f"{service} does not mount {source}")
 
 
+def with_defaults(value: str) -> str:
+    """Compose's interpolation of `${NAME:-default}` when NAME is not set (no .env)."""
+    return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", value)
+
+
 def gateway_env_vars() -> list[tuple[str, str, str]]:
     return [
         (service, name, value)
@@ -64,7 +75,14 @@ def gateway_env_vars() -> list[tuple[str, str, str]]:
 
 
 def test_services_and_the_demo_profile() -> None:
-    assert set(SERVICES) == {"mosquitto", "influxdb", "grafana", "gateway", "simulators"}
+    assert set(SERVICES) == {
+        "mosquitto",
+        "influxdb",
+        "grafana",
+        "alert-rules",
+        "gateway",
+        "simulators",
+    }
     assert SERVICES["simulators"]["profiles"] == ["demo"]
     # Everything else starts with a plain `docker compose up`.
     assert [name for name, spec in SERVICES.items() if "profiles" in spec] == ["simulators"]
@@ -197,3 +215,84 @@ def test_grafana_provisioning_points_at_the_stack() -> None:
     )["providers"]
     assert [p["options"]["path"] for p in providers] == [target_of("grafana", "dashboards")]
     assert target_of("grafana", "dashboards/provisioning") == "/etc/grafana/provisioning"
+
+
+# ---- the alert rules: pushed by a one-shot service, not file-provisioned -----------------------
+
+
+def test_alert_rules_are_not_file_provisioned() -> None:
+    """Grafana reads rule files before the dashboard provider and would make the folder by
+    title with a random uid (grafana/grafana#125079): they stay out of provisioning/."""
+    provisioning = ROOT / "dashboards" / "provisioning"
+    assert not (provisioning / "alerting").exists()
+    for path in provisioning.rglob("*.y*ml"):
+        assert "groups" not in (yaml.safe_load(path.read_text(encoding="utf-8")) or {}), path
+
+
+def test_grafana_reports_its_health() -> None:
+    check = SERVICES["grafana"]["healthcheck"]
+    assert check["test"][:3] == ["CMD", "curl", "--fail"]
+    container_port = SERVICES["grafana"]["ports"][0].rpartition(":")[2].strip('"')
+    assert check["test"][-1] == f"http://localhost:{container_port}/api/health"
+
+
+def test_alert_rules_service_pushes_once_grafana_is_healthy() -> None:
+    spec = SERVICES["alert-rules"]
+    assert spec["depends_on"] == {"grafana": {"condition": "service_healthy"}}
+    assert spec["restart"] == "no", "a one-shot: it exits when the rules are in"
+    assert (spec["image"], spec["build"]) == (SERVICES["gateway"]["image"], ".")
+    command = spec["command"]
+    assert command[:3] == ["gateway", "dashboards", "push"]
+    assert "--alerts-only" in command
+    assert float(command[command.index("--wait") + 1]) >= 60
+    # The in-network Grafana, logged in as the admin the grafana service creates.
+    grafana_env = environment(SERVICES["grafana"])
+    assert command[command.index("--url") + 1] == "http://grafana:3000"
+    assert command[command.index("--user") + 1] == grafana_env["GF_SECURITY_ADMIN_USER"]
+    password = environment(spec)["GRAFANA_PASSWORD"]
+    assert password == grafana_env["GF_SECURITY_ADMIN_PASSWORD"]
+    assert password.startswith("${"), "the password comes from the environment (.env)"
+
+
+def test_the_gateway_image_can_run_the_push() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    assert "COPY dashboards ./dashboards" in dockerfile
+    (install,) = re.findall(r'pip install [^\n]*"\.\[([a-z,]+)\]"', dockerfile)
+    assert "dashboards" in install.split(",")
+    allowed = (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+    assert "!dashboards/" in allowed
+
+
+def test_alert_rules_command_against_a_starting_grafana() -> None:
+    """The service's own command line, with the URL pointed at a fake Grafana (a real one
+    cannot run here) whose dashboard provider makes the folder a moment after it answers."""
+    spec = SERVICES["alert-rules"]
+    command = list(spec["command"])
+    password = with_defaults(environment(spec)["GRAFANA_PASSWORD"])
+    user = command[command.index("--user") + 1]
+    runs = []
+    with FakeGrafana(basic=(user, password)) as grafana:
+        grafana.provision_folder(FOLDER_UID, FOLDER, after_misses=1)
+        command[command.index("--url") + 1] = grafana.url
+        for _ in range(2):
+            runs.append(
+                subprocess.run(
+                    [sys.executable, "-m", *command],
+                    capture_output=True,
+                    text=True,
+                    cwd=ROOT,
+                    env={**os.environ, "GRAFANA_PASSWORD": password},
+                    timeout=120,
+                    check=False,
+                )
+            )
+    first, second = runs
+    assert first.returncode == 0, first.stderr
+    assert f'folder {FOLDER_UID} ("{FOLDER}") does not exist' in first.stderr
+    assert {rule["folderUID"] for rule in grafana.state.rules.values()} == {FOLDER_UID}
+    assert len(grafana.state.rules) == len(RULES)
+    assert second.returncode == 0, second.stderr
+    assert second.stderr == ""
+    assert second.stdout.splitlines()[-1].endswith(
+        f" 0 created, 0 updated, {len(second.stdout.splitlines()) - 1} unchanged"
+    )

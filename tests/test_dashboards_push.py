@@ -8,6 +8,7 @@ import base64
 import os
 import subprocess
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 import yaml
@@ -189,11 +190,14 @@ def test_alerts_only_adds_the_rules_to_the_folder_file_provisioning_made() -> No
     provider creates the folder `mh-town`); the rules go in after that, by folder uid."""
     with FakeGrafana(token=TOKEN) as grafana:
         too_early = cli("--url", grafana.url, "--alerts-only", env={"GRAFANA_TOKEN": TOKEN})
+        early_writes = len(grafana.writes())
         # What Grafana's dashboard provider does at start-up with provider.yaml's folderUid.
         grafana.state.folders[FOLDER_UID] = {"id": 1, "uid": FOLDER_UID, "title": FOLDER}
         result = cli("--url", grafana.url, "--alerts-only", env={"GRAFANA_TOKEN": TOKEN})
     assert too_early.returncode == 2
-    assert "folder does not exist" in too_early.stderr
+    assert too_early.stderr.startswith(f'error: folder {FOLDER_UID} ("{FOLDER}") does not exist')
+    assert "provider.yaml" in too_early.stderr
+    assert early_writes == 0, "nothing is written before the folder exists"
     assert result.returncode == 0, result.stderr
     state = grafana.state
     assert set(state.rules) == RULE_UIDS
@@ -201,3 +205,98 @@ def test_alerts_only_adds_the_rules_to_the_folder_file_provisioning_made() -> No
     assert not state.datasources, "a file-provisioned data source must not be written"
     assert not state.dashboards, "file-provisioned dashboards must not be written"
     assert {line.split()[1] for line in result.stdout.splitlines()[:-1]} == {"alert", "rule"}
+
+
+def test_alerts_only_twice_changes_nothing() -> None:
+    """The compose service runs on every `docker compose up`."""
+    with FakeGrafana(token=TOKEN) as grafana:
+        grafana.state.folders[FOLDER_UID] = {"id": 1, "uid": FOLDER_UID, "title": FOLDER}
+        first = cli("--url", grafana.url, "--alerts-only", env={"GRAFANA_TOKEN": TOKEN})
+        first_writes = len(grafana.writes())
+        second = cli("--url", grafana.url, "--alerts-only", env={"GRAFANA_TOKEN": TOKEN})
+    assert (first.returncode, second.returncode) == (0, 0), first.stderr + second.stderr
+    assert first_writes >= len(RULE_UIDS)
+    assert len(grafana.writes()) == first_writes, "the second run wrote something"
+    objects = len(second.stdout.splitlines()) - 1
+    assert objects > len(RULE_UIDS), "rules and their groups"
+    assert {line.split()[0] for line in second.stdout.splitlines()[:-1]} == {"unchanged"}
+    assert second.stdout.splitlines()[-1].endswith(f": 0 created, 0 updated, {objects} unchanged")
+
+
+# ---- waiting for a Grafana that is starting (docker-compose.yml's alert-rules service) -------
+
+
+def test_wait_rides_out_a_starting_grafana_then_pushes_the_rules() -> None:
+    """Nothing listening, then a proxy's 503s, then Grafana without the folder, then the
+    dashboard provider's folder: each reported once, then the rules go in."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    reported: list[str] = []
+    started: list[FakeGrafana] = []
+    with ExitStack() as stack:
+
+        def report(line: str) -> None:
+            reported.append(line)
+            if not started:  # Grafana's HTTP server starts listening
+                grafana = stack.enter_context(FakeGrafana(token=TOKEN, port=port))
+                grafana.unavailable_answers = 2
+                grafana.provision_folder(FOLDER_UID, FOLDER, after_misses=3)
+                started.append(grafana)
+
+        api = push.connect(url, push.Credentials(token=TOKEN), timeout_s=5)
+        waited = push.push(
+            api, url, push.InfluxTarget(), alerts_only=True, wait_s=60, report=report, poll_s=0.01
+        )
+        changes = list(waited)
+    (grafana,) = started
+    expected = [
+        f"cannot reach Grafana at {url}: ",
+        f"Grafana at {url} is not ready (HTTP 503)",
+        f'folder {FOLDER_UID} ("{FOLDER}") does not exist in Grafana at {url}: the dashboard '
+        "provider of file provisioning makes it",
+    ]
+    assert len(reported) == len(expected), reported
+    for line, start in zip(reported, expected, strict=True):
+        assert line.startswith(f"waiting up to 60 s: {start}"), line
+    lookups = [r for r in grafana.requests if r.path == f"/api/folders/{FOLDER_UID}"]
+    assert len(lookups) == 2 + 3 + 1, "one lookup per poll, none after the folder appeared"
+    assert "created" in {change.outcome for change in changes}
+    assert set(grafana.state.rules) == RULE_UIDS
+    assert not grafana.state.dashboards
+
+
+def test_full_push_waits_for_grafana_but_not_for_the_folder() -> None:
+    with FakeGrafana(token=TOKEN) as grafana:
+        grafana.unavailable_answers = 3
+        api = push.connect(grafana.url, push.Credentials(token=TOKEN))
+        changes = list(push.push(api, grafana.url, push.InfluxTarget(), wait_s=60, poll_s=0.01))
+    assert ("folder", FOLDER, "created") in {(c.kind, c.name, c.outcome) for c in changes}
+    assert set(grafana.state.dashboards) == DASHBOARD_UIDS
+
+
+def test_wait_gives_up_with_one_clear_line_and_exit_code_2() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    result = cli("--url", url, "--token", "t", "--alerts-only", "--wait", "1")
+    assert result.returncode == 2
+    waiting, error = result.stderr.splitlines()
+    assert waiting.startswith(f"waiting up to 1 s: cannot reach Grafana at {url}:")
+    assert error.startswith(f"error: cannot reach Grafana at {url}:")
+    assert error.endswith("(gave up after waiting 1 s)")
+    assert result.stdout == ""
+
+
+def test_wait_does_not_wait_for_refused_credentials() -> None:
+    """Waiting cannot fix a wrong password: one request, then the 401 line."""
+    with FakeGrafana(token=TOKEN) as grafana:
+        result = cli(
+            "--url",
+            grafana.url,
+            "--alerts-only",
+            "--wait",
+            "300",
+            env={"GRAFANA_TOKEN": "wrong-token-77"},
+        )
+    assert result.returncode == 2
+    assert "refused the credentials (HTTP 401)" in result.stderr
+    assert len(grafana.requests) == 1
+    assert "waiting" not in result.stderr
