@@ -32,7 +32,8 @@ JSON_DIR = Path("json")
 # Not under provisioning/: Grafana reads alert rule files before the dashboard providers and
 # creates their folder by title with a random uid (grafana/grafana#125079), so the provider's
 # folder `mh-town` could not be created. The rules go in with `gateway dashboards push
-# --alerts-only` (folderUID); this file is for Grafanas provisioned another way.
+# --alerts-only` (folderUID), which docker-compose.yml's one-shot `alert-rules` service runs on
+# every `up`; this file is for Grafanas provisioned another way.
 ALERT_RULES = Path("alerting") / "mh-alert-rules.yaml"
 
 BUILDERS: tuple[Callable[[], Dashboard], ...] = (
