@@ -15,6 +15,7 @@ from gateway.profiles.compile import (
     MAX_NS,
     MIN_NS,
     MISSING,
+    NOT_IN_VARIANT,
     BadTimestamp,
     CompiledProfile,
     FieldDropped,
@@ -84,7 +85,9 @@ def _fields(
     fields: dict[str, FieldValue] = {}
     for field in profile.fields:
         raw = field.get(reading, root)
-        if raw is MISSING or raw is None:
+        if raw is NOT_IN_VARIANT and not field.required:
+            continue  # the chosen layout variant does not declare it: no field, no drop
+        if raw is MISSING or raw is None or raw is NOT_IN_VARIANT:
             reason = "missing"
         else:
             try:

@@ -8,13 +8,15 @@ and what a technician reads when a layout is wrong.
 
 from __future__ import annotations
 
+import base64
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gateway.errors import DecodeError, ProfileError
-from gateway.profiles.compile import NO_READING
+from gateway.profiles.compile import NO_READING, NOT_IN_VARIANT
 from gateway.profiles.registry import load_file
 from gateway.profiles.schema import BinaryLayoutSpec
 from gateway.stages.decode import decoder_for, frame_decoder
@@ -47,10 +49,23 @@ def test_the_first_variant_whose_conditions_hold_is_read() -> None:
             {"fields": {"c": {"offset": 0, "type": "u8"}}},  # the catch-all, last
         ]
     }
-    assert decode(layout, "070809", 2) == {"a": 7}
-    assert decode(layout, "a10102ff", 2) == {"b": 0x0102, "kind": "report"}
-    assert decode(layout, "b10102", None) == {"b": 0x0102, "kind": "report"}
-    assert decode(layout, "c1", 1) == {"c": 0xC1}
+    # The names another variant declares are NOT_IN_VARIANT: normalize stores no field for
+    # them and counts no drop.
+    absent = NOT_IN_VARIANT
+    assert decode(layout, "070809", 2) == {"a": 7, "b": absent, "kind": absent, "c": absent}
+    assert decode(layout, "a10102ff", 2) == {
+        "b": 0x0102,
+        "kind": "report",
+        "a": absent,
+        "c": absent,
+    }
+    assert decode(layout, "b10102", None) == {
+        "b": 0x0102,
+        "kind": "report",
+        "a": absent,
+        "c": absent,
+    }
+    assert decode(layout, "c1", 1) == {"c": 0xC1, "a": absent, "b": absent, "kind": absent}
 
 
 def test_a_frame_no_variant_fits_is_a_dead_letter_before_any_read() -> None:
@@ -372,3 +387,64 @@ def test_a_sentinel_read_as_a_tag_is_a_missing_tag(tmp_path: Path) -> None:
     assert ("band", "missing_tag") in drops
     points = normalize(profile, decode(bytes.fromhex("000719")), {"device_id": "x"}, 5, [])
     assert [dict(point.tags) for point in points] == [{"band": "7"}]
+
+
+VARIANT_FIELDS = LORAWAN.replace(
+    "      - fields:\n          b: {offset: 0, type: u8}\n",
+    "      - when: {fport: 2}\n"
+    "        fields: {a: {offset: 0, type: u8}, b: {offset: 1, type: u8}}\n"
+    "        then: [{present: room, fields: {c: {offset: 0, type: u8}}}]\n",
+).replace(
+    "fields:\n  a: {path: payload.a, type: int}\n",
+    "tags:\n  band: {path: payload.b}\n"
+    "fields:\n  a: {path: payload.a, type: int}\n"
+    "  b: {path: payload.b, type: int}\n  c: {path: payload.c, type: int}\n",
+)
+
+
+def _variant_outcome(
+    tmp_path: Path, text: str, frame_hex: str, fport: int
+) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+    file = tmp_path / "p.yaml"
+    file.write_text(text, encoding="utf-8")
+    profile = load_file(file)
+    uplink = {
+        "uplink_message": {
+            "f_port": fport,
+            "frm_payload": base64.b64encode(bytes.fromhex(frame_hex)).decode(),
+        }
+    }
+    document = decoder_for(profile.decode_spec)(json.dumps(uplink).encode())
+    drops: list[tuple[str, str]] = []
+    try:
+        points = normalize(profile, document, {"device_id": "x"}, 5, drops)
+    except DecodeError:
+        points = []
+    return [dict(point.fields) for point in points], drops
+
+
+def test_a_field_the_chosen_variant_does_not_declare_is_absent_without_a_drop(
+    tmp_path: Path,
+) -> None:
+    """b and c exist only in variant 2: a variant-1 frame gives a, and drops nothing for b, c
+    (nor a missing tag for band, which reads b as every tag that is absent does)."""
+    fields, drops = _variant_outcome(tmp_path, VARIANT_FIELDS, "07", 1)
+    assert fields == [{"a": 7}]
+    assert drops == [("band", "missing_tag")]
+    # Variant 2 declares c in an optional trailing group: a frame without it still drops it.
+    fields, drops = _variant_outcome(tmp_path, VARIANT_FIELDS, "0708", 2)
+    assert fields == [{"a": 7, "b": 8}]
+    assert drops == [("c", "missing")]
+    fields, drops = _variant_outcome(tmp_path, VARIANT_FIELDS, "070809", 2)
+    assert (fields, drops) == ([{"a": 7, "b": 8, "c": 9}], [])
+
+
+def test_a_required_field_the_chosen_variant_does_not_declare_drops_the_reading(
+    tmp_path: Path,
+) -> None:
+    required = VARIANT_FIELDS.replace(
+        "b: {path: payload.b, type: int}", "b: {path: payload.b, type: int, required: true}"
+    )
+    fields, drops = _variant_outcome(tmp_path, required, "07", 1)
+    assert fields == []
+    assert drops[:2] == [("b", "missing"), ("(reading)", "required_b_missing")]

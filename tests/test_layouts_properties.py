@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.errors import DecodeError
-from gateway.profiles.compile import NO_READING
+from gateway.profiles.compile import NO_READING, NOT_IN_VARIANT
 from gateway.profiles.registry import load_file
 from gateway.profiles.schema import BinaryLayoutSpec
 from gateway.stages.decode import frame_decoder
@@ -138,7 +138,17 @@ def _u(frame: bytes, at: int, size: int, *, signed: bool = False) -> int:
     return int.from_bytes(frame[at : at + size], "big", signed=signed)
 
 
+METER_NAMES = ["volume_l", "flow_lh", "battery_pct", "leak", "backflow", "tamper"]
+METER_NAMES += ["battery_mv", "temperature"]  # clock is in every kind of frame
+
+
 def meter_reference(frame: bytes, fport: int | None) -> dict[str, Any]:
+    """The values of one frame; the names the other kinds of frame have are NOT_IN_VARIANT."""
+    values = _meter_values(frame, fport)
+    return {**dict.fromkeys(METER_NAMES, NOT_IN_VARIANT), **values}
+
+
+def _meter_values(frame: bytes, fport: int | None) -> dict[str, Any]:
     kind = frame[0] if frame else None
     if fport == 1 and kind == 0x01:
         if len(frame) < 12:

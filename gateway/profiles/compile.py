@@ -47,6 +47,18 @@ NO_READING: Any = _NoReading()
 """A binary layout's value for a sentinel ("no reading", e.g. 0xFFFF): the field is dropped
 with reason sentinel (see _sentinel_aware)."""
 
+
+class _NotInVariant:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NOT_IN_VARIANT"
+
+
+NOT_IN_VARIANT: Any = _NotInVariant()
+"""A binary layout's value for a name that another variant declares but the chosen one does
+not (an alarm frame has no volume): the field is simply absent, no drop (see _variant_aware)."""
+
 Getter = Callable[[Any, Any], Any]
 """getter(reading, root) -> value or MISSING."""
 
@@ -76,6 +88,9 @@ class CompiledField:
     # A number field without map or hash: normalize's generated code does what `convert` does
     # inline instead of calling it.
     number: NumberRule | None = None
+    # Reads a value only some layout variants declare: NOT_IN_VARIANT means no field and no drop
+    # (a required one still drops the reading as missing).
+    by_variant: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +192,7 @@ def compile_profile(
     relative = spec.readings is not None
     digest = keyed_hash(hash_key)
     sentinels = _sentinel_paths(spec.decode)
+    by_variant = _variant_only_paths(spec.decode)
     return CompiledProfile(
         id=spec.id,
         version=spec.version,
@@ -195,7 +211,7 @@ def compile_profile(
         max_series=spec.output.max_series,
         tags=tuple(
             _private_tag(
-                _sentinel_tag(_compile_tag(name, tag, relative=relative), sentinels),
+                _sentinel_tag(_compile_tag(name, tag, relative=relative), sentinels | by_variant),
                 tag.privacy,
                 digest,
             )
@@ -204,7 +220,10 @@ def compile_profile(
         ),
         fields=tuple(
             _private_field(
-                _sentinel_aware(_compile_field(name, field, relative=relative), sentinels),
+                _variant_aware(
+                    _sentinel_aware(_compile_field(name, field, relative=relative), sentinels),
+                    by_variant,
+                ),
                 field.privacy,
                 digest,
             )
@@ -225,15 +244,27 @@ def compile_profile(
 
 
 def _sentinel_paths(decode: DecodeSpec) -> frozenset[tuple[str | int, ...]]:
-    """Keys of the decoded values a binary layout may set to NO_READING (see layouts.py):
-    at the root for format binary, under `payload` for envelopes."""
+    """Keys of the decoded values a binary layout may set to NO_READING (see layouts.py)."""
+    return _layout_paths(decode, BinaryLayoutSpec.sentinel_names)
+
+
+def _variant_only_paths(decode: DecodeSpec) -> frozenset[tuple[str | int, ...]]:
+    """Keys of the decoded values a binary layout may set to NOT_IN_VARIANT (see layouts.py)."""
+    return _layout_paths(decode, BinaryLayoutSpec.variant_only_names)
+
+
+def _layout_paths(
+    decode: DecodeSpec, names: Callable[[BinaryLayoutSpec], frozenset[str]]
+) -> frozenset[tuple[str | int, ...]]:
+    """Keys of the decoded values `names` picks from the binary layout: at the root for
+    format binary, under `payload` for envelopes."""
     if isinstance(decode, BinaryLayoutSpec):
-        return frozenset((name,) for name in decode.sentinel_names())
+        return frozenset((name,) for name in names(decode))
     binary = getattr(decode, "binary", None)  # json with a binary frame inside
     layout = getattr(decode, "layout", None) or getattr(binary, "layout", None)
     if not isinstance(layout, BinaryLayoutSpec):
         return frozenset()
-    return frozenset(("payload", name) for name in layout.sentinel_names())
+    return frozenset(("payload", name) for name in names(layout))
 
 
 def _sentinel_aware(
@@ -253,17 +284,28 @@ def _sentinel_aware(
     return replace(compiled, convert=checked, number=None)
 
 
+def _variant_aware(
+    compiled: CompiledField, by_variant: frozenset[tuple[str | int, ...]]
+) -> CompiledField:
+    """A field reading a value only some layout variants declare: normalize leaves it out
+    without a drop when the chosen variant does not declare it."""
+    if compiled.path[1] not in by_variant:
+        return compiled
+    return replace(compiled, by_variant=True)
+
+
 def _sentinel_tag(
     compiled: CompiledTag, sentinels: frozenset[tuple[str | int, ...]]
 ) -> CompiledTag:
-    """A tag reading a value that may be NO_READING reads it as absent (missing_tag)."""
+    """A tag reading a value that may be NO_READING (or NOT_IN_VARIANT) reads it as absent
+    (missing_tag)."""
     get = compiled.get
     if get is None or compiled.path[1] not in sentinels:
         return compiled
 
     def checked(reading: Any, root: Any) -> Any:
         raw = get(reading, root)
-        return None if raw is NO_READING else raw
+        return None if raw is NO_READING or raw is NOT_IN_VARIANT else raw
 
     return replace(compiled, get=checked, path=(False, ()))  # no path: normalize calls `get`
 

@@ -509,6 +509,13 @@ class BinaryLayoutSpec(FrameBodySpec):
                 )
         return frozenset(names)
 
+    def variant_only_names(self) -> frozenset[str]:
+        """Names of values some variants declare and others do not."""
+        if not self.variants:
+            return frozenset()
+        declared = [frozenset(variant.value_names()) for variant in self.variants]
+        return frozenset.union(*declared) - frozenset.intersection(*declared)
+
     def uses_fport(self) -> bool:
         return any(v.when is not None and v.when.fport is not None for v in self.variants or ())
 

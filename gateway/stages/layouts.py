@@ -4,7 +4,9 @@
 closure runs, and it either returns every value the layout declares for this frame or raises
 DecodeError. It never guesses: a frame that fits no variant is `no_layout`, a value cut off is
 `truncated`/`too_short`, a channel of unknown size is `unknown_channel`, so nothing misread
-reaches normalize.
+reaches normalize. A name another variant declares but the chosen one does not is
+NOT_IN_VARIANT: normalize leaves its field out without a drop (an alarm frame has no volume by
+design), while a value the chosen variant declares but the frame lacks stays `missing`.
 
 What the frames of real LoRaWAN devices need, and where it is handled here:
 - a report kind chosen by fPort or a header byte (Dragino, Netvox, Adeunis): `_variant_test`;
@@ -23,7 +25,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from gateway.errors import DecodeError
-from gateway.profiles.compile import NO_READING
+from gateway.profiles.compile import NO_READING, NOT_IN_VARIANT
 from gateway.profiles.schema import (
     BinaryFieldSpec,
     BinaryLayoutSpec,
@@ -68,15 +70,23 @@ def compile_frame(layout: BinaryLayoutSpec) -> FrameDecoder:
     if layout.variants is None:
         body = _body_reader(layout, order)
         return lambda frame, fport: body(frame)
+    declared = layout.variant_only_names()
     choices = tuple(
-        (_variant_test(variant.when, order), _body_reader(variant, order))
+        (
+            _variant_test(variant.when, order),
+            _body_reader(variant, order),
+            dict.fromkeys(sorted(declared - set(variant.value_names())), NOT_IN_VARIANT),
+        )
         for variant in layout.variants
     )
 
     def decode(frame: bytes, fport: Any) -> dict[str, Any]:
-        for matches, body in choices:
+        for matches, body, undeclared in choices:
             if matches(frame, fport):
-                return body(frame)
+                values = body(frame)
+                if undeclared:
+                    values.update(undeclared)
+                return values
         raise DecodeError(
             "no_layout", f"no variant of the layout fits fPort {fport} and {len(frame)} bytes"
         )

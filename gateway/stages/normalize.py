@@ -25,6 +25,7 @@ from gateway.profiles.compile import (
     MAX_NS,
     MIN_NS,
     MISSING,
+    NOT_IN_VARIANT,
     BadTimestamp,
     CompiledField,
     CompiledProfile,
@@ -114,6 +115,7 @@ def _generate(
     """
     names: dict[str, object] = {
         "MISSING": MISSING,
+        "NOT_IN_VARIANT": NOT_IN_VARIANT,
         "FieldDropped": FieldDropped,
         "BadTimestamp": BadTimestamp,
         "DecodeError": DecodeError,
@@ -238,11 +240,17 @@ def _field_source(number: int, field: CompiledField, names: dict[str, object]) -
     """One field: read it, convert it, emit it or record why not.
 
     A missing value (absent path or null) is "missing"; a converter's FieldDropped gives the
-    reason; a required field's drop drops the reading."""
+    reason; a required field's drop drops the reading. A value the chosen layout variant does
+    not declare (NOT_IN_VARIANT) is no field and no drop, unless the field is required."""
     names[f"get_{number}"] = field.get
     names[f"convert_{number}"] = field.convert
     code = _read_source("raw", field.path, f"get_{number}", names)
-    code += ["if raw is not None:"]
+    if field.by_variant:
+        code += ["if raw is NOT_IN_VARIANT:"]
+        code += _indent(_drop(field, "'missing'") if field.required else ["pass"], 1)
+        code += ["elif raw is not None:"]
+    else:
+        code += ["if raw is not None:"]
     if field.number is not None:
         code += _indent(_number_source(number, field, names), 1)
     else:
