@@ -19,7 +19,7 @@ from dashboards.panels import (
     stat_panel,
 )
 
-ALARM_WIDTH = 4  # six alarm counters side by side on the overview
+ALARM_WIDTH = 3  # eight alarm counters side by side on the overview
 
 
 def lamps_in_fault(extra_filter: str = "", width: int = ALARM_WIDTH) -> PanelBuilder:
@@ -145,4 +145,56 @@ def stale_devices(width: int = ALARM_WIDTH) -> PanelBuilder:
         ],
         steps=WARN_UNLESS_ANY,
         width=width,
+    )
+
+
+def gauges_above_alarm(
+    extra_filter: str = "",
+    width: int = ALARM_WIDTH,
+    levels: int = len(limits.RIVER_ALARM_M),
+) -> PanelBuilder:
+    """River gauges whose last level is at or above each of the first `levels` flood alarm
+    levels (I, II, III)."""
+    alarms = list(zip(("I", "II", "III"), limits.RIVER_ALARM_M, strict=True))[:levels]
+    last = 'last("level_m")'
+    flags = ", ".join(f'{at_least(last, level)} AS "{roman}"' for roman, level in alarms)
+    sums = ", ".join(f'sum("{roman}") AS "báo động {roman}"' for roman, _ in alarms)
+    shown = ", ".join(f"{roman} {level} m" for roman, level in alarms)
+    return stat_panel(
+        "Trạm đo vượt mức báo động lũ",
+        f"River and canal gauges whose last level in the range is at or above the town's "
+        f"working flood alarm levels ({shown}; dashboards/limits.py).",
+        COUNT,
+        [
+            InfluxQL(
+                f"""SELECT {sums} FROM (SELECT {flags} FROM "river_level"
+                WHERE $timeFilter AND {DISTRICT}{extra_filter} GROUP BY "device_id")"""
+            )
+        ],
+        steps=WARN_UNLESS_ANY,
+        width=width,
+    )
+
+
+def stations_over_pm25_limit(extra_filter: str = "", width: int = ALARM_WIDTH) -> PanelBuilder:
+    """Judged on the last 24 hours whatever the dashboard's range: the limit is a day mean."""
+    flag = at_least('mean("pm25_ugm3")', limits.PM25_DAY_LIMIT_UGM3)
+    return (
+        stat_panel(
+            "Trạm không khí vượt PM2.5",
+            f"Air stations whose mean PM2.5 over the last 24 hours is at or above the "
+            f"QCVN 05:2023/BTNMT limit of {limits.PM25_DAY_LIMIT_UGM3:.0f} µg/m³.",
+            COUNT,
+            [
+                InfluxQL(
+                    f"""SELECT sum("over") AS "trạm vượt PM2.5" FROM (SELECT {flag} AS "over"
+                    FROM "air_quality" WHERE $timeFilter AND {DISTRICT}{extra_filter}
+                    GROUP BY "device_id")"""
+                )
+            ],
+            steps=WARN_UNLESS_ANY,
+            width=width,
+        )
+        .time_from("24h")
+        .hide_time_override(False)
     )

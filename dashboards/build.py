@@ -19,6 +19,7 @@ from grafana_foundation_sdk.models.dashboard import Dashboard
 from dashboards import (
     alerts,
     connectivity,
+    environment,
     gateway_health,
     lighting,
     overview,
@@ -42,6 +43,7 @@ BUILDERS: tuple[Callable[[], Dashboard], ...] = (
     water.build,
     traffic.build,
     connectivity.build,
+    environment.build,
     gateway_health.build,
 )
 

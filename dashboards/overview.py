@@ -10,18 +10,21 @@ from dataclasses import dataclass
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
 from dashboards.alarms import (
+    gauges_above_alarm,
     lamps_in_fault,
     low_pressure_points,
     quality_exceedances,
     signal_faults,
     sites_on_battery,
     stale_devices,
+    stations_over_pm25_limit,
 )
 from dashboards.influxql import DISTRICT, InfluxQL
 from dashboards.panels import (
     COUNT,
     FULL,
     HALF,
+    THIRD,
     PanelBuilder,
     district_variable,
     stat_panel,
@@ -52,6 +55,9 @@ DOMAINS: dict[str, tuple[str, tuple[Kind, ...]]] = {
             Kind(("water_flow", "water_pressure"), "pressure_bar", "15m"),
             Kind(("water_tank",), "level_m", "30m"),
             Kind(("water_quality",), "ph", "15m"),
+            # Every uplink carries the radio fields, whatever frame it is.
+            Kind(("water_meter",), "rssi_dbm", "90m"),
+            Kind(("river_level",), "rssi_dbm", "30m"),
         ),
     ),
     "traffic": (
@@ -61,6 +67,7 @@ DOMAINS: dict[str, tuple[str, tuple[Kind, ...]]] = {
             # A radar batch carries the vehicles of the minute before it was sent.
             Kind(("traffic_vehicle",), "speed_kmh", "5m"),
             Kind(("traffic_signal",), "mode", "5m"),
+            Kind(("parking_bay",), "rssi_dbm", "15m"),
         ),
     ),
     "connectivity": (
@@ -70,6 +77,10 @@ DOMAINS: dict[str, tuple[str, tuple[Kind, ...]]] = {
             Kind(("broadband_speed",), "packet_loss_pct", "45m"),
             Kind(("connectivity_site",), "battery_v", "15m"),
         ),
+    ),
+    "environment": (
+        "Môi trường",
+        (Kind(("air_quality",), "pressure_hpa", "45m"),),
     ),
 }
 MEASUREMENTS = tuple(
@@ -109,6 +120,7 @@ def _domain_panel(domain: str) -> PanelBuilder:
         "(measurement). Fewer reporting than seen means devices went silent.",
         COUNT,
         [InfluxQL(devices_reporting(kinds)).alias("$m: $col")],
+        width=THIRD,  # five domains: three panels a line
     )
 
 
@@ -178,6 +190,8 @@ def build() -> Dashboard:
         quality_exceedances(),
         signal_faults(),
         sites_on_battery(),
+        gauges_above_alarm(levels=1),
+        stations_over_pm25_limit(),
         stale_devices(),
     ]
     return town_dashboard(

@@ -92,6 +92,9 @@ UNIT_SYMBOLS = {
     "velocitykmh": "km/h",
     "pressurebar": "bar",
     "lengthm": "m",
+    "celsius": "°C",
+    "humidity": "%RH",
+    "ppm": "ppm",
     "short": "",
     "none": "",
 }

@@ -1,4 +1,5 @@
-"""Giao thông: volume, speed and occupancy per site and lane, radar speeds, signal status."""
+"""Giao thông: volume, speed and occupancy per site and lane, radar speeds, signal status,
+plates read, on-street parking."""
 
 # ruff: noqa: S608  # Grafana InfluxQL templates built from constants, never from input
 
@@ -14,15 +15,25 @@ from dashboards.panels import (
     PERCENT,
     QUARTER,
     PanelBuilder,
+    Steps,
     device_variable,
     district_variable,
+    gauge_bars,
+    stat_panel,
     state_timeline,
     timeseries,
     town_dashboard,
 )
 
-MEASUREMENTS = ("traffic_flow", "traffic_vehicle", "traffic_signal", "traffic_plate")
+MEASUREMENTS = (
+    "traffic_flow",
+    "traffic_vehicle",
+    "traffic_signal",
+    "traffic_plate",
+    "parking_bay",
+)
 COUNTER_INTERVAL = "1m"  # loop counters report per minute, radars batch a minute of vehicles
+PARKING_INTERVAL = "5m"  # a bay report every 5 minutes, changed or not
 SPEED = "velocitykmh"
 
 # traffic_signal.mode, as the signal controller profile maps it (docs/canonical-schema.md).
@@ -181,11 +192,94 @@ def plates_read() -> PanelBuilder:
     )
 
 
+PARKING_STEPS: Steps = ((None, "green"), (limits.PARKING_BUSY_PCT, "orange"), (100, "red"))
+
+
+def parking_occupancy() -> PanelBuilder:
+    return timeseries(
+        "Tỷ lệ chỗ đỗ có xe theo phường",
+        "Share of the district's on-street parking bays with a vehicle on them: the mean of "
+        "the bay reports' occupied flag in the interval (a sensor in fault reports no "
+        f"occupancy and is left out). Above {limits.PARKING_BUSY_PCT:.0f} % drivers circle "
+        "to find a bay.",
+        PERCENT,
+        [
+            InfluxQL(
+                f"""SELECT mean("occupied") * 100 FROM "parking_bay"
+                WHERE $timeFilter AND {DEVICE_FILTER}
+                GROUP BY time($__interval), "district" fill(none)"""
+            ).alias("$tag_district")
+        ],
+        steps=PARKING_STEPS,
+        min_interval=PARKING_INTERVAL,
+    )
+
+
+def parking_now() -> PanelBuilder:
+    return gauge_bars(
+        "Chỗ đỗ đang có xe",
+        "Per district, the share of parking bays whose last report in the range says a "
+        "vehicle is on them.",
+        PERCENT,
+        [
+            InfluxQL(
+                f"""SELECT mean("occupied") * 100 FROM (SELECT last("occupied") AS "occupied"
+                FROM "parking_bay" WHERE $timeFilter AND {DEVICE_FILTER}
+                GROUP BY "district", "device_id") GROUP BY "district" """
+            ).alias("$tag_district")
+        ],
+        steps=PARKING_STEPS,
+        max_value=100,
+        width=QUARTER,
+    )
+
+
+def parking_bays() -> PanelBuilder:
+    return stat_panel(
+        "Chỗ đỗ trống / cảm biến lỗi",
+        "Bays whose last report in the range says free, and bay sensors whose last report "
+        "flags a magnetometer fault (occupancy unknown until it clears).",
+        COUNT,
+        [
+            InfluxQL(
+                f"""SELECT count("occupied") - sum("occupied") AS "chỗ trống",
+                sum("fault") AS "cảm biến lỗi" FROM (SELECT last("occupied") AS "occupied",
+                last("sensor_fault") AS "fault" FROM "parking_bay"
+                WHERE $timeFilter AND {DEVICE_FILTER} GROUP BY "device_id")"""
+            )
+        ],
+        steps=((None, "blue"),),
+        width=QUARTER,
+    )
+
+
+def parking_arrivals() -> PanelBuilder:
+    return timeseries(
+        "Lượt xe vào chỗ đỗ theo phường",
+        "Vehicles that arrived on the district's parking bays per interval: the increase of "
+        "every bay's arrival counter, summed (the counter wraps at 65536; the interval it "
+        "wraps in counts nothing rather than a negative).",
+        COUNT,
+        [
+            InfluxQL(
+                f"""SELECT sum("arrivals") FROM (SELECT non_negative_difference(
+                last("vehicle_arrivals")) AS "arrivals" FROM "parking_bay"
+                WHERE $timeFilter AND {DEVICE_FILTER}
+                GROUP BY time($__interval), "device_id", "district" fill(none))
+                WHERE $timeFilter GROUP BY time($__interval), "district" fill(0)"""
+            ).alias("$tag_district")
+        ],
+        min_interval=PARKING_INTERVAL,
+        bars=True,
+    )
+
+
 def build() -> Dashboard:
     return town_dashboard(
         "mh-traffic",
         "Giao thông",
-        "Mỹ Hào traffic: loop counts, speeds and occupancy, radar speeds, signal controllers.",
+        "Mỹ Hào traffic: loop counts, speeds and occupancy, radar speeds, signal controllers,"
+        " plates read, on-street parking.",
         time_from="now-6h",
         variables=[district_variable(MEASUREMENTS), device_variable(MEASUREMENTS)],
         rows=[
@@ -193,6 +287,7 @@ def build() -> Dashboard:
             ("Độ chiếm dụng và radar", [occupancy(), radar_speeds()]),
             ("Loại xe và đèn tín hiệu", [vehicles_by_class(), signal_status()]),
             ("Tủ tín hiệu", [signal_faults(f" AND {DEVICE}", width=QUARTER), cabinet_doors()]),
-            ("Camera biển số", [plates_read()]),
+            ("Bãi đỗ xe", [parking_occupancy(), parking_now(), parking_bays()]),
+            ("Biển số và lượt xe vào chỗ đỗ", [plates_read(), parking_arrivals()]),
         ],
     )

@@ -1,4 +1,5 @@
-"""Cấp nước: flow and pressure per district, reservoir levels, drinking-water quality."""
+"""Cấp nước: flow and pressure per district, reservoir levels, drinking-water quality,
+household meters."""
 
 # ruff: noqa: S608  # Grafana InfluxQL templates built from constants, never from input
 
@@ -10,20 +11,26 @@ from dashboards import limits
 from dashboards.alarms import low_pressure_points, quality_exceedances
 from dashboards.influxql import DEVICE, DEVICE_FILTER, InfluxQL
 from dashboards.panels import (
+    COUNT,
+    QUARTER,
     THIRD,
     TIMEZONE,
+    WARN_UNLESS_ANY,
     PanelBuilder,
     Steps,
     device_variable,
     district_variable,
     gauge_bars,
+    stat_panel,
     timeseries,
     town_dashboard,
 )
 
-MEASUREMENTS = ("water_flow", "water_pressure", "water_tank", "water_quality")
+MEASUREMENTS = ("water_flow", "water_pressure", "water_tank", "water_quality", "water_meter")
 METER_INTERVAL = "5m"  # flow meters, pressure loggers and quality probes report every 5 min
 TANK_INTERVAL = "10m"
+FLOW = "suffix: m³/h"  # Grafana's flow units stop at L/h and m³/s
+HOUSEHOLD_INTERVAL = "30m"  # household meters send an index every half hour
 
 PRESSURE_STEPS: Steps = (
     (None, "red"),
@@ -39,20 +46,23 @@ TANK_STEPS: Steps = (
 )
 
 
+def flow_sum_per_district(measurement: str) -> InfluxQL:
+    """The sum over the district's meters of each meter's mean flow in the interval."""
+    return InfluxQL(
+        f"""SELECT sum("flow") FROM (SELECT mean("flow_m3h") AS "flow" FROM "{measurement}"
+        WHERE $timeFilter AND {DEVICE_FILTER}
+        GROUP BY time($__interval), "device_id", "district" fill(none))
+        WHERE $timeFilter GROUP BY time($__interval), "district" fill(none)"""
+    ).alias("$tag_district")
+
+
 def flow_per_district() -> PanelBuilder:
     return timeseries(
         "Lưu lượng theo phường",
         "Water flowing through the district's metered mains: the sum over flow meters of each "
         "meter's mean flow in the interval.",
-        "suffix: m³/h",  # Grafana's flow units stop at L/h and m³/s
-        [
-            InfluxQL(
-                f"""SELECT sum("flow") FROM (SELECT mean("flow_m3h") AS "flow" FROM "water_flow"
-                WHERE $timeFilter AND {DEVICE_FILTER}
-                GROUP BY time($__interval), "device_id", "district" fill(none))
-                WHERE $timeFilter GROUP BY time($__interval), "district" fill(none)"""
-            ).alias("$tag_district")
-        ],
+        FLOW,
+        [flow_sum_per_district("water_flow")],
         min_interval=METER_INTERVAL,
     )
 
@@ -77,17 +87,18 @@ def pressure_per_district() -> PanelBuilder:
     )
 
 
-def volume_per_day() -> PanelBuilder:
+def increase_per_day(title: str, description: str, measurement: str) -> PanelBuilder:
+    """Per district and local day (Asia/Ho_Chi_Minh), the summed increase of every meter's
+    volume register (total_m3); a meter reset or replacement is not a negative."""
     used = (
-        'SELECT non_negative_difference(last("total_m3")) AS "m3" FROM "water_flow" '
+        f'SELECT non_negative_difference(last("total_m3")) AS "m3" FROM "{measurement}" '
         f"WHERE $timeFilter AND {DEVICE_FILTER} "
         'GROUP BY time($__interval), "district", "device_id" fill(none)'
     )
     return (
         timeseries(
-            "Sản lượng nước mỗi ngày",
-            "Water delivered per district per local day (Asia/Ho_Chi_Minh): the increase of "
-            "every flow meter's totalizer (total_m3), summed; a meter reset is not a negative.",
+            title,
+            description,
             "m3",
             [
                 InfluxQL(
@@ -99,6 +110,59 @@ def volume_per_day() -> PanelBuilder:
         )
         .time_from("7d")
         .hide_time_override(False)
+    )
+
+
+def volume_per_day() -> PanelBuilder:
+    return increase_per_day(
+        "Sản lượng nước mỗi ngày",
+        "Water delivered per district per local day (Asia/Ho_Chi_Minh): the increase of "
+        "every flow meter's totalizer (total_m3), summed; a meter reset is not a negative.",
+        "water_flow",
+    )
+
+
+def household_use_per_day() -> PanelBuilder:
+    return increase_per_day(
+        "Nước tiêu thụ của hộ dân mỗi ngày",
+        "Water used by the households with a smart meter, per district per local day "
+        "(Asia/Ho_Chi_Minh): the increase of every household meter's register (total_m3), "
+        "summed; a meter replaced or reset is not a negative. Compared with the water "
+        "delivered, the difference is what the network loses.",
+        "water_meter",
+    )
+
+
+def meter_alarms() -> PanelBuilder:
+    # The alarm fields exist only on alarm frames: with none in the range the query has no
+    # row, and the stat's noValue shows the true 0 (panels.stat_panel).
+    return stat_panel(
+        "Đồng hồ hộ dân báo động",
+        "Household meters that sent a leak alarm (water running all night), a backflow "
+        "alarm or a tamper alarm (a magnet on the case) in the range.",
+        COUNT,
+        [
+            InfluxQL(
+                f"""SELECT sum("leak") AS "rò rỉ", sum("backflow") AS "chảy ngược",
+                sum("tamper") AS "can thiệp" FROM (SELECT max("leak_alarm") AS "leak",
+                max("backflow_alarm") AS "backflow", max("tamper_alarm") AS "tamper"
+                FROM "water_meter" WHERE $timeFilter AND {DEVICE_FILTER} GROUP BY "device_id")"""
+            )
+        ],
+        steps=WARN_UNLESS_ANY,
+        width=QUARTER,
+    )
+
+
+def meter_flow_per_district() -> PanelBuilder:
+    return timeseries(
+        "Lưu lượng hộ dân theo phường",
+        "Water flowing into the households with a smart meter: the sum over meters of each "
+        "meter's mean flow in the interval (negative when water runs back into the network).",
+        FLOW,
+        [flow_sum_per_district("water_meter")],
+        min_interval=HOUSEHOLD_INTERVAL,
+        width=QUARTER * 3,  # next to the alarm counter
     )
 
 
@@ -207,13 +271,15 @@ def build() -> Dashboard:
     return town_dashboard(
         "mh-water",
         "Cấp nước",
-        "Mỹ Hào water supply: flow and pressure per district, reservoirs, water quality.",
+        "Mỹ Hào water supply: flow and pressure per district, reservoirs, water quality,"
+        " household meters.",
         time_from="now-24h",
         variables=[district_variable(MEASUREMENTS), device_variable(MEASUREMENTS)],
         rows=[
             ("Lưu lượng và áp lực", [flow_per_district(), pressure_per_district()]),
             ("Bể chứa", [tank_levels(), tank_levels_now()]),
-            ("Sản lượng", [volume_per_day()]),
+            ("Sản lượng", [volume_per_day(), household_use_per_day()]),
+            ("Đồng hồ hộ dân", [meter_flow_per_district(), meter_alarms()]),
             ("Chất lượng nước", [*quality_panels()]),
             (
                 "Cảnh báo",

@@ -55,7 +55,7 @@ VIETNAMESE = set(
     "ÀÁẢÃẠĂẰẮẲẴẶÂẦẤẨẪẬÈÉẺẼẸÊỀẾỂỄỆÌÍỈĨỊÒÓỎÕỌÔỒỐỔỖỘƠỜỚỞỠỢÙÚỦŨỤƯỪỨỬỮỰỲÝỶỸỴĐ"
 )
 UNIT_SYMBOLS = set("°µ³")
-DOMAIN_DASHBOARDS = {"mh-lighting", "mh-water", "mh-traffic", "mh-connectivity"}
+DOMAIN_DASHBOARDS = {"mh-lighting", "mh-water", "mh-traffic", "mh-connectivity", "mh-environment"}
 
 
 def rendered_dashboards() -> list[dict[str, Any]]:
@@ -223,12 +223,34 @@ def self_metrics_schema() -> dict[str, set[str]]:
     }
 
 
+def measurements_named(influxql: str) -> set[str]:
+    """The measurements after every FROM (subqueries' FROM are parentheses, not names)."""
+    lists = re.findall(r'FROM ((?:"\w+"(?:, )?)+)', influxql)
+    return {name for names in lists for name in re.findall(r'"(\w+)"', names)}
+
+
+def test_every_measurement_a_shipped_profile_writes_is_on_a_dashboard() -> None:
+    """A device kind whose readings no panel shows is data the town pays for and never sees."""
+    written = {
+        yaml.safe_load(path.read_text(encoding="utf-8"))["output"]["measurement"]
+        for path in (ROOT / "device_profiles").rglob("*.yaml")
+    }
+    shown = {
+        name
+        for dashboard in rendered_dashboards()
+        for query in dashboard_queries(dashboard, "")
+        if query.ref_id != "var"
+        for name in measurements_named(query.influxql)
+    }
+    assert written, "no shipped profiles found"
+    assert not written - shown, f"measurements on no dashboard: {sorted(written - shown)}"
+
+
 def test_queries_name_only_measurements_tags_and_fields_that_exist() -> None:
     schema = canonical_schema() | self_metrics_schema()
     assert {"streetlight", "water_quality", "broadband_speed", "traffic_signal"} <= set(schema)
     for query in queries():
-        measurements = set(re.findall(r'FROM ((?:"\w+"(?:, )?)+)', query.influxql))
-        named = {m for group in measurements for m in re.findall(r'"(\w+)"', group)}
+        named = measurements_named(query.influxql)
         assert named, f"{query.panel}: no measurement"
         assert named <= set(schema), f"{query.panel}: unknown measurement {named - set(schema)}"
         aliases = set(re.findall(r'AS "([^"]+)"', query.influxql))
@@ -287,6 +309,8 @@ SIMULATED = [
     "--lighting", "3", "--water", "2", "--traffic", "2", "--tanks", "2",
     "--quality-probes", "2", "--radars", "1", "--signals", "2", "--speed-probes", "4",
     "--site-monitors", "2", "--lorawan-lights", "2", "--anpr-cameras", "1",
+    "--air-stations", "2", "--water-meters", "2", "--river-probes", "2",
+    "--parking-sensors", "4",
     "--messages", "3000", "--rate", "0",
     "--seed", "20261124",
 ]  # fmt: skip
