@@ -145,8 +145,8 @@ def test_cli_pushes_with_a_token_file_and_never_prints_the_token(tmp_path: Path)
         second = cli("--url", grafana.url, "--token-file", str(token_file))
     assert first.returncode == 0, first.stderr
     assert "created   dashboard   Cấp nước (mh-water)" in first.stdout
-    assert f"Grafana {grafana.url}: 16 created, 0 updated, 3 unchanged" in first.stdout
-    assert f"Grafana {grafana.url}: 0 created, 0 updated, 19 unchanged" in second.stdout
+    assert f"Grafana {grafana.url}: 17 created, 0 updated, 3 unchanged" in first.stdout
+    assert f"Grafana {grafana.url}: 0 created, 0 updated, 20 unchanged" in second.stdout
     assert TOKEN not in first.stdout + first.stderr + second.stdout + second.stderr
 
 
