@@ -56,6 +56,10 @@ class _NullIngest:
     def connected(self) -> bool:
         return True
 
+    @property
+    def unread_bytes(self) -> int:
+        return 0
+
     def set_topics(self, topics: list[str]) -> None:
         return None
 

@@ -65,6 +65,8 @@ class Gateway:
         sink: Sink | None = None,
         dead_letters: DeadLetterStore | None = None,
         ingest: Ingest | None = None,
+        *,
+        watchdog: Watchdog | None = None,
     ) -> None:
         self.settings = settings
         # The codec sandbox counts warnings as they happen (a reading with warnings is still
@@ -114,10 +116,13 @@ class Gateway:
             mqtt_connected=lambda: self.ingest.connected,
             started_ns=time.time_ns(),
         )
-        # /healthz fails when a task died or the writer is stuck with work waiting for a
-        # reason nobody reports (InfluxDB down and a full disk are reported by /readyz).
-        self.watchdog = Watchdog()
+        # /healthz fails when a task died or the writer or intake is stuck with work waiting
+        # for a reason nobody reports (InfluxDB down and a full disk are reported by /readyz).
+        self.watchdog = watchdog or Watchdog()
         self.watchdog.stage("writer", self._writer_should_progress)
+        self.watchdog.stage(
+            "intake", self._intake_should_progress, lambda: self.ingest.stats.bytes_read
+        )
         self.health = (
             HealthServer(settings.http, self.sources, self.readiness, failing=self.watchdog.failing)
             if settings.http.enabled
@@ -266,6 +271,11 @@ class Gateway:
             and self.metrics.influx_writable
             and self._disk_full() == (None, None)
         )
+
+    def _intake_should_progress(self) -> bool:
+        """The broker's bytes wait unread while the writer keeps up (fewer than max_pending
+        batches wait; waiting for InfluxDB or space holds intake back through them)."""
+        return len(self._sealed) < self.settings.batch.max_pending and self.ingest.unread_bytes > 0
 
     def _enqueue(self, batch: Batch) -> None:
         self._sealed.append(batch)

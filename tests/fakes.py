@@ -27,6 +27,7 @@ class QueueIngest:
         self.paused = False
         self.topics: list[str] | None = None  # set by a profile reload
         self.stats = IngestStats()
+        self.unread_bytes = 0  # what the broker sent that was not read: set by a test
         self._stop = asyncio.Event()
 
     async def run(self) -> None:

@@ -6,8 +6,17 @@ the pipeline's tasks and when each stage last made progress:
 
 - a watched task that raised or was cancelled while the pipeline runs has died (its exception
   is named; a task that returned, such as a disabled profile watcher, is done, not dead);
-- a stage that has work waiting (`busy()`) and has not reported progress (`progress(name)`)
-  for `stall_after_s` is stuck.
+- a stage that has work waiting (`busy()`) and has not reported progress for `stall_after_s`
+  is stuck. A stage reports progress by calling `progress(name)`, or, where a call per event
+  would cost on the hot path, through a `progress_mark()` the watchdog reads when asked (a
+  counter: any change is progress).
+
+The pipeline watches two stages. The writer has work while sealed batches wait for it. Intake
+has work while the broker's bytes wait unread in the socket (`Ingest.unread_bytes`) and nothing
+holds intake back: fewer than `max_pending` batches wait for the writer (a writer waiting for
+InfluxDB or for space holds intake back through them). Intake runs synchronously in the socket
+read callback, so there is no queue between reading and the message rules: unread bytes with
+reading allowed mean reading stopped for a reason nobody reports.
 
 What is a known, reported wait is not "stuck": the pipeline's `busy()` says False while
 InfluxDB is down or the disk is full (those make /readyz fail with the reason, and a restart
@@ -26,6 +35,8 @@ from dataclasses import dataclass
 class _Stage:
     busy: Callable[[], bool]
     progress_at_s: float
+    progress_mark: Callable[[], object] | None = None
+    last_mark: object = None
     was_busy: bool = False
 
 
@@ -43,9 +54,17 @@ class Watchdog:
         """A task that must run as long as the pipeline does."""
         self._tasks.append(task)
 
-    def stage(self, name: str, busy: Callable[[], bool]) -> None:
-        """A stage that must report `progress(name)` while `busy()` (work waits for it)."""
-        self._stages[name] = _Stage(busy, self._clock_s())
+    def stage(
+        self,
+        name: str,
+        busy: Callable[[], bool],
+        progress_mark: Callable[[], object] | None = None,
+    ) -> None:
+        """A stage that must make progress while `busy()` (work waits for it): it calls
+        `progress(name)`, or `progress_mark()` changes."""
+        self._stages[name] = _Stage(
+            busy, self._clock_s(), progress_mark, None if progress_mark is None else progress_mark()
+        )
 
     def progress(self, name: str) -> None:
         self._stages[name].progress_at_s = self._clock_s()
@@ -64,6 +83,10 @@ class Watchdog:
             busy = stage.busy()
             if busy and not stage.was_busy:
                 stage.progress_at_s = now  # idle counts as keeping up: stalled from here on
+            if stage.progress_mark is not None:
+                mark = stage.progress_mark()
+                if mark != stage.last_mark:
+                    stage.last_mark, stage.progress_at_s = mark, now
             stage.was_busy = busy
             if busy and now - stage.progress_at_s > self.stall_after_s:
                 problems.append(

@@ -11,10 +11,11 @@ every packet of a socket read handled in one loop, PUBACKs sent in bulk when the
 a batch is durable.
 
 The interface is narrow: `MqttIngest(settings, topics, on_message)`, `run()`, `ack(tokens)`,
-`pause()`, `resume()`, `stop()`, `connected`. A Message's `ack_token` is `(session, packet_id)`:
-packet ids are only meaningful on the connection that delivered them, so tokens of an older
-connection are counted (`stale_acks`) and not sent (the broker redelivers those messages, and
-the points they produce are identical, so InfluxDB overwrites rather than doubles them).
+`pause()`, `resume()`, `stop()`, `connected`, `unread_bytes` (for the watchdog). A Message's
+`ack_token` is `(session, packet_id)`: packet ids are only meaningful on the connection that
+delivered them, so tokens of an older connection are counted (`stale_acks`) and not sent (the
+broker redelivers those messages, and the points they produce are identical, so InfluxDB
+overwrites rather than doubles them).
 
 Waits never use `asyncio.wait_for`: on Python 3.11 it returns the result and swallows a
 cancellation that arrives while the awaited future completes (the hang of issue 18). Futures
@@ -26,11 +27,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import random
 import ssl
 import struct
+import termios
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -68,6 +71,11 @@ class Ingest(Protocol):
     @property
     def connected(self) -> bool: ...
 
+    @property
+    def unread_bytes(self) -> int:
+        """Bytes the broker sent that intake has not read yet (the watchdog's question)."""
+        ...
+
     async def stop(self) -> None: ...
 
 
@@ -89,6 +97,7 @@ class MqttConnectError(Exception):
 @dataclass(slots=True)
 class IngestStats:
     messages: int = 0
+    bytes_read: int = 0  # from the broker's sockets: the watchdog's sign that intake reads
     connects: int = 0
     reconnects: int = 0
     acks_sent: int = 0
@@ -134,6 +143,7 @@ class _MqttProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_received = time.monotonic()
+        self._stats.bytes_read += len(data)
         buffer = self._buffer
         buffer += data
         consumed = 0
@@ -254,6 +264,23 @@ class MqttIngest:
     def connected(self) -> bool:
         protocol = self._protocol
         return protocol is not None and not protocol.closed.done()
+
+    @property
+    def unread_bytes(self) -> int:
+        """Bytes waiting in the receive queue of the newest connection's socket (FIONREAD);
+        0 without one. Read while intake is paused, or when reading stopped for a reason
+        nobody reports (the watchdog tells these apart, gateway/operations/watchdog.py)."""
+        protocol = self._delivering
+        if protocol is None or protocol.closing or protocol.transport is None:
+            return 0
+        sock = protocol.transport.get_extra_info("socket")
+        if sock is None:
+            return 0
+        try:
+            queued = fcntl.ioctl(sock.fileno(), termios.FIONREAD, bytes(4))
+        except OSError:  # closed in the meantime
+            return 0
+        return int(struct.unpack("i", queued)[0])
 
     async def run(self) -> None:
         """Connect, receive, and reconnect with capped, jittered backoff until stop()."""
