@@ -246,6 +246,12 @@ class SpoolSettings(_Section):
         description="Dead-letter store size limit (topics, payloads, details); the oldest "
         "letters go first beyond this, counted.",
     )
+    deadletter_when_full: Literal["evict", "pause"] = Field(
+        "evict",
+        description='At either dead-letter bound: "evict" deletes the oldest letters (counted); '
+        '"pause" keeps every letter and stops acknowledging, intake paused and /readyz 503 as '
+        "on a full disk, until letters are replayed or removed.",
+    )
 
 
 class HttpSettings(_Section):

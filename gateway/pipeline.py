@@ -77,6 +77,7 @@ class Gateway:
             settings.spool.dir / DEAD_LETTER_FILE,
             settings.spool.deadletter_max_records,
             settings.spool.deadletter_max_bytes,
+            settings.spool.deadletter_when_full,
         )
         self.spool = Spool(settings.spool.dir / SPOOL_FILE, settings.spool.max_bytes)
         self.receive_times = ReceiveTimes(self.spool)

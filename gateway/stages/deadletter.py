@@ -7,7 +7,10 @@ is never acknowledged unless it is either in InfluxDB or in here.
 
 Bounded by rows and by bytes (topic, payload and detail; at 64 KiB payloads a million rows
 would be 64 GB): beyond either bound the oldest letters are deleted in the same transaction
-and counted in `evicted`. On a full disk `add` waits for space (gateway/stages/storage.py).
+and counted in `evicted`, or, with `when_full="pause"`, nothing is deleted and `add` waits
+until letters are removed (`gateway deadletter replay`, from another process), exactly as it
+waits on a full disk (gateway/stages/storage.py): nothing acknowledged, intake paused, /readyz
+names the store.
 """
 
 from __future__ import annotations
@@ -18,9 +21,16 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 from gateway.model import DeadLetter
-from gateway.stages.storage import StorageState, create_private, open_database, run_transaction
+from gateway.stages.storage import (
+    StorageState,
+    StoreAtBoundsError,
+    create_private,
+    open_database,
+    run_transaction,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,15 +61,21 @@ _SELECT = (
 
 
 class DeadLetterStore:
-    """Bounded by `max_records` rows and `max_bytes`: the oldest records go first."""
+    """Bounded by `max_records` rows and `max_bytes`: the oldest records go first, or with
+    `when_full="pause"` new ones wait for room."""
 
     def __init__(
-        self, path: Path, max_records: int = 1_000_000, max_bytes: int = 256 * 1024**2
+        self,
+        path: Path,
+        max_records: int = 1_000_000,
+        max_bytes: int = 256 * 1024**2,
+        when_full: Literal["evict", "pause"] = "evict",
     ) -> None:
         create_private(path)
         self.path = path
         self._max_records = max_records
         self._max_bytes = max_bytes
+        self._wait_when_full = when_full == "pause"
         self.storage = StorageState("dead-letter store")
         self.evicted = 0  # letters deleted to stay within the bounds, since start
         self._evicted_logged_at = -_EVICTION_LOG_EVERY_S
@@ -67,11 +83,9 @@ class DeadLetterStore:
         self._lock = threading.Lock()
         self._db = open_database(path, _connect)
         self._add_missing_columns()
-        rows, size = self._db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(length(topic) + length(payload) + length(detail)), 0)"
-            " FROM dead_letters"
-        ).fetchone()
-        self._rows, self._bytes = int(rows), int(size)
+        self._data_version = -1  # none seen: _count_again_if_changed counts
+        self._rows = self._bytes = 0
+        self._count_again_if_changed(self._db)
 
     @property
     def bytes(self) -> int:
@@ -109,16 +123,20 @@ class DeadLetterStore:
 
     def _insert(self, rows: Sequence[tuple[object, ...]], added: int) -> None:
         def insert(db: sqlite3.Connection) -> tuple[int, int]:
+            self._count_again_if_changed(db)
+            excess_rows = self._rows + len(rows) - self._max_records
+            excess_bytes = self._bytes + added - self._max_bytes
+            if self._wait_when_full:
+                # An empty store takes any batch: one larger than the bounds would wait for ever.
+                if (excess_rows > 0 or excess_bytes > 0) and self._rows:
+                    raise self._full()
+                excess_rows = excess_bytes = 0
             db.executemany(
                 "INSERT INTO dead_letters (received_ns, topic, payload, reason, detail,"
                 " profile_id, database, retention_policy) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
-            return self._evict_oldest(
-                db,
-                self._rows + len(rows) - self._max_records,
-                self._bytes + added - self._max_bytes,
-            )
+            return self._evict_oldest(db, excess_rows, excess_bytes)
 
         with self._lock:
             evicted, freed = run_transaction(self._db, insert)
@@ -126,6 +144,30 @@ class DeadLetterStore:
             self._bytes += added - freed
         if evicted:
             self._note_evicted(evicted)
+
+    def _count_again_if_changed(self, db: sqlite3.Connection) -> None:
+        """Count rows and bytes again when another connection committed since the last look
+        (`gateway deadletter replay` removes letters from its own process): stale counts would
+        evict letters that fit, or keep a paused store waiting. SQLite's `data_version` changes
+        exactly then; it is read inside the write transaction, so the counts match the rows."""
+        version = db.execute("PRAGMA data_version").fetchone()[0]
+        if version == self._data_version:
+            return
+        self._data_version = version
+        rows, size = db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(length(topic) + length(payload) + length(detail)), 0)"
+            " FROM dead_letters"
+        ).fetchone()
+        self._rows, self._bytes = int(rows), int(size)
+
+    def _full(self) -> StoreAtBoundsError:
+        return StoreAtBoundsError(
+            f"full: {self._rows} letters, {self._bytes} bytes; [spool] deadletter_max_records "
+            f"{self._max_records}, deadletter_max_bytes {self._max_bytes}, "
+            'deadletter_when_full = "pause"',
+            "Make room: `gateway deadletter replay` what can be replayed, delete letters "
+            f"from {self.path} with sqlite3, or raise the bounds and restart",
+        )
 
     def _evict_oldest(
         self, db: sqlite3.Connection, excess_rows: int, excess_bytes: int

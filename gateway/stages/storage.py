@@ -8,6 +8,9 @@ once a minute with SQLite's own text, and waits and tries again: the batch is no
 its messages are not acknowledged, the writer stops, intake pauses and the broker keeps
 everything. The first write that succeeds again clears the state: recovery needs no restart.
 `close()` ends the wait (raising StorageFullError), so SIGTERM still ends the process.
+A store that is full by its own bounds and configured to wait rather than evict (the dead-letter
+store with `[spool] deadletter_when_full = "pause"`) raises `StoreAtBoundsError` and goes
+through the same state: room made in the store ends it as space on the disk does.
 
 Opening needs space too: a WAL database's shared-memory file (32 KiB) is created at open,
 so after a clean stop on a full disk the stores could not even open, and the gateway would
@@ -58,6 +61,15 @@ def is_storage_full(exc: sqlite3.Error) -> bool:
     return "disk is full" in text or "disk I/O error" in text
 
 
+class StoreAtBoundsError(Exception):
+    """A write the store refuses because it is at its configured bounds: waited out like a full
+    disk. `remedy` says how to make room (the log line's "what to do")."""
+
+    def __init__(self, problem: str, remedy: str) -> None:
+        super().__init__(problem)
+        self.remedy = remedy
+
+
 class StorageState:
     """Whether a store's last write failed for lack of space, why, and since when.
 
@@ -81,7 +93,7 @@ class StorageState:
             return None
         return f"{self.name}: cannot write ({problem}) for {now - self.since_s:.0f}s"
 
-    def note_refused(self, path: Path, exc: sqlite3.Error) -> None:
+    def note_refused(self, path: Path, exc: sqlite3.Error | StoreAtBoundsError) -> None:
         now = time.monotonic()
         if self.problem is None:
             self.since_s = now
@@ -91,11 +103,13 @@ class StorageState:
             self._logged_at_s = now
             log.error(
                 "%s: %s (%s): not acknowledging new messages, intake paused; the broker keeps "
-                "them. Free space in %s; the gateway resumes by itself (%d writes refused)",
+                "them. %s; the gateway resumes by itself (%d writes refused)",
                 self.name,
                 exc,
                 type(exc).__name__,
-                path.parent,
+                exc.remedy
+                if isinstance(exc, StoreAtBoundsError)
+                else f"Free space in {path.parent}",
                 self.refused_writes,
             )
 
@@ -110,14 +124,15 @@ class StorageState:
             self._logged_at_s = -LOG_EVERY_S
 
     def retry_until_written(self, path: Path, write: Callable[[], _T]) -> _T:
-        """`write()` (one transaction), repeated while the disk is full; blocking.
+        """`write()` (one transaction), repeated while the disk is full (or the store is:
+        StoreAtBoundsError); blocking.
 
         Raises StorageFullError once `close()` was called: the pipeline is stopping."""
         while True:
             try:
                 result = write()
-            except sqlite3.OperationalError as exc:
-                if not is_storage_full(exc):
+            except (sqlite3.OperationalError, StoreAtBoundsError) as exc:
+                if isinstance(exc, sqlite3.OperationalError) and not is_storage_full(exc):
                     raise
                 self.note_refused(path, exc)
                 if self._closing.wait(RETRY_S):
