@@ -37,6 +37,8 @@ CONTENDERS = {
     "water-meters": "tts_v3, fPort/header variants (mh-water-meter-tts)",
     "river-probes": "tts_v3, flag groups + optional word (mh-water-river-flags-tts)",
     "parking-sensors": "tts_v3 + javascript codec (mh-traffic-parking-codec-tts)",
+    "lorawan-lights": "chirpstack_v4, fixed layout, topic fallback (mh-streetlight-lorawan-cs)",
+    "lorawan-meters": "chirpstack_v4, content match + fPort variants (mh-water-meter-cs)",
 }
 
 

@@ -1,8 +1,10 @@
 """The declarative-layout devices through real processes: simulators -> mosquitto -> gateway ->
 influxd. A channel/type stream (air stations), fPort/header variants (water meters) and flag
-groups with an optional status word (river probes), each in a The Things Stack v3 uplink, are
-stored exactly as the simulators' truth says: values, types and times, with the sentinel
-readings ("no reading") left out rather than stored as numbers."""
+groups with an optional status word (river probes), each in a The Things Stack v3 uplink, and
+fPort variants in ChirpStack v4 events (water meters sharing ChirpStack's topic with the
+streetlights, told apart by their device profile) are stored exactly as the simulators' truth
+says: values, types and times, with the sentinel readings ("no reading") left out rather than
+stored as numbers."""
 
 from __future__ import annotations
 
@@ -34,13 +36,14 @@ def test_layout_devices_are_stored_exactly(
         run_simulators(
             mosquitto, truth_file,
             "--air-stations", "20", "--water-meters", "20", "--river-probes", "20",
+            "--lorawan-meters", "20", "--lorawan-lights", "10",
             "--messages", "3000", "--rate", "0", "--seed", "5",
         )  # fmt: skip
         truth = load_truth(truth_file)
         expected = truth_counts(truth)
         stored = wait_for_counts(influxd, influx_db, expected)
         assert gateway.stop() == 0
-    assert set(expected) == {"air_quality", "water_meter", "river_level"}
+    assert set(expected) == {"air_quality", "water_meter", "river_level", "streetlight"}
     assert stored == expected
     assert sum(expected.values()) == 3000
     missing, extra, differences = compare_with_truth(influxd, influx_db, truth)

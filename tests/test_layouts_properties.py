@@ -37,6 +37,7 @@ def _layout(file: str) -> BinaryLayoutSpec:
 AIR = frame_decoder(_layout("environment/air-quality-tlv.yaml"))
 METER = frame_decoder(_layout("water/smart-meter-variants-tts.yaml"))
 RIVER = frame_decoder(_layout("water/river-probe-flags-tts.yaml"))
+CS_METER = frame_decoder(_layout("water/water-meter-fport-chirpstack.yaml"))
 
 
 class Refused(Exception):  # noqa: N818  # the reference's dead letter, named like the gateway's
@@ -138,14 +139,19 @@ def _u(frame: bytes, at: int, size: int, *, signed: bool = False) -> int:
     return int.from_bytes(frame[at : at + size], "big", signed=signed)
 
 
+# The names of both meters' values that only some kinds of frame have (the TTS meter's clock is
+# in every frame).
 METER_NAMES = ["volume_l", "flow_lh", "battery_pct", "leak", "backflow", "tamper"]
-METER_NAMES += ["battery_mv", "temperature"]  # clock is in every kind of frame
+METER_NAMES += ["battery_mv", "temperature"]
+
+
+def _with_undeclared(values: dict[str, Any]) -> dict[str, Any]:
+    """A meter frame's values; the names only the other kinds of frame have are NOT_IN_VARIANT."""
+    return {**dict.fromkeys(METER_NAMES, NOT_IN_VARIANT), **values}
 
 
 def meter_reference(frame: bytes, fport: int | None) -> dict[str, Any]:
-    """The values of one frame; the names the other kinds of frame have are NOT_IN_VARIANT."""
-    values = _meter_values(frame, fport)
-    return {**dict.fromkeys(METER_NAMES, NOT_IN_VARIANT), **values}
+    return _with_undeclared(_meter_values(frame, fport))
 
 
 def _meter_values(frame: bytes, fport: int | None) -> dict[str, Any]:
@@ -192,6 +198,47 @@ def test_variants_never_misread(
 ) -> None:
     frame = _cut(bytes([kind]) + body, data)
     assert outcome(METER, frame, fport) == expected(meter_reference, frame, fport)
+
+
+# --- the ChirpStack water meter: variants by fPort alone, little-endian -------------------------
+
+
+def cs_meter_reference(frame: bytes, fport: int | None) -> dict[str, Any]:
+    return _with_undeclared(_cs_meter_values(frame, fport))
+
+
+def _cs_meter_values(frame: bytes, fport: int | None) -> dict[str, Any]:
+    def le(at: int, size: int, *, signed: bool = False) -> int:
+        return int.from_bytes(frame[at : at + size], "little", signed=signed)
+
+    if fport == 100:  # the index
+        if len(frame) < 8:
+            raise Refused("too_short")
+        volume = le(0, 4)
+        return {
+            "volume_l": NO_READING if volume == 0xFFFFFFFF else volume,
+            "flow_lh": le(4, 2, signed=True),
+            "battery_pct": frame[6],
+            "leak": frame[7] & 1,
+            "backflow": frame[7] >> 1 & 1,
+            "tamper": frame[7] >> 2 & 1,
+        }
+    if fport == 103:  # the daily status
+        if len(frame) < 3:
+            raise Refused("too_short")
+        return {"battery_mv": le(0, 2), "temperature": le(2, 1, signed=True)}
+    raise Refused("no_layout")
+
+
+@SETTINGS
+@given(
+    st.sampled_from([100, 100, 103, 103, 101, 0, 2, None]),
+    st.one_of(st.binary(max_size=12), st.just(bytes.fromhex("ffffffff88ff5607"))),
+    st.data(),
+)
+def test_port_variants_never_misread(fport: int | None, body: bytes, data: st.DataObject) -> None:
+    frame = _cut(body, data)
+    assert outcome(CS_METER, frame, fport) == expected(cs_meter_reference, frame, fport)
 
 
 # --- the river probe: groups behind flag bits, an optional status word ----------------------------

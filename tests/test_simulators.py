@@ -617,6 +617,7 @@ def test_cli_parses_the_documented_command() -> None:
         "water-meters": 0,
         "river-probes": 0,
         "parking-sensors": 0,
+        "lorawan-meters": 0,
     }
     assert (command.messages, command.seed, command.start_ms) == (2000, 9, START_MS)
     assert command.qos == QosPlan(0)

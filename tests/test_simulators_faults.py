@@ -71,7 +71,7 @@ class Outcome:
 def gateway_outcome(registry: ProfileRegistry, message: OutgoingMessage) -> Outcome:
     if len(message.payload) > MAX_PAYLOAD_BYTES:
         return Outcome("payload_too_large", [], [])
-    resolved = registry.resolve(message.topic)
+    resolved = registry.resolve(message.topic, message.payload)  # models share a topic
     if resolved is None:
         return Outcome("unknown_topic", [], [])
     drops: list[Drop] = []

@@ -10,6 +10,7 @@ from simulators.devices import (
     cabinet,
     lighting,
     lorawan_light,
+    lorawan_meter,
     parking_sensor,
     pressure_logger,
     radar,
@@ -45,6 +46,7 @@ KINDS: dict[str, DeviceKind] = {
         water_meter.KIND,
         river_probe.KIND,
         parking_sensor.KIND,
+        lorawan_meter.KIND,
     )
 }
 
