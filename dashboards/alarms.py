@@ -169,7 +169,7 @@ def gauges_above_alarm(
             InfluxQL(
                 f"""SELECT {sums} FROM (SELECT {flags} FROM "river_level"
                 WHERE $timeFilter AND {DISTRICT}{extra_filter} GROUP BY "device_id")"""
-            )
+            ).alias("$col")
         ],
         steps=WARN_UNLESS_ANY,
         width=width,

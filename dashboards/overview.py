@@ -47,7 +47,12 @@ class Kind:
 DOMAINS: dict[str, tuple[str, tuple[Kind, ...]]] = {
     "lighting": (
         "Chiếu sáng",
-        (Kind(("streetlight", "lighting_cabinet"), "power_w", "5m"),),
+        (
+            # LoRaWAN lights send every 10 minutes, the JSON controllers every minute: one
+            # measurement has one window, the slower kind's.
+            Kind(("streetlight",), "power_w", "30m"),
+            Kind(("lighting_cabinet",), "power_w", "45m"),
+        ),
     ),
     "water": (
         "Cấp nước",

@@ -218,8 +218,8 @@ def parking_occupancy() -> PanelBuilder:
 def parking_now() -> PanelBuilder:
     return gauge_bars(
         "Chỗ đỗ đang có xe",
-        "Per district, the share of parking bays whose last report in the range says a "
-        "vehicle is on them.",
+        "Per district, the share of parking bays whose last known occupancy in the range is "
+        "taken (a sensor in fault keeps the occupancy it reported before the fault).",
         PERCENT,
         [
             InfluxQL(
@@ -237,8 +237,8 @@ def parking_now() -> PanelBuilder:
 def parking_bays() -> PanelBuilder:
     return stat_panel(
         "Chỗ đỗ trống / cảm biến lỗi",
-        "Bays whose last report in the range says free, and bay sensors whose last report "
-        "flags a magnetometer fault (occupancy unknown until it clears).",
+        "Bays whose last known occupancy in the range is free, and bay sensors whose last "
+        "bay report flags a magnetometer fault (occupancy unknown until it clears).",
         COUNT,
         [
             InfluxQL(
@@ -246,7 +246,7 @@ def parking_bays() -> PanelBuilder:
                 sum("fault") AS "cảm biến lỗi" FROM (SELECT last("occupied") AS "occupied",
                 last("sensor_fault") AS "fault" FROM "parking_bay"
                 WHERE $timeFilter AND {DEVICE_FILTER} GROUP BY "device_id")"""
-            )
+            ).alias("$col")
         ],
         steps=((None, "blue"),),
         width=QUARTER,

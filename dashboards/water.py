@@ -147,7 +147,7 @@ def meter_alarms() -> PanelBuilder:
                 sum("tamper") AS "can thiệp" FROM (SELECT max("leak_alarm") AS "leak",
                 max("backflow_alarm") AS "backflow", max("tamper_alarm") AS "tamper"
                 FROM "water_meter" WHERE $timeFilter AND {DEVICE_FILTER} GROUP BY "device_id")"""
-            )
+            ).alias("$col")
         ],
         steps=WARN_UNLESS_ANY,
         width=QUARTER,

@@ -1,4 +1,4 @@
-"""Pictures of the six dashboards from a simulated day: docs/img/dashboard-*.png.
+"""Pictures of the dashboards from a simulated day: docs/img/dashboard-*.png.
 
     private mosquitto + influxd (in a temporary directory) -> `python -m gateway run`
         <- `python -m simulators run`, one run per reporting interval: a day in --minutes
@@ -58,6 +58,8 @@ INSTANCE = "mh-gateway-01"
 TOWN = {
     "lighting": 14, "traffic": 4, "radars": 2, "signals": 3, "water": 7,
     "quality-probes": 3, "site-monitors": 3, "tanks": 3, "speed-probes": 6,
+    "cabinets": 2, "pressure-loggers": 3, "lorawan-lights": 4, "anpr-cameras": 1,
+    "air-stations": 3, "water-meters": 12, "river-probes": 3, "parking-sensors": 24,
 }  # fmt: skip
 SELF_METRICS_INTERVAL_S = 5.0
 LIVENESS = """
