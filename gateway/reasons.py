@@ -8,9 +8,10 @@ Two kinds, both counted in the gateway's own figures (`dead_letters`, `fields_dr
   Reading-level drops are reported as `(reading)` with the reason; a required field's drop as
   `required_<field>_<reason>`.
 
-The slugs are what the code raises (DecodeError, FieldDropped) and what the metrics and the
-dead-letter store show; tests/test_reasons.py checks that every slug in the code is listed
-here, and the docs render this table (`gateway reasons`). Imports nothing of the gateway.
+The slugs are what the code raises or drops (DecodeError, field_drop in the normalizer) and
+what the metrics and the dead-letter store show; tests/test_reasons.py checks that every slug in
+the code is listed here, and the docs render this table (`gateway reasons`). Imports nothing of
+the gateway.
 """
 
 from __future__ import annotations

@@ -1,12 +1,15 @@
 """The interpreter normalize() was before it was compiled to code per profile: the oracle that
 tests/test_normalize_rows.py holds the generated code to.
 
-It walks the compiled profile's fields, getters and converters one by one, the plain way; it
-is kept here, not in the gateway, because only the tests run it.
+It walks the compiled profile's fields and getters one by one, the plain way, and applies each
+field's rule with its own code (_converted), written from the profile reference, not from the
+generator in gateway/stages/field_rules.py; it is kept here, not in the gateway, because only
+the tests run it.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from gateway.errors import DecodeError
@@ -15,10 +18,12 @@ from gateway.profiles.compile import (
     MAX_NS,
     MIN_NS,
     MISSING,
+    NO_READING,
     NOT_IN_VARIANT,
     BadTimestamp,
+    CompiledField,
     CompiledProfile,
-    FieldDropped,
+    NumberRule,
 )
 from gateway.profiles.schema import TIME_REPLACED_FIELD
 from gateway.stages.normalize import CLOCK_SET_NS, MAX_TAG_VALUE_BYTES
@@ -91,10 +96,10 @@ def _fields(
             reason = "missing"
         else:
             try:
-                fields[field.name] = field.convert(raw)
+                fields[field.name] = _converted(field, raw)
                 continue
-            except FieldDropped as dropped:
-                reason = dropped.args[0]
+            except _Dropped as dropped:
+                reason = dropped.reason
         drops.append((field.name, reason))
         if field.required:
             drops.append(("(reading)", f"required_{field.name}_{reason}"))
@@ -103,6 +108,74 @@ def _fields(
         drops.append(("(reading)", "no_valid_field"))
         return None
     return fields
+
+
+class _Dropped(Exception):  # noqa: N818  # a field's drop, not an error
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _converted(field: CompiledField, raw: Any) -> FieldValue:
+    """The stored value of a present field, or _Dropped with the reason of the first step that
+    refuses it: sentinel, value map, the type's rule, then the privacy hash."""
+    if field.sentinel and raw is NO_READING:
+        raise _Dropped("sentinel")
+    if field.value_map is not None:
+        if isinstance(raw, bool):
+            key = "true" if raw else "false"
+        else:
+            key = raw if isinstance(raw, str) else str(raw)
+        if key not in field.value_map:
+            raise _Dropped("unmapped_value")
+        raw = field.value_map[key]
+    value: FieldValue
+    if field.number is not None:
+        value = _number(field.number, raw)
+    elif field.kind is bool:
+        value = _boolean(raw)
+    else:
+        value = _text(raw)
+    return value if field.digest is None else field.digest(str(value))
+
+
+def _number(rule: NumberRule, raw: Any) -> float | int:
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise _Dropped("wrong_type")
+    if isinstance(raw, float) and not math.isfinite(raw):
+        raise _Dropped("not_finite")
+    value: float | int = raw
+    if rule.linear is not None:
+        scale, shift, factor, digits = rule.linear
+        value = (raw * scale + shift) * factor
+        if not math.isfinite(value):
+            raise _Dropped("not_finite")
+        value = float(f"{value:.{digits}g}")
+    if value < rule.low or value > rule.high:
+        raise _Dropped("out_of_range")
+    if not rule.integer:
+        return float(value)
+    if not -(2**63) <= value < 2**63:  # InfluxDB's int64, whatever the profile's range
+        raise _Dropped("out_of_range")
+    if value != math.floor(value):
+        raise _Dropped("wrong_type")
+    return int(value)
+
+
+def _boolean(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, int) and raw in (0, 1):
+        return raw == 1
+    raise _Dropped("wrong_type")
+
+
+def _text(raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise _Dropped("wrong_type")
+    if len(raw) > 64 * 1024:  # InfluxDB's limit for a string field
+        raise _Dropped("string_too_long")
+    return raw
 
 
 def _plausible_time(

@@ -12,6 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PURE = [
     "gateway/stages/decode.py",
     "gateway/stages/normalize.py",
+    "gateway/stages/field_rules.py",
     "gateway/stages/lineprotocol.py",
     "gateway/model.py",
 ]

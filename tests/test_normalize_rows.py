@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from gateway.cli import read_golden
 from gateway.errors import DecodeError
 from gateway.model import Drop, Point, Readings
-from gateway.profiles.compile import CompiledProfile, _iso8601_parser
+from gateway.profiles.compile import NO_READING, CompiledProfile, _iso8601_parser
 from gateway.profiles.policy import OFFLINE_POLICY
 from gateway.profiles.registry import load_directory, load_text
 from gateway.stages.decode import decoder_for
@@ -88,6 +88,25 @@ fields:
   v: {path: v, type: float}
   flag: {path: f, type: bool, required: true}
 """,
+    # Each step of the field rule with the others: maps in front of every type (keys the
+    # random leaves hit: "ON", "1", ""), then a hash; an int field's fraction after a scale; a
+    # conversion that overflows; int64 tighter than the profile's range.
+    "edge-rules": """\
+time: {source: receive}
+tags:
+  device_id: {topic: device_id}
+fields:
+  half: {path: h, type: int, scale: 0.5, min: -10, max: 10}
+  pct: {path: p, type: float, scale: 0.01, max: 0.5,
+        map: {"ON": 10, "1": 90.5, "true": true, "": 1.0e308}}
+  word:
+    {path: w, type: string, map: {"1": "one", "true": "yes", "2.5": "two", "ON": 3}, privacy: hash}
+  state: {path: s, type: bool, map: {"ON": true, "0": 0, "1": 2}}
+  level: {path: l, type: int, map: {"ON": 1, "1": 2.5, "": -3}, min: 0}
+  huge: {path: u, type: float, scale: 1.0e10}
+  big: {path: b, type: int, min: -1.0e30, max: 1.0e30}
+  note: {path: n, type: string}
+""",
 }
 
 
@@ -95,7 +114,8 @@ def _hand_written(name: str, text: str) -> CompiledProfile:
     return load_text(f"id: {name}\n{_BASE}{text}", f"{name}.yaml", OFFLINE_POLICY)
 
 
-PROFILES = [*SHIPPED, *(_hand_written(name, text) for name, text in HAND_WRITTEN.items())]
+HAND = {name: _hand_written(name, text) for name, text in HAND_WRITTEN.items()}
+PROFILES = [*SHIPPED, *HAND.values()]
 
 
 def _readings(points: list[Point]) -> Readings:
@@ -209,7 +229,7 @@ def _hand_written_paths(profile: CompiledProfile) -> list[str]:
 def test_any_structure_and_bad_topic_tags_normalize_as_the_reference_does(
     document: Any, district: str
 ) -> None:
-    for profile in PROFILES[-3:]:
+    for profile in HAND.values():
         segments = {**_segments(profile), "district": district}
         assert_same_as_reference(profile, document, segments)
 
@@ -228,7 +248,56 @@ def test_any_structure_and_bad_topic_tags_normalize_as_the_reference_does(
     ],
 )
 def test_each_branch_of_the_hand_written_profile(document: dict[str, Any]) -> None:
-    profile = PROFILES[-3]
+    profile = HAND["edge-required"]
+    assert_same_as_reference(profile, document, _segments(profile))
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"h": 4, "p": "ON", "w": 1, "s": "ON", "l": "ON", "u": 1.5, "b": 2**62},  # all kept
+        {"h": 3, "p": "1", "w": True, "s": "0", "l": "", "u": 1.7e308, "b": -(2**63) - 1},
+        {"h": 3.0, "p": True, "w": 2.5, "s": "1", "l": 1, "u": float("nan"), "b": 1.5},
+        {"h": 40, "p": "", "w": "ON", "s": False, "l": True, "u": True, "b": 2**63},
+        {"h": float("inf"), "p": 10, "w": "x", "s": 1, "l": "1", "u": "1", "b": 1e19},
+        {"h": "4", "p": "true", "w": None, "s": "ON", "l": "ON", "b": 9.0},  # repeats: memo
+        {"n": "x" * 65536, "h": 4.0, "u": -1.7e308},  # InfluxDB's longest string field
+        {"n": "x" * 65537, "u": 1.7e298},
+    ],
+)
+def test_each_step_of_the_field_rule(document: dict[str, Any]) -> None:
+    """Sentinel aside (below), each step of gateway/stages/field_rules.py and its drop reason,
+    with one normalizer kept over the documents so the memo of scaled values answers too."""
+    profile = HAND["edge-rules"]
+    assert_same_as_reference(profile, document, _segments(profile))
+    normalizer = _KEPT.setdefault(profile.id, rows_normalizer(profile))
+    expected = _outcome(profile, document, _segments(profile), NOW_NS)
+    kept = _generated("rows", profile, document, _segments(profile), NOW_NS, normalizer=normalizer)
+    assert kept == expected
+
+
+_KEPT: dict[str, Normalizer] = {}
+
+
+def _sentinel_cases() -> list[Any]:
+    """(profile, payload path) of every shipped field a binary layout may set to NO_READING."""
+    return [
+        pytest.param(profile, field.path[1], id=f"{profile.id}: {field.name}")
+        for profile in SHIPPED
+        for field in profile.fields
+        if field.sentinel
+    ]
+
+
+@pytest.mark.parametrize(("profile", "keys"), _sentinel_cases())
+def test_a_sentinel_drops_its_field_as_the_reference_does(
+    profile: CompiledProfile, keys: tuple[str | int, ...]
+) -> None:
+    document = _place({}, [str(key) for key in keys], NO_READING)
+    drops: list[Drop] = []
+    with pytest.raises(DecodeError):  # the sentinel alone: no valid field
+        rows_normalizer(profile)(document, _segments(profile), NOW_NS, drops)
+    assert "sentinel" in {reason for _, reason in drops}
     assert_same_as_reference(profile, document, _segments(profile))
 
 

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Where a slug is given: raised, dropped, or named by a module constant.
 _PATTERNS = [
     re.compile(r'DecodeError\(\s*"([a-z_]+)"'),
-    re.compile(r'FieldDropped\("([a-z_]+)"\)'),
+    re.compile(r'field_drop\(\w+, "([a-z_]+)"\)'),  # the field rule (stages/field_rules.py)
     re.compile(r'drops\.append\(\(\w+, "([a-z_]+)"\)\)'),
     re.compile(r"\('\((?:reading|time)\)', '([a-z_]+)'\)"),
     re.compile(r'^[A-Z_]+ = "([a-z_]+)"$', re.MULTILINE),

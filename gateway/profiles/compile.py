@@ -1,9 +1,10 @@
 """Turn a validated profile into immutable plain functions for the hot path.
 
 Everything that can be decided once is decided here: dotted paths become getters, units become
-an affine factor computed with pint, value maps and ranges become closures, clock tolerances
-become integers of nanoseconds. Per message the pipeline never looks at a dictionary of
-configuration.
+an affine factor computed with pint, a field's type, map, range and privacy become plain data
+(CompiledField, NumberRule) that gateway/stages/field_rules.py turns into the normalizer's code,
+clock tolerances become integers of nanoseconds. Per message the pipeline never looks at a
+dictionary of configuration.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class _NoReading:
 
 NO_READING: Any = _NoReading()
 """A binary layout's value for a sentinel ("no reading", e.g. 0xFFFF): the field is dropped
-with reason sentinel (see _sentinel_aware)."""
+with reason sentinel (see CompiledField.sentinel)."""
 
 
 class _NotInVariant:
@@ -71,23 +72,23 @@ class LocatedError(ValueError):
         super().__init__(message)
 
 
-class FieldDropped(Exception):  # noqa: N818  # a control-flow signal inside normalize, not an error
-    """Raised by a field converter: the value is unusable; `args[0]` is the reason slug."""
-
-
 @dataclass(frozen=True, slots=True)
 class CompiledField:
+    """A field as data. Its checks run in one place, the code gateway/stages/field_rules.py
+    generates from it, in this order: the sentinel, the value map, the type's rule (`number`
+    for float and int fields), the privacy hash."""
+
     name: str
     get: Getter
-    convert: Callable[[Any], FieldValue]
     required: bool
     # What `get` reads, for normalize's generated code: (from the message root?, keys); no
     # keys: call `get`.
-    path: tuple[bool, tuple[str | int, ...]] = (False, ())
-    kind: type = float  # what `convert` returns: float, int, bool or str (line protocol's type)
-    # A number field without map or hash: normalize's generated code does what `convert` does
-    # inline instead of calling it.
-    number: NumberRule | None = None
+    path: tuple[bool, tuple[str | int, ...]]
+    kind: type  # the declared type: float, int, bool or str
+    number: NumberRule | None = None  # float and int fields
+    value_map: dict[str, FieldValue] | None = None  # `map:`, keyed by the raw value as text
+    sentinel: bool = False  # the value may be NO_READING: dropped as sentinel
+    digest: Callable[[str], str] | None = None  # privacy: hash; stored as the hash's text
     # Reads a value only some layout variants declare: NOT_IN_VARIANT means no field and no drop
     # (a required one still drops the reading as missing).
     by_variant: bool = False
@@ -95,12 +96,15 @@ class CompiledField:
 
 @dataclass(frozen=True, slots=True)
 class NumberRule:
-    """What `_numeric` checks and computes, as data: the range, and the affine conversion
-    (value * scale + shift) * factor rounded to `digits` significant digits, if any."""
+    """A number field's conversion and range, decided once: the value becomes
+    (value * scale + shift) * factor rounded to `digits` significant digits (when `linear` is
+    set, see _linear_params), must lie in [low, high] (int fields: within int64 too), and is
+    stored as an int when `integer` (a fraction is then wrong_type), else as a float."""
 
     low: float
     high: float
     linear: tuple[float, float, float, int] | None  # (scale, shift, factor, digits)
+    integer: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,8 +191,7 @@ def compile_profile(
     """Compile a profile; raises LocatedError naming the field when a unit is unknown.
 
     `privacy: drop` fields and tags are left out entirely (never read); `privacy: hash` ones
-    get the keyed hash built into their converter, so normalize never holds a clear value in a
-    Point."""
+    carry the keyed hash, so normalize never holds a clear value in a Point."""
     relative = spec.readings is not None
     digest = keyed_hash(hash_key)
     sentinels = _sentinel_paths(spec.decode)
@@ -270,18 +273,10 @@ def _layout_paths(
 def _sentinel_aware(
     compiled: CompiledField, sentinels: frozenset[tuple[str | int, ...]]
 ) -> CompiledField:
-    """A field reading a value that may be NO_READING drops it as `sentinel`: its converter
-    checks first, and normalize calls the converter instead of its inline number code."""
+    """A field reading a value that may be NO_READING drops it as `sentinel`."""
     if compiled.path[1] not in sentinels:
         return compiled
-    convert = compiled.convert
-
-    def checked(raw: Any) -> FieldValue:
-        if raw is NO_READING:
-            raise FieldDropped("sentinel")
-        return convert(raw)
-
-    return replace(compiled, convert=checked, number=None)
+    return replace(compiled, sentinel=True)
 
 
 def _variant_aware(
@@ -336,12 +331,10 @@ def _private_paths(spec: ProfileSpec) -> tuple[str, ...]:
 def _private_field(
     compiled: CompiledField, privacy: str, digest: Callable[[str], str]
 ) -> CompiledField:
-    """The compiled field, hashing its (string) value when the profile says privacy: hash."""
+    """The compiled field, hashing its value as text when the profile says privacy: hash."""
     if privacy != "hash":
         return compiled
-    convert = compiled.convert
-    hashed = replace(compiled, convert=lambda raw: digest(str(convert(raw))), kind=str)
-    return replace(hashed, number=None)
+    return replace(compiled, digest=digest)
 
 
 def _private_tag(compiled: CompiledTag, privacy: str, digest: Callable[[str], str]) -> CompiledTag:
@@ -424,34 +417,14 @@ def _compile_tag(name: str, tag: TagSpec, *, relative: bool) -> CompiledTag:
 
 
 def _compile_field(name: str, spec: FieldSpec, *, relative: bool) -> CompiledField:
-    steps: list[Callable[[Any], Any]] = []
-    if spec.map is not None:
-        steps.append(_value_map(spec.map))
-    number = None
-    if spec.type in ("float", "int"):
-        params = _linear_params(name, spec)
-        linear = None if params is None else _linear(*params[:3], digits=params[3])
-        low, high = spec.min, spec.max
-        if spec.type == "int":
-            # InfluxDB stores an int field as int64 and refuses the whole line (and, before
-            # the bad line is isolated, its batch) for a larger value: out_of_range here.
-            low = INT64_MIN if low is None else max(low, INT64_MIN)
-            high = INT64_MAX if high is None else min(high, INT64_MAX)
-        steps.append(_numeric(linear, low, high, to_int=spec.type == "int"))
-        if spec.map is None:
-            number = NumberRule(
-                -math.inf if low is None else low, math.inf if high is None else high, params
-            )
-    else:
-        steps.append(_to_bool if spec.type == "bool" else _to_string)
     return CompiledField(
         name=name,
         get=make_getter(spec.path, relative=relative),
-        convert=_chain(tuple(steps)),
         required=spec.required,
         path=parse_path(spec.path, relative=relative),
         kind=_FIELD_KINDS[spec.type],
-        number=number,
+        number=_number_rule(name, spec) if spec.type in ("float", "int") else None,
+        value_map=spec.map,
     )
 
 
@@ -460,32 +433,25 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _FIELD_KINDS: dict[str, type] = {"float": float, "int": int, "bool": bool, "string": str}
 
 
-def _chain(steps: tuple[Callable[[Any], Any], ...]) -> Callable[[Any], FieldValue]:
-    # Nested calls for the usual two to four steps: a loop over the steps costs 20-40% more
-    # per field, and this runs for every field of every reading.
-    if len(steps) == 1:
-        return steps[0]
-    if len(steps) == 2:
-        first, last = steps
-        return lambda raw: last(first(raw))
-    if len(steps) == 3:
-        first, second, last = steps
-        return lambda raw: last(second(first(raw)))
-    if len(steps) == 4:
-        first, second, third, last = steps
-        return lambda raw: last(third(second(first(raw))))
-
-    def convert(raw: Any) -> Any:
-        for step in steps:
-            raw = step(raw)
-        return raw
-
-    return convert
+def _number_rule(name: str, spec: FieldSpec) -> NumberRule:
+    low = -math.inf if spec.min is None else spec.min
+    high = math.inf if spec.max is None else spec.max
+    if spec.type == "int":
+        # InfluxDB stores an int field as int64 and refuses the whole line (and, before the bad
+        # line is isolated, its batch) for a larger value: out_of_range here.
+        low, high = max(low, INT64_MIN), min(high, INT64_MAX)
+    return NumberRule(low, high, _linear_params(name, spec), integer=spec.type == "int")
 
 
 def _linear_params(name: str, spec: FieldSpec) -> tuple[float, float, float, int] | None:
-    """(scale, shift, factor, digits) of scale/offset then the unit conversion (see _linear);
-    None when the value passes unchanged."""
+    """(scale, shift, factor, digits) of scale/offset then the unit conversion; None when the
+    value passes unchanged.
+
+    The result is rounded to `digits` significant digits. Binary floats turn decimal scales
+    into noise (1234600 * 0.001 = 1234.6000000000001); a multiply-add with exact decimal
+    factors is off by a few ulp, so 15 significant digits give back the decimal the device
+    meant and keep long counters whole. pint's own factors are only good to 12 digits (see
+    unit_conversion), so conversions that are not exact decimals (degF, psi) round to 12."""
     if spec.unit:
         check_unit(("fields", name, "unit"), spec.unit)
     if spec.canonical_unit:
@@ -517,103 +483,6 @@ def check_unit(loc: tuple[str, ...], unit: str) -> None:
         known_unit(unit)
     except ValueError as exc:
         raise LocatedError(loc, str(exc)) from None
-
-
-def _value_map(table: dict[str, FieldValue]) -> Callable[[Any], Any]:
-    def mapped(raw: Any) -> Any:
-        # YAML map keys are text; a device may send the enum as text, number or boolean.
-        if type(raw) is str:
-            key = raw
-        elif type(raw) is bool:
-            key = "true" if raw else "false"
-        else:
-            key = str(raw)
-        try:
-            return table[key]
-        except KeyError:
-            raise FieldDropped("unmapped_value") from None
-
-    return mapped
-
-
-def _numeric(
-    linear: Callable[[float], float] | None,
-    low: float | None,
-    high: float | None,
-    *,
-    to_int: bool,
-) -> Callable[[Any], FieldValue]:
-    """Type check, scale/unit, range and int/float conversion of a number field in one call.
-
-    One closure instead of a chain of three to four step functions: the chain's calls were
-    ~7% of the hot path (the Speed issue's profile). The order of the checks, and so the drop
-    reason, is that of the steps it replaced: not_finite/wrong_type, then the conversion's
-    not_finite, out_of_range, and wrong_type for a non-integral value of an int field."""
-    ranged = low is not None or high is not None
-    lo = -math.inf if low is None else low
-    hi = math.inf if high is None else high
-    isfinite = math.isfinite
-
-    def convert(raw: Any) -> FieldValue:
-        kind = type(raw)
-        if kind is float:
-            if not isfinite(raw):
-                raise FieldDropped("not_finite")
-        elif kind is not int:  # bool too: True is no reading of a number field
-            raise FieldDropped("wrong_type")
-        value = raw if linear is None else linear(raw)
-        if ranged and not lo <= value <= hi:
-            raise FieldDropped("out_of_range")
-        if to_int:
-            if type(value) is int:
-                return value
-            if not value.is_integer():
-                raise FieldDropped("wrong_type")
-            return int(value)
-        return value if type(value) is float else float(value)
-
-    return convert
-
-
-def _linear(
-    scale: float, shift: float, unit_factor: float, *, digits: int
-) -> Callable[[float], float]:
-    """The affine conversion, rounded to `digits` significant digits.
-
-    Binary floats turn decimal scales into noise (1234600 * 0.001 = 1234.6000000000001); a
-    multiply-add with exact decimal factors is off by a few ulp, so 15 significant digits give
-    back the decimal the device meant and keep long counters whole. pint's own factors are only
-    good to 12 digits (see unit_conversion), so conversions that are not exact decimals (degF,
-    psi) round to 12.
-    """
-    fmt = f".{digits}g"
-
-    def convert(value: float) -> float:
-        result = (value * scale + shift) * unit_factor
-        if not math.isfinite(result):  # e.g. 1.7e308 L/s in m^3/h: line protocol has no inf
-            raise FieldDropped("not_finite")
-        return float(format(result, fmt))
-
-    return convert
-
-
-def _to_bool(raw: Any) -> bool:
-    if type(raw) is bool:
-        return raw
-    if raw in (0, 1) and type(raw) is int:
-        return bool(raw)
-    raise FieldDropped("wrong_type")
-
-
-_MAX_STRING = 64 * 1024  # InfluxDB's limit for a string field value
-
-
-def _to_string(raw: Any) -> str:
-    if type(raw) is not str:
-        raise FieldDropped("wrong_type")
-    if len(raw) > _MAX_STRING:
-        raise FieldDropped("string_too_long")
-    return raw
 
 
 _EPOCH_SCALE = {"epoch_s": 10**9, "epoch_ms": 10**6, "epoch_us": 10**3, "epoch_ns": 1}

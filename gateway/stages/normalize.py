@@ -25,13 +25,14 @@ from gateway.profiles.compile import (
     MAX_NS,
     MIN_NS,
     MISSING,
+    NO_READING,
     NOT_IN_VARIANT,
     BadTimestamp,
     CompiledField,
     CompiledProfile,
-    FieldDropped,
 )
 from gateway.profiles.schema import TIME_REPLACED_FIELD
+from gateway.stages.field_rules import field_drop, field_source, indent
 from gateway.stages.lineprotocol import (
     STRING_ESCAPES,
     decode_line,
@@ -108,15 +109,15 @@ def _generate(
     Why generated code: normalizing and encoding were ~55% of the gateway's CPU per message
     (py-spy over the full benchmark's drain), mostly calls and loops over the profile's fields
     (getter, converter, dict, then a type dispatch per value in encode_point). Unrolled, each
-    field is an inline subscript, one converter call and a concatenation whose format is known
-    from the field's type. tests/test_normalize_rows.py holds it to the plain interpreter in
-    tests/reference_normalize.py. The source is registered with linecache, so a traceback
-    through it shows its lines, and `gateway profiles code ID` prints it.
+    field is an inline subscript, its rule's checks inline (field_rules.py) and a concatenation
+    whose format is known from the field's type. tests/test_normalize_rows.py holds it to the
+    plain interpreter in tests/reference_normalize.py. The source is registered with linecache,
+    so a traceback through it shows its lines, and `gateway profiles code ID` prints it.
     """
     names: dict[str, object] = {
         "MISSING": MISSING,
         "NOT_IN_VARIANT": NOT_IN_VARIANT,
-        "FieldDropped": FieldDropped,
+        "NO_READING": NO_READING,
         "BadTimestamp": BadTimestamp,
         "DecodeError": DecodeError,
         "Readings": Readings,
@@ -171,11 +172,11 @@ def _source(profile: CompiledProfile, names: dict[str, object]) -> list[str]:
             "        raise DecodeError('missing_readings', "
             "'the readings array is absent or not an array')",
         ]
-    code += _indent(_static_tags_source(profile), 1)
+    code += indent(_static_tags_source(profile), 1)
     if topic_tags:
         # Tags taken from the topic and constants are the same for every reading of a message:
         # looked up once. Their drops are still reported per kept reading.
-        code += _indent(_tags_lookup_source(profile, names, "static", "()"), 1)
+        code += indent(_tags_lookup_source(profile, names, "static", "()"), 1)
     code += [
         "    lines = []",
         "    keys = []",
@@ -187,7 +188,7 @@ def _source(profile: CompiledProfile, names: dict[str, object]) -> list[str]:
     ]
     code.append("        parts = []")
     for number, field in enumerate(profile.fields):
-        code += _indent(_field_source(number, field, names), 2)
+        code += indent(_field_source(number, field, names), 2)
     code += [
         "        if not parts:",
         "            drops.append(('(reading)', 'no_valid_field'))",
@@ -196,10 +197,10 @@ def _source(profile: CompiledProfile, names: dict[str, object]) -> list[str]:
         # message that fall back to the receive time would otherwise share a timestamp.
         "        received = received_ns + position",
     ]
-    code += _indent(_device_time_source(profile, names), 2)
-    code += _indent(_time_source(profile), 2)
+    code += indent(_device_time_source(profile, names), 2)
+    code += indent(_time_source(profile), 2)
     if not topic_tags:
-        code += _indent(_payload_tags_source(profile, names), 2)
+        code += indent(_payload_tags_source(profile, names), 2)
     code += ["        if tag_drops:", "            drops.extend(tag_drops)"]
     code += [
         "        if not lines:",
@@ -213,10 +214,6 @@ def _source(profile: CompiledProfile, names: dict[str, object]) -> list[str]:
         "    return new_tuple(Readings, (lines, keys, times, first_device))",
     ]
     return code
-
-
-def _indent(lines: list[str], levels: int) -> list[str]:
-    return ["    " * levels + line for line in lines]
 
 
 def _read_source(
@@ -237,156 +234,21 @@ def _read_source(
 
 
 def _field_source(number: int, field: CompiledField, names: dict[str, object]) -> list[str]:
-    """One field: read it, convert it, emit it or record why not.
+    """One field: read it, then check, convert and emit it or record why not (field_rules.py).
 
-    A missing value (absent path or null) is "missing"; a converter's FieldDropped gives the
-    reason; a required field's drop drops the reading. A value the chosen layout variant does
-    not declare (NOT_IN_VARIANT) is no field and no drop, unless the field is required."""
+    A missing value (absent path or null) is "missing"; a required field's drop drops the
+    reading. A value the chosen layout variant does not declare (NOT_IN_VARIANT) is no field
+    and no drop, unless the field is required."""
     names[f"get_{number}"] = field.get
-    names[f"convert_{number}"] = field.convert
     code = _read_source("raw", field.path, f"get_{number}", names)
     if field.by_variant:
         code += ["if raw is NOT_IN_VARIANT:"]
-        code += _indent(_drop(field, "'missing'") if field.required else ["pass"], 1)
+        code += indent(field_drop(field, "missing") if field.required else ["pass"], 1)
         code += ["elif raw is not None:"]
     else:
         code += ["if raw is not None:"]
-    if field.number is not None:
-        code += _indent(_number_source(number, field, names), 1)
-    else:
-        code += [
-            "    try:",
-            f"        value = convert_{number}(raw)",
-            "    except FieldDropped as dropped:",
-            *_indent(_drop(field, "dropped.args[0]"), 2),
-            "    else:",
-            *_indent(_emit(number, field, names), 2),
-        ]
-    return [*code, "else:", *_indent(_drop(field, "'missing'"), 1)]
-
-
-def _drop(field: CompiledField, reason: str) -> list[str]:
-    """Record a field's drop; a required field's drop drops the whole reading."""
-    code = [f"drops.append(({field.name!r}, {reason}))"]
-    if field.required:
-        code += [
-            f"drops.append(('(reading)', {f'required_{field.name}_'!r} + {reason}))",
-            "continue",
-        ]
-    return code
-
-
-def _number_source(number: int, field: CompiledField, names: dict[str, object]) -> list[str]:
-    """compile._numeric (with compile._linear) inline: the same checks in the same order, so
-    the same drop reasons: not_finite or wrong_type, the conversion's not_finite, out_of_range,
-    then wrong_type for a fraction in an int field."""
-    rule = field.number
-    assert rule is not None  # the caller checked
-    bounds = []
-    if rule.low != -math.inf:
-        names[f"low_{number}"] = rule.low
-        bounds.append(f"low_{number} <= value")
-    if rule.high != math.inf:
-        names[f"high_{number}"] = rule.high
-        bounds.append(f"value <= high_{number}")
-    memo = rule.linear is not None
-    emit = _emit(number, field, names, memo=memo)
-    if field.kind is int:
-        typed = [
-            "if type(value) is int:",
-            *_indent(emit, 1),
-            "elif value.is_integer():",
-            "    value = int(value)",
-            *_indent(emit, 1),
-            "else:",
-            *_indent(_drop(field, "'wrong_type'"), 1),
-        ]
-    elif rule.linear is not None:  # the conversion made a float
-        typed = emit
-    else:  # a float field stores floats: an int reading becomes one
-        typed = ["if type(value) is not float:", "    value = float(value)", *emit]
-    if bounds:
-        ranged = [
-            f"if not ({' and '.join(bounds)}):",
-            *_indent(_drop(field, "'out_of_range'"), 1),
-            "else:",
-            *_indent(typed, 1),
-        ]
-    else:
-        ranged = typed
-    if rule.linear is not None:
-        scale, shift, factor, digits = rule.linear
-        names[f"scale_{number}"], names[f"shift_{number}"] = scale, shift
-        names[f"factor_{number}"], names[f"digits_{number}"] = factor, f".{digits}g"
-        converted = [
-            f"value = (raw * scale_{number} + shift_{number}) * factor_{number}",
-            "if not isfinite(value):",  # e.g. 1.7e308 L/s in m^3/h: line protocol has no inf
-            *_indent(_drop(field, "'not_finite'"), 1),
-            "else:",
-            f"    value = float(format(value, digits_{number}))",
-            *_indent(ranged, 1),
-        ]
-        if memo:
-            # Converting and printing a scaled value is the costliest step of a reading, and
-            # readings repeat values (a radar's speeds to 0.01 m/s, lengths in whole cm): the
-            # field's text is remembered per raw value. Only values that passed are kept;
-            # 1 and 1.0 share an entry, and convert alike.
-            names[f"memo_{number}"] = {}
-            converted = [
-                f"text = memo_{number}.get(raw)",
-                "if text is not None:",
-                "    parts.append(text)",
-                "else:",
-                *_indent(converted, 1),
-            ]
-    else:
-        converted = ["value = raw", *ranged]
-    return [
-        "kind = type(raw)",
-        "if kind is float and not isfinite(raw):",
-        *_indent(_drop(field, "'not_finite'"), 1),
-        "elif kind is not int and kind is not float:",  # bool too: True is no number reading
-        *_indent(_drop(field, "'wrong_type'"), 1),
-        "else:",
-        *_indent(converted, 1),
-    ]
-
-
-def _emit(
-    number: int, field: CompiledField, names: dict[str, object], *, memo: bool = False
-) -> list[str]:
-    """The statements that add a converted value's line protocol text (remembered in `memo_N`
-    by raw value if `memo`)."""
-    text = _text_expression(number, field, names)
-    if not memo:
-        return [f"parts.append({text})"]
-    return [
-        f"text = {text}",
-        "parts.append(text)",
-        f"if len(memo_{number}) >= {_MAX_MEMO_VALUES}:",
-        f"    memo_{number}.clear()",
-        f"memo_{number}[raw] = text",
-    ]
-
-
-# Per field, then it starts over; ~0.1 kB a value. In the 10,000-device benchmark the radar's
-# speeds take 1,638 entries (99% hits) and a speed test's bandwidths fill it (~60% hits).
-_MAX_MEMO_VALUES = 2048
-
-
-def _text_expression(number: int, field: CompiledField, names: dict[str, object]) -> str:
-    """A converted `value` as line protocol text, `name=...`, formatted as its type says."""
-    prefix = f"prefix_{number}"
-    names[prefix] = field_prefix(field.name)
-    if field.kind is float:
-        return f"{prefix} + float_text(value)"
-    if field.kind is int:
-        return f"f'{{{prefix}}}{{value}}i'"
-    if field.kind is bool:
-        names[f"{prefix}_true"] = field_prefix(field.name) + "true"
-        names[f"{prefix}_false"] = field_prefix(field.name) + "false"
-        return f"{prefix}_true if value else {prefix}_false"
-    return f"{prefix} + '\"' + value.translate(ESCAPES) + '\"'"
+    code += indent(field_source(number, field, names), 1)
+    return [*code, "else:", *indent(field_drop(field, "missing"), 1)]
 
 
 def _device_time_source(profile: CompiledProfile, names: dict[str, object]) -> list[str]:
@@ -401,7 +263,7 @@ def _device_time_source(profile: CompiledProfile, names: dict[str, object]) -> l
             "try:",
             "    time_ns = time_of(reading, document, received)",
             "except BadTimestamp:",
-            *_indent(bad, 1),
+            *indent(bad, 1),
         ]
     path, scale = rule
     names["time_scale"] = scale
@@ -412,7 +274,7 @@ def _device_time_source(profile: CompiledProfile, names: dict[str, object]) -> l
         "elif type(raw) is float and isfinite(raw * time_scale):",
         "    time_ns = round(raw * time_scale)",  # round(inf) would raise OverflowError
         "else:",
-        *_indent(bad, 1),
+        *indent(bad, 1),
     ]
 
 
