@@ -42,6 +42,22 @@ def content_test(spec: ContentMatchSpec) -> ContentTest:
     return equals
 
 
+def content_needle(spec: ContentMatchSpec) -> bytes | None:
+    """Bytes that a JSON payload without escapes (no backslash) must contain to pass the test:
+    the text value in quotes, or its opening quote and prefix. None for tests that need the
+    parsed message (present, a number).
+
+    Why: a profile that is its topic's fallback would parse every message once to learn that
+    no content test passes, and its decoder parses it again (ChirpStack streetlights next to a
+    ChirpStack water meter: +2.4 us a message). A value that must be written with an escape
+    cannot stand in a payload without backslashes, so a miss there is a certain "no"."""
+    if spec.prefix is not None:
+        return b'"' + spec.prefix.encode()
+    if type(spec.equals) is str:
+        return b'"' + spec.equals.encode() + b'"'
+    return None
+
+
 def contents_disjoint(first: ContentMatchSpec, second: ContentMatchSpec) -> bool:
     """True when no message can pass both tests: they read the same path and ask for values
     that exclude each other. Tests of different paths can always both pass."""

@@ -27,7 +27,12 @@ from gateway.profiles.compile import (
     LocatedError,
     compile_profile,
 )
-from gateway.profiles.content import ContentTest, content_test, contents_disjoint
+from gateway.profiles.content import (
+    ContentTest,
+    content_needle,
+    content_test,
+    contents_disjoint,
+)
 from gateway.profiles.policy import (
     OFFLINE_POLICY,
     Destination,
@@ -66,8 +71,18 @@ class _Choice:
 
     candidates: tuple[tuple[ContentTest, Resolved], ...]
     fallback: Resolved | None
+    # Each candidate's content_needle, or None when one of them has none: then every payload
+    # is parsed.
+    needles: tuple[bytes, ...] | None = None
 
     def choose(self, payload: bytes) -> Resolved | None:
+        needles = self.needles
+        if (
+            needles is not None
+            and b"\\" not in payload
+            and not any(needle in payload for needle in needles)
+        ):
+            return self.fallback  # no candidate can pass: skip parsing
         try:
             document = orjson.loads(payload)
         except orjson.JSONDecodeError:
@@ -92,6 +107,7 @@ class ProfileRegistry:
         self._cache: dict[str, Resolved | _Choice | None] = {}
         self._cache_bytes = 0
         self._tests = {p.id: content_test(p.content) for p in profiles if p.content is not None}
+        self._needles = {p.id: content_needle(p.content) for p in profiles if p.content is not None}
         self._availability = [
             (profile, profile.liveness, profile.liveness.availability)
             for profile in profiles
@@ -162,10 +178,11 @@ class ProfileRegistry:
             if segments is not None:
                 matching.append(Resolved(profile, segments))
         fallback = next((r for r in matching if r.profile.fallback), None)
-        candidates = tuple(
-            (self._tests[r.profile.id], r) for r in matching if r.profile.content is not None
-        )
-        return _Choice(candidates, fallback)
+        with_content = [r for r in matching if r.profile.content is not None]
+        candidates = tuple((self._tests[r.profile.id], r) for r in with_content)
+        needles = [self._needles[r.profile.id] for r in with_content]
+        found = tuple(n for n in needles if n is not None)
+        return _Choice(candidates, fallback, found if len(found) == len(needles) else None)
 
 
 def _index_by_ends(
