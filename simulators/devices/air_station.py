@@ -15,7 +15,7 @@ import struct
 
 from simulators.clock import local_hour
 from simulators.devices.base import Device, DeviceKind, DeviceSpec, Telemetry
-from simulators.devices.tts_uplink import TtsDevice, tts_surface
+from simulators.devices.tts_uplink import TtsModel, tts_surface
 
 INTERVAL_S = 900
 MEASUREMENT = "air_quality"
@@ -34,17 +34,11 @@ def _rush(hour: float) -> float:
     return math.exp(-(((hour - 7.5) / 1.2) ** 2)) + math.exp(-(((hour - 17.5) / 1.4) ** 2))
 
 
-class AirStation:
+class AirStation(TtsModel):
     """One station; `next_message` builds its frame entry by entry, as the device does."""
 
     def __init__(self, spec: DeviceSpec) -> None:
-        self._rng = spec.rng
-        self.device_id = spec.device_id
-        self._tts = TtsDevice(
-            self._rng, APPLICATION_ID, MEASUREMENT, (spec.device_id, spec.district)
-        )
-        self.topic = self._tts.topic
-        self.interval_s = INTERVAL_S
+        super().__init__(spec, APPLICATION_ID, MEASUREMENT, INTERVAL_S)
         # Powered on long before the simulated span starts (a brown-out restarts it).
         self._reports_since_power_on = WARM_UP_REPORTS + self._rng.randrange(1000)
         self._battery_pct = self._rng.randrange(70, 101)

@@ -9,6 +9,7 @@ the schedule says it should be lit, until a crew or a power cycle clears it.
 from __future__ import annotations
 
 import math
+import random
 from typing import Any
 
 import orjson
@@ -53,6 +54,23 @@ def scheduled_dim_pct(hour: float, dusk_h: float = DUSK_H, dawn_h: float = DAWN_
     return NIGHT_DIM_PCT
 
 
+def next_fault(
+    rng: random.Random,
+    fault: int,
+    *,
+    scheduled_on: bool,
+    onset_p: float = FAULT_ONSET_P,
+    recovery_p: float = FAULT_RECOVERY_P,
+) -> int:
+    """The lamp's fault code at this report: a lamp fails now and then while the schedule has
+    it lit, and stays dark until a crew or a power cycle clears it (chances per report)."""
+    if fault != FAULT_NONE:
+        return FAULT_NONE if rng.random() < recovery_p else fault
+    if scheduled_on and rng.random() < onset_p:
+        return FAULT_LAMP_FAILURE
+    return FAULT_NONE
+
+
 class Streetlight:
     """One streetlight controller."""
 
@@ -73,7 +91,7 @@ class Streetlight:
         ts_ms = sim_time_ms + self._rng.randrange(1000)
         hour = local_hour(ts_ms)
         dim = scheduled_dim_pct(hour, self._dusk_h, self._dawn_h)
-        self._update_fault(scheduled_on=dim > 0)
+        self._fault = next_fault(self._rng, self._fault, scheduled_on=dim > 0)
         lamp_on = dim > 0 and self._fault == FAULT_NONE
         power_w = self._power_w(dim) if lamp_on else STANDBY_W * gauss_factor(self._rng, 0.1)
         voltage_v = self._voltage_v(hour)
@@ -89,13 +107,6 @@ class Streetlight:
             },
         }
         return Telemetry(orjson.dumps(payload), [self._reading(payload)])
-
-    def _update_fault(self, *, scheduled_on: bool) -> None:
-        if self._fault != FAULT_NONE:
-            if self._rng.random() < FAULT_RECOVERY_P:
-                self._fault = FAULT_NONE
-        elif scheduled_on and self._rng.random() < FAULT_ONSET_P:
-            self._fault = FAULT_LAMP_FAILURE
 
     def _power_w(self, dim_pct: int) -> float:
         return self._rated_w * dim_pct / 100 * gauss_factor(self._rng, 0.01)

@@ -15,24 +15,22 @@ The device is named by its DevEUI, derived from its fleet number (lw-0001 is
 
 from __future__ import annotations
 
-import base64
 import struct
-import uuid
-from typing import Any
 
 import orjson
 
 from simulators.clock import local_hour, utc_rfc3339
 from simulators.devices.base import Device, DeviceKind, DeviceSpec, Telemetry, gauss_factor
+from simulators.devices.chirpstack_uplink import ChirpstackApplication, ChirpstackDevice
 from simulators.devices.lighting import (
     DAWN_H,
     DUSK_H,
-    FAULT_LAMP_FAILURE,
     FAULT_NONE,
     FAULT_ONSET_P,
     FAULT_RECOVERY_P,
     PHOTOCELL_SPREAD_H,
     RATED_W_CHOICES,
+    next_fault,
     scheduled_dim_pct,
 )
 from simulators.surface import FieldEdit, JsonPath, PayloadSurface, TimeSlot
@@ -40,11 +38,15 @@ from simulators.truth import TruthReading
 
 INTERVAL_S = 600
 MEASUREMENT = "streetlight"
-# The town's streetlight application and tenant in ChirpStack (as in the profile's golden file).
-APPLICATION_ID = "17c82e96-be03-4f38-aef3-f83d48582d97"
-TENANT_ID = "52f14cd4-c6f1-4fbd-8f87-4025e1d49242"
-DEVICE_PROFILE_ID = "14855bf7-d10d-4aee-b618-ebfcb64dc7ad"
-DEV_EUI_PREFIX = "70b3d57ed0"
+# The town's streetlight application in ChirpStack (as in the profile's golden file).
+APPLICATION = ChirpstackApplication(
+    application_id="17c82e96-be03-4f38-aef3-f83d48582d97",
+    application_name="streetlights",
+    device_profile_id="14855bf7-d10d-4aee-b618-ebfcb64dc7ad",
+    device_profile_name="sl-lorawan",
+    dev_eui_prefix="70b3d57ed0",
+)
+F_PORT = 10
 FRAME = struct.Struct(">HIBB")  # power 0.1 W, energy Wh, dim %, status bits
 LAMP_ON_BIT = 0x01
 FAULT_SHIFT = 1
@@ -56,12 +58,9 @@ DECI_PER_UNIT = 10
 WH_PER_KWH = 1000
 LORA_RSSI_DBM = (-100.0, 7.0)
 LORA_SNR_DB = (5.0, 3.5)
-
-
-def dev_eui(device_id: str) -> str:
-    """lw-0001 -> 70b3d57ed0000001: the fleet number in the last six hex digits."""
-    number = int(device_id.rsplit("-", 1)[1])
-    return f"{DEV_EUI_PREFIX}{number:06x}"
+# The luminaire's fault chances per minute, as chances per ten-minute report.
+REPORT_FAULT_ONSET_P = FAULT_ONSET_P * INTERVAL_S / 60
+REPORT_FAULT_RECOVERY_P = FAULT_RECOVERY_P * INTERVAL_S / 60
 
 
 class LorawanStreetlight:
@@ -69,24 +68,27 @@ class LorawanStreetlight:
 
     def __init__(self, spec: DeviceSpec) -> None:
         self._rng = spec.rng
-        self.device_name = spec.device_id
-        self.device_id = dev_eui(spec.device_id)
-        self.topic = f"application/{APPLICATION_ID}/device/{self.device_id}/event/up"
         self.interval_s = INTERVAL_S
-        self._district = spec.district
-        self._tags = {"district": spec.district, "device_id": self.device_id}
         self._rated_w = self._rng.choice(RATED_W_CHOICES)
         self._dusk_h = DUSK_H + self._rng.uniform(-PHOTOCELL_SPREAD_H, PHOTOCELL_SPREAD_H)
         self._dawn_h = DAWN_H + self._rng.uniform(-PHOTOCELL_SPREAD_H, PHOTOCELL_SPREAD_H)
         self._energy_wh = self._rng.uniform(100_000.0, 5_000_000.0)
         self._fault = FAULT_NONE
-        self._dev_addr = f"{self._rng.randrange(1 << 32):08x}"
-        self._f_cnt = self._rng.randrange(10_000)
+        # Last: the node's radio state (address, frame counter) follows the luminaire's draws.
+        self._node = ChirpstackDevice(spec, APPLICATION)
+        self.device_id = self._node.device_id
+        self.topic = self._node.topic
 
     def next_message(self, sim_time_ms: int) -> Telemetry:
         hour = local_hour(sim_time_ms)
         dim = scheduled_dim_pct(hour, self._dusk_h, self._dawn_h)
-        self._update_fault(scheduled_on=dim > 0)
+        self._fault = next_fault(
+            self._rng,
+            self._fault,
+            scheduled_on=dim > 0,
+            onset_p=REPORT_FAULT_ONSET_P,
+            recovery_p=REPORT_FAULT_RECOVERY_P,
+        )
         lamp_on = dim > 0 and self._fault == FAULT_NONE
         power_dw = round(self._rated_w * dim * gauss_factor(self._rng, 0.01) / 10)
         power_dw = power_dw if lamp_on else STANDBY_DW
@@ -97,57 +99,10 @@ class LorawanStreetlight:
         received_us = sim_time_ms * 1000 + self._rng.randrange(200_000, 1_500_000)
         rssi = round(min(max(self._rng.gauss(*LORA_RSSI_DBM), -125.0), -70.0))
         snr = round(4 * min(max(self._rng.gauss(*LORA_SNR_DB), -15.0), 12.0)) / 4
-        self._f_cnt += 1
-        event = self._event(received_us, FRAME.pack(*frame), rssi, snr)
+        event = self._node.event(
+            utc_rfc3339(received_us), F_PORT, FRAME.pack(*frame), [(rssi, snr)]
+        )
         return Telemetry(orjson.dumps(event), [self._reading(received_us, frame, rssi, snr)])
-
-    def _update_fault(self, *, scheduled_on: bool) -> None:
-        if self._fault != FAULT_NONE:
-            if self._rng.random() < FAULT_RECOVERY_P * INTERVAL_S / 60:
-                self._fault = FAULT_NONE
-        elif scheduled_on and self._rng.random() < FAULT_ONSET_P * INTERVAL_S / 60:
-            self._fault = FAULT_LAMP_FAILURE
-
-    def _event(self, received_us: int, frame: bytes, rssi: int, snr: float) -> dict[str, Any]:
-        """ChirpStack v4 integration.UplinkEvent in its JSON mapping (camelCase)."""
-        return {
-            "deduplicationId": str(uuid.UUID(int=self._rng.getrandbits(128), version=4)),
-            "time": utc_rfc3339(received_us),
-            "deviceInfo": {
-                "tenantId": TENANT_ID,
-                "tenantName": "My Hao Town",
-                "applicationId": APPLICATION_ID,
-                "applicationName": "streetlights",
-                "deviceProfileId": DEVICE_PROFILE_ID,
-                "deviceProfileName": "sl-lorawan",
-                "deviceName": self.device_name,
-                "devEui": self.device_id,
-                "tags": {"district": self._district},
-            },
-            "devAddr": self._dev_addr,
-            "adr": True,
-            "dr": 5,
-            "fCnt": self._f_cnt,
-            "fPort": 10,
-            "confirmed": False,
-            "data": base64.b64encode(frame).decode(),
-            "rxInfo": [
-                {
-                    "gatewayId": "0016c001f153a14c",
-                    "uplinkId": self._rng.randrange(1 << 32),
-                    "rssi": rssi,
-                    "snr": snr,
-                    "channel": self._rng.randrange(8),
-                    "crcStatus": "CRC_OK",
-                }
-            ],
-            "txInfo": {
-                "frequency": 923_200_000 + 200_000 * self._rng.randrange(8),
-                "modulation": {
-                    "lora": {"bandwidth": 125000, "spreadingFactor": 7, "codeRate": "CR_4_5"}
-                },
-            },
-        }
 
     def _reading(
         self, received_us: int, frame: tuple[int, int, int, int], rssi: int, snr: float
@@ -156,7 +111,7 @@ class LorawanStreetlight:
         return TruthReading(
             measurement=MEASUREMENT,
             device_id=self.device_id,
-            tags=self._tags,
+            tags=self._node.tags,
             time_ns=received_us * NS_PER_US,
             fields={
                 "power_w": power_dw / DECI_PER_UNIT,

@@ -18,7 +18,7 @@ import struct
 
 from simulators.clock import local_hour
 from simulators.devices.base import Device, DeviceKind, DeviceSpec, Telemetry
-from simulators.devices.tts_uplink import TtsDevice, tts_surface
+from simulators.devices.tts_uplink import TtsModel, tts_surface
 
 INTERVAL_S = 300
 MEASUREMENT = "parking_bay"
@@ -50,17 +50,11 @@ def _road_temperature(hour: float) -> float:
     return 29 + 5 * math.sin(2 * math.pi * (hour - 9) / 24)
 
 
-class ParkingSensor:
+class ParkingSensor(TtsModel):
     """One bay: whether a vehicle stands on it, and the sensor's counter, battery and clock."""
 
     def __init__(self, spec: DeviceSpec) -> None:
-        self._rng = spec.rng
-        self.device_id = spec.device_id
-        self._tts = TtsDevice(
-            self._rng, APPLICATION_ID, MEASUREMENT, (spec.device_id, spec.district)
-        )
-        self.topic = self._tts.topic
-        self.interval_s = INTERVAL_S
+        super().__init__(spec, APPLICATION_ID, MEASUREMENT, INTERVAL_S)
         self._occupied = self._rng.random() < 0.2
         self._arrivals = self._rng.randrange(ARRIVALS_WRAP)
         self._battery_mv = self._rng.randrange(3300, 3600)

@@ -15,7 +15,7 @@ import math
 import struct
 
 from simulators.devices.base import Device, DeviceKind, DeviceSpec, Telemetry
-from simulators.devices.tts_uplink import TtsDevice, tts_surface
+from simulators.devices.tts_uplink import TtsModel, tts_surface
 
 INTERVAL_S = 600
 MEASUREMENT = "river_level"
@@ -35,17 +35,11 @@ CENTI = 100
 DECI = 10
 
 
-class RiverProbe:
+class RiverProbe(TtsModel):
     """One gauge: the tide at its site and the groups its sensors fill in."""
 
     def __init__(self, spec: DeviceSpec) -> None:
-        self._rng = spec.rng
-        self.device_id = spec.device_id
-        self._tts = TtsDevice(
-            self._rng, APPLICATION_ID, MEASUREMENT, (spec.device_id, spec.district)
-        )
-        self.topic = self._tts.topic
-        self.interval_s = INTERVAL_S
+        super().__init__(spec, APPLICATION_ID, MEASUREMENT, INTERVAL_S)
         self._serial = self._rng.randrange(0x10000)
         self._mean_level_m = self._rng.uniform(1.5, 3.0)
         self._tide_phase = self._rng.uniform(0, 2 * math.pi)

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from simulators.clock import utc_rfc3339
-from simulators.devices.base import Telemetry
+from simulators.devices.base import DeviceSpec, Telemetry
 from simulators.surface import FieldEdit, JsonPath, PayloadSurface, TimeSlot
 from simulators.truth import TruthReading
 
@@ -89,6 +89,22 @@ class TtsDevice:
             fields=fields,
         )
         return Telemetry(orjson.dumps(uplink.document), [reading])
+
+
+class TtsModel:
+    """What the TTS device models share: the device's own random stream (`_rng`) and its end
+    device (`_tts`), which sends the frames the model builds and says what they mean."""
+
+    def __init__(
+        self, spec: DeviceSpec, application_id: str, measurement: str, interval_s: int
+    ) -> None:
+        self._rng = spec.rng
+        self._tts = TtsDevice(
+            spec.rng, application_id, measurement, (spec.device_id, spec.district)
+        )
+        self.device_id = spec.device_id
+        self.topic = self._tts.topic
+        self.interval_s = interval_s
 
 
 _RADIO = ("uplink_message", "rx_metadata", 0)

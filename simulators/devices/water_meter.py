@@ -18,7 +18,7 @@ import struct
 
 from simulators.clock import local_hour
 from simulators.devices.base import Device, DeviceKind, DeviceSpec, Telemetry
-from simulators.devices.tts_uplink import TtsDevice, tts_surface
+from simulators.devices.tts_uplink import TtsModel, tts_surface
 from simulators.surface import EnvelopeFrame, TimeSlot
 
 INTERVAL_S = 1800
@@ -41,17 +41,11 @@ def _bcd(value: int, digits: int) -> bytes:
     return bytes.fromhex(f"{value:0{digits}d}")
 
 
-class WaterMeter:
+class WaterMeter(TtsModel):
     """One household meter: its register, its clock, and the alarms it may raise."""
 
     def __init__(self, spec: DeviceSpec) -> None:
-        self._rng = spec.rng
-        self.device_id = spec.device_id
-        self._tts = TtsDevice(
-            self._rng, APPLICATION_ID, MEASUREMENT, (spec.device_id, spec.district)
-        )
-        self.topic = self._tts.topic
-        self.interval_s = INTERVAL_S
+        super().__init__(spec, APPLICATION_ID, MEASUREMENT, INTERVAL_S)
         self._volume_l = self._rng.randrange(10_000, 900_000)
         self._household_lph = self._rng.uniform(10.0, 40.0)
         self._battery_mv = self._rng.randrange(3400, 3600)
