@@ -60,6 +60,7 @@ TOWN = {
     "quality-probes": 3, "site-monitors": 3, "tanks": 3, "speed-probes": 6,
     "cabinets": 2, "pressure-loggers": 3, "lorawan-lights": 4, "anpr-cameras": 1,
     "air-stations": 3, "water-meters": 12, "river-probes": 3, "parking-sensors": 24,
+    "lorawan-meters": 6,
 }  # fmt: skip
 SELF_METRICS_INTERVAL_S = 5.0
 LIVENESS = """

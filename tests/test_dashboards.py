@@ -310,7 +310,7 @@ SIMULATED = [
     "--quality-probes", "2", "--radars", "1", "--signals", "2", "--speed-probes", "4",
     "--site-monitors", "2", "--lorawan-lights", "2", "--anpr-cameras", "1",
     "--air-stations", "2", "--water-meters", "2", "--river-probes", "2",
-    "--parking-sensors", "4",
+    "--parking-sensors", "4", "--lorawan-meters", "2",
     "--messages", "3000", "--rate", "0",
     "--seed", "20261124",
 ]  # fmt: skip
