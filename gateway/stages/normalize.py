@@ -129,7 +129,6 @@ def _generate(
         "CLOCK_SET_NS": CLOCK_SET_NS,
         "ESCAPES": STRING_ESCAPES,
         "STRUCTURES": (dict, list),
-        "float_text": float.__repr__,
         "isfinite": math.isfinite,
         "readings_of": profile.readings,
         "time_of": profile.time_ns,
