@@ -18,10 +18,11 @@ import time
 import tomllib
 import urllib.request
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 from gateway.operations.endpoint import parse_metrics
 from tests.servers import Influxd, Mosquitto
@@ -202,6 +203,21 @@ def start_simulators(broker: Mosquitto, truth: Path, *args: str) -> subprocess.P
     return subprocess.Popen(simulator_command(broker, truth, *args), cwd=ROOT)
 
 
+@contextmanager
+def simulators_running(
+    broker: Mosquitto, truth: Path, *args: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """The simulators publishing in the background while the block runs; killed on the way out
+    if they are still running (a test that failed before they finished)."""
+    publisher = start_simulators(broker, truth, *args)
+    try:
+        yield publisher
+    finally:
+        if publisher.poll() is None:
+            publisher.kill()
+            publisher.wait()
+
+
 def load_truth(path: Path) -> list[dict[str, Any]]:
     with path.open("rb") as handle:
         return [json.loads(line) for line in handle if line.strip()]
@@ -243,6 +259,38 @@ def wait_for_counts(
             return stored
         time.sleep(0.25)
     return stored
+
+
+class Delivery(NamedTuple):
+    """A run's truth file, and what InfluxDB held once it matched (or the wait gave up)."""
+
+    truth: list[dict[str, Any]]
+    expected: Counter[str]  # distinct points per measurement in the truth
+    stored: Counter[str]  # points per measurement in InfluxDB
+
+
+def wait_for_truth(influxd: Influxd, database: str, truth_file: Path) -> Delivery:
+    """Load the truth the simulators wrote and wait until InfluxDB holds as many points per
+    measurement (see wait_for_counts)."""
+    truth = load_truth(truth_file)
+    expected = truth_counts(truth)
+    return Delivery(truth, expected, wait_for_counts(influxd, database, expected))
+
+
+def simulate_and_wait(
+    broker: Mosquitto, influxd: Influxd, database: str, truth_file: Path, *args: str
+) -> Delivery:
+    """Run the simulators with `args` to the end, then `wait_for_truth`."""
+    run_simulators(broker, truth_file, *args)
+    return wait_for_truth(influxd, database, truth_file)
+
+
+def assert_stored_as_sent(influxd: Influxd, database: str, truth: list[dict[str, Any]]) -> None:
+    """InfluxDB holds every reading of the truth once, with its values and field types, and
+    no other point in the truth's measurements."""
+    missing, extra, differences = compare_with_truth(influxd, database, truth)
+    assert (missing, extra, differences[:5]) == (0, 0, [])
+    assert field_type_mismatches(influxd, database, truth) == []
 
 
 def stored_points(

@@ -20,13 +20,10 @@ import pytest
 from gateway.stages.deadletter import DEAD_LETTER_FILE, DeadLetterStore
 from tests.harness import (
     GatewayProcess,
-    compare_with_truth,
-    field_type_mismatches,
+    assert_stored_as_sent,
     gateway_config,
-    load_truth,
     run_simulators,
-    truth_counts,
-    wait_for_counts,
+    wait_for_truth,
 )
 from tests.servers import Influxd, Mosquitto
 from tests.waits import wait_for
@@ -72,9 +69,7 @@ def test_codec_device_readings_are_stored_exactly(
             "--messages", str(SIMULATED_MESSAGES), "--rate", "0", "--seed", "5",
         )  # fmt: skip
         publish(mosquitto, [*refused, empty])
-        truth = load_truth(truth_file)
-        expected = truth_counts(truth)
-        stored = wait_for_counts(influxd, influx_db, expected)
+        truth, expected, stored = wait_for_truth(influxd, influx_db, truth_file)
         sent = SIMULATED_MESSAGES + len(refused) + 1
         wait_for(
             lambda: gateway.metric("messages_acked_total") == sent, 60,
@@ -85,9 +80,7 @@ def test_codec_device_readings_are_stored_exactly(
         warnings = gateway.metric("codec_warnings_total")
         assert gateway.stop() == 0
     assert stored == expected == {"parking_bay": SIMULATED_MESSAGES}
-    missing, extra, differences = compare_with_truth(influxd, influx_db, truth)
-    assert (missing, extra, differences[:5]) == (0, 0, [])
-    assert field_type_mismatches(influxd, influx_db, truth) == []
+    assert_stored_as_sent(influxd, influx_db, truth)
     assert (letters, empty_frames) == (len(REFUSED), 1)
     store = DeadLetterStore(tmp_path / "state" / DEAD_LETTER_FILE)
     assert store.counts_by_reason() == {"codec_error": len(REFUSED)}

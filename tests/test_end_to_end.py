@@ -13,14 +13,12 @@ import pytest
 
 from tests.harness import (
     GatewayProcess,
-    compare_with_truth,
-    field_type_mismatches,
+    assert_stored_as_sent,
     gateway_config,
-    load_truth,
-    run_simulators,
-    start_simulators,
-    truth_counts,
+    simulate_and_wait,
+    simulators_running,
     wait_for_counts,
+    wait_for_truth,
 )
 from tests.servers import Influxd, Mosquitto
 from tests.waits import wait_for
@@ -32,18 +30,14 @@ def test_ten_thousand_readings_arrive_exactly(
     tmp_path: Path, mosquitto: Mosquitto, influxd: Influxd, influx_db: str
 ) -> None:
     config = gateway_config(tmp_path / "gateway.toml", mosquitto, influxd, influx_db)
-    truth_file = tmp_path / "truth.jsonl"
     summary_file = tmp_path / "summary.json"
     with GatewayProcess(config) as gateway:
-        run_simulators(
-            mosquitto, truth_file,
+        truth, expected, stored = simulate_and_wait(
+            mosquitto, influxd, influx_db, tmp_path / "truth.jsonl",
             "--lighting", "40", "--water", "40", "--traffic", "40",
             "--messages", "6200", "--rate", "0", "--seed", "7",
             "--summary-json", str(summary_file),
         )  # fmt: skip
-        truth = load_truth(truth_file)
-        expected = truth_counts(truth)
-        stored = wait_for_counts(influxd, influx_db, expected)
         assert fetch(gateway.health_url() + "/readyz")[0] == 200
         assert gateway.metric("messages_received_total") == 6200
         assert gateway.stop() == 0
@@ -51,9 +45,7 @@ def test_ten_thousand_readings_arrive_exactly(
     assert summary["readings"] == len(truth) >= 10_000
     assert set(expected) == {"streetlight", "water_flow", "traffic_flow"}
     assert stored == expected
-    missing, extra, differences = compare_with_truth(influxd, influx_db, truth)
-    assert (missing, extra, differences[:5]) == (0, 0, [])
-    assert field_type_mismatches(influxd, influx_db, truth) == []
+    assert_stored_as_sent(influxd, influx_db, truth)
     assert "Traceback" not in gateway.log()
 
 
@@ -70,24 +62,22 @@ def test_broker_restart_mid_stream_loses_nothing(
     truth_file = tmp_path / "truth.jsonl"
     with GatewayProcess(config) as gateway:
         # 5,000 lighting/water readings (one per message) at 1,000 messages/s: ~5 s of stream.
-        publisher = start_simulators(
+        with simulators_running(
             mosquitto, truth_file,
             "--lighting", "25", "--water", "25", "--traffic", "0",
             "--messages", "5000", "--rate", "1000", "--seed", "11",
-        )  # fmt: skip
-        gateway.wait_for_log("subscribed to")
-        wait_for(lambda: gateway.metric("messages_acked_total") >= 1500, 60, "the stream flows")
-        assert publisher.poll() is None, "the stream ended before the broker restart"
-        mosquitto.restart(down_s=1.0)
-        assert publisher.wait(timeout=120) == 0
+        ) as publisher:  # fmt: skip
+            gateway.wait_for_log("subscribed to")
+            wait_for(lambda: gateway.metric("messages_acked_total") >= 1500, 60, "the stream flows")
+            assert publisher.poll() is None, "the stream ended before the broker restart"
+            mosquitto.restart(down_s=1.0)
+            assert publisher.wait(timeout=120) == 0
         gateway.wait_for_log("subscribed to", occurrences=2)
-        truth = load_truth(truth_file)
+        truth, _, stored = wait_for_truth(influxd, influx_db, truth_file)
         assert len(truth) == 5000
-        stored = wait_for_counts(influxd, influx_db, truth_counts(truth))
         assert gateway.stop() == 0
     assert sum(stored.values()) == 5000
-    missing, extra, differences = compare_with_truth(influxd, influx_db, truth)
-    assert (missing, extra, differences[:5]) == (0, 0, [])
+    assert_stored_as_sent(influxd, influx_db, truth)
 
 
 def test_a_malformed_payload_is_dead_lettered_and_the_gateway_carries_on(

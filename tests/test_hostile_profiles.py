@@ -16,11 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import GatewaySettings
 from gateway.model import Message
 from gateway.pipeline import Gateway
-from gateway.profiles.registry import load_directory
-from tests.fakes import LEVEL_PROFILE, LIGHT_TOPIC, QueueIngest, SwitchableSink, light
+from tests.fakes import LEVEL_PROFILE, LIGHT_TOPIC, light
+from tests.reloading import reloading_gateway
 
 ROOT = Path(__file__).resolve().parent.parent
 PROFILES = ROOT / "device_profiles"
@@ -103,30 +102,18 @@ async def test_hot_reload_keeps_the_previous_profiles_and_still_stops(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="gateway")
-    profiles = tmp_path / "profiles"
-    shutil.copytree(PROFILES, profiles)
-    settings = GatewaySettings(
-        batch={"max_points": 1000, "max_age_s": 0.05},
-        spool={"dir": str(tmp_path / "state")},
-        profiles={"dir": str(profiles), "reload_interval_s": 0.05},
-    )
-    sink, ingest = SwitchableSink(), QueueIngest()
-    instance = Gateway(settings, load_directory(profiles), sink=sink, ingest=ingest)
-    stop = asyncio.Event()
-    task = asyncio.create_task(instance.run(stop))
-    await watcher_is_live(instance, next(profiles.rglob("*.yaml")))
-    for failed, (name, (text, _)) in enumerate(HOSTILE.items(), start=1):
-        (profiles / name).write_text(text)
-        await until(partial(lambda n: instance.metrics.profile_reloads_failed >= n, failed))
-        (profiles / name).unlink()
-    instance.on_message(Message(LIGHT_TOPIC, light(0), 1_000, False, 1))
-    await until(lambda: ingest.acked == [1])
-    stop.set()
-    await asyncio.wait_for(task, 10)
-    assert not task.exception()
+    async with reloading_gateway(tmp_path) as running:  # leaving it stops it; a hang raises
+        instance, profiles = running.gateway, running.profiles
+        await watcher_is_live(instance, next(profiles.rglob("*.yaml")))
+        for failed, (name, (text, _)) in enumerate(HOSTILE.items(), start=1):
+            (profiles / name).write_text(text)
+            await until(partial(lambda n: instance.metrics.profile_reloads_failed >= n, failed))
+            (profiles / name).unlink()
+        instance.on_message(Message(LIGHT_TOPIC, light(0), 1_000, False, 1))
+        await until(lambda: running.ingest.acked == [1])
     for _, problem in HOSTILE.values():
         assert problem in caplog.text
-    assert any("sl-0001" in line for line in sink.lines)  # the previous profiles served it
+    assert any("sl-0001" in line for line in running.sink.lines)  # the previous profiles served it
 
 
 async def until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:

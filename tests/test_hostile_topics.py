@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from tests.harness import GatewayProcess, gateway_config
-from tests.hostile_clients import GOOD_TOPIC, publish, rss_bytes, streetlight
+from tests.hostile_clients import GOOD_TOPIC, publish, streetlight
 from tests.servers import Influxd, Mosquitto
-from tests.test_hostile import dead_letters, note, stored
+from tests.test_hostile import flood_of_dead_letters, note, stored
 from tests.waits import wait_for
 
 pytestmark = pytest.mark.integration
@@ -27,27 +27,15 @@ def test_huge_topics_are_refused_and_memory_stays_bounded(
     config = gateway_config(tmp_path / "gateway.toml", mosquitto, influxd, influx_db)
     first_ms = int(time.time() * 1000) - LONG_TOPICS * 1000
     with GatewayProcess(config) as gateway:
-        assert gateway.process is not None
         publish(mosquitto.port, [(GOOD_TOPIC, streetlight(first_ms, 0))])
         wait_for(lambda: stored(influxd, influx_db) == 1, 30, "the first reading stored")
-        before = rss_bytes(gateway.process.pid)
         messages = [
             (f"city/lighting/di-su/{n:05d}{'x' * LONG_LEVEL}/telemetry", streetlight(first_ms, n))
             for n in range(LONG_TOPICS)
         ]
-        publish(mosquitto.port, messages)
-        wait_for(
-            lambda: gateway.metric("dead_letters_total", reason="topic_too_long") >= LONG_TOPICS,
-            120,
-            "every huge topic dead-lettered",
+        flood = flood_of_dead_letters(
+            gateway, mosquitto, messages, count=LONG_TOPICS, reason="topic_too_long", timeout_s=120
         )
-        after = rss_bytes(gateway.process.pid)
-        assert gateway.stop() == 0
-    letters = dead_letters(tmp_path / "state", "topic_too_long")
-    note(
-        scenario_results,
-        f"{LONG_TOPICS} topics with {LONG_LEVEL} B levels: topic_too_long={letters} "
-        f"rss {before / 2**20:.0f} -> {after / 2**20:.0f} MB",
-    )
-    assert letters == LONG_TOPICS
-    assert after - before < RSS_GROWTH_BOUND
+    note(scenario_results, f"{LONG_TOPICS} topics with {LONG_LEVEL} B levels: {flood.figures}")
+    assert flood.letters == LONG_TOPICS
+    assert flood.rss_growth < RSS_GROWTH_BOUND

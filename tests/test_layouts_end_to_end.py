@@ -12,16 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import (
-    GatewayProcess,
-    compare_with_truth,
-    field_type_mismatches,
-    gateway_config,
-    load_truth,
-    run_simulators,
-    truth_counts,
-    wait_for_counts,
-)
+from tests.harness import GatewayProcess, assert_stored_as_sent, gateway_config, simulate_and_wait
 from tests.servers import Influxd, Mosquitto
 
 pytestmark = pytest.mark.integration
@@ -31,24 +22,18 @@ def test_layout_devices_are_stored_exactly(
     tmp_path: Path, mosquitto: Mosquitto, influxd: Influxd, influx_db: str
 ) -> None:
     config = gateway_config(tmp_path / "gateway.toml", mosquitto, influxd, influx_db)
-    truth_file = tmp_path / "truth.jsonl"
     with GatewayProcess(config) as gateway:
-        run_simulators(
-            mosquitto, truth_file,
+        truth, expected, stored = simulate_and_wait(
+            mosquitto, influxd, influx_db, tmp_path / "truth.jsonl",
             "--air-stations", "20", "--water-meters", "20", "--river-probes", "20",
             "--lorawan-meters", "20", "--lorawan-lights", "10",
             "--messages", "3000", "--rate", "0", "--seed", "5",
         )  # fmt: skip
-        truth = load_truth(truth_file)
-        expected = truth_counts(truth)
-        stored = wait_for_counts(influxd, influx_db, expected)
         assert gateway.stop() == 0
     assert set(expected) == {"air_quality", "water_meter", "river_level", "streetlight"}
     assert stored == expected
     assert sum(expected.values()) == 3000
-    missing, extra, differences = compare_with_truth(influxd, influx_db, truth)
-    assert (missing, extra, differences[:5]) == (0, 0, [])
-    assert field_type_mismatches(influxd, influx_db, truth) == []
+    assert_stored_as_sent(influxd, influx_db, truth)
     sentinel_left_out = [
         row
         for row in truth

@@ -13,12 +13,11 @@ import pytest
 
 from tests.harness import (
     GatewayProcess,
-    compare_with_truth,
+    assert_stored_as_sent,
     gateway_config,
-    load_truth,
     run_simulators,
-    truth_counts,
-    wait_for_counts,
+    simulate_and_wait,
+    wait_for_truth,
 )
 from tests.servers import Influxd, Mosquitto
 from tests.test_ingest_restart import counter, metrics, wait_for_counter
@@ -41,24 +40,20 @@ def test_a_mixed_qos0_and_qos1_town_is_stored_exactly_without_a_reconnect(
     tmp_path: Path, mosquitto: Mosquitto, influxd: Influxd, influx_db: str
 ) -> None:
     config = gateway_config(tmp_path / "gateway.toml", mosquitto, influxd, influx_db)
-    truth_file = tmp_path / "truth.jsonl"
     with GatewayProcess(config) as gateway:
         # 3,000 messages at 500 msg/s (~6 s, a dozen batches): streetlights and loop counters
         # at QoS 0, water meters at QoS 1, interleaved device by device.
-        run_simulators(
-            mosquitto, truth_file,
+        truth, expected, stored = simulate_and_wait(
+            mosquitto, influxd, influx_db, tmp_path / "truth.jsonl",
             "--lighting", "20", "--water", "20", "--traffic", "20",
             "--messages", "3000", "--rate", "500", "--seed", "15",
             "--qos", "1", "--kind-qos", "lighting=0,traffic=0",
         )  # fmt: skip
-        truth = load_truth(truth_file)
-        stored = wait_for_counts(influxd, influx_db, truth_counts(truth))
         exposition = wait_for_counter(gateway, "messages_received", 3000)
         assert gateway.stop() == 0
-    assert stored == truth_counts(truth)
+    assert stored == expected
     assert counter(exposition, "messages_received") == 3000
-    missing, extra, differences = compare_with_truth(influxd, influx_db, truth)
-    assert (missing, extra, differences[:5]) == (0, 0, [])
+    assert_stored_as_sent(influxd, influx_db, truth)
     _assert_never_disconnected(gateway, exposition)
 
 
@@ -80,13 +75,11 @@ def test_a_qos0_flood_never_gets_the_gateway_disconnected(
             "--lighting", "50", "--water", "50",
             "--messages", str(FLOOD), "--rate", "0", "--seed", "16", "--qos", "0",
         )  # fmt: skip
-        truth = load_truth(truth_file)
         received = wait_for_counter(gateway, "messages_received", FLOOD)
-        stored = wait_for_counts(influxd, influx_db, truth_counts(truth))
+        truth, expected, stored = wait_for_truth(influxd, influx_db, truth_file)
         exposition = metrics(gateway)
         assert gateway.stop() == 0
     _assert_never_disconnected(gateway, exposition)
     assert counter(received, "messages_received") == FLOOD
-    assert stored == truth_counts(truth)
-    missing, extra, differences = compare_with_truth(influxd, influx_db, truth)
-    assert (missing, extra, differences[:5]) == (0, 0, [])
+    assert stored == expected
+    assert_stored_as_sent(influxd, influx_db, truth)

@@ -27,7 +27,7 @@ from tests.harness import (
     gateway_config,
     load_truth,
     run_simulators,
-    start_simulators,
+    simulators_running,
 )
 from tests.servers import Mosquitto, VictoriaMetrics
 from tests.waits import wait_for
@@ -129,12 +129,11 @@ def test_a_restart_of_victoria_metrics_mid_stream_spools_and_replays(
     config = config_for(tmp_path, mosquitto, victoria_metrics, "v1")
     truth_file = tmp_path / "truth.jsonl"
     with GatewayProcess(config) as gateway:
-        publisher = start_simulators(
+        with simulators_running(
             mosquitto, truth_file,
             "--lighting", "30", "--water", "30", "--traffic", "30",
             "--messages", "200000", "--rate", "1000", "--seed", "23",
-        )  # fmt: skip
-        try:
+        ) as publisher:  # fmt: skip
 
             def acked() -> float:
                 return gateway.metric("messages_acked_total")
@@ -154,10 +153,6 @@ def test_a_restart_of_victoria_metrics_mid_stream_spools_and_replays(
             assert publisher.poll() is None, "the stream ended before VictoriaMetrics was back"
             publisher.send_signal(signal.SIGTERM)  # the simulators finish their truth file
             assert publisher.wait(timeout=120) == 0
-        finally:
-            if publisher.poll() is None:
-                publisher.kill()
-                publisher.wait()
         truth = load_truth(truth_file)
         wait_for(lambda: gateway.metric("spool_points") == 0, 120, "the spool replayed")
         expected, lost, doubled = compare(victoria_metrics, truth, 120)
