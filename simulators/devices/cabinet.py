@@ -16,7 +16,14 @@ import math
 
 from simulators.clock import NS_PER_S, local_hour
 from simulators.devices.base import Device, DeviceKind, DeviceSpec, Telemetry, gauss_factor
-from simulators.devices.lighting import DAWN_H, DUSK_H, PHOTOCELL_SPREAD_H, scheduled_dim_pct
+from simulators.devices.lighting import (
+    DAWN_H,
+    DUSK_H,
+    NOMINAL_V,
+    PHOTOCELL_SPREAD_H,
+    RATED_W_CHOICES,
+    scheduled_dim_pct,
+)
 from simulators.surface import FieldEdit, Key, PayloadSurface, TimeSlot
 from simulators.truth import TruthReading
 
@@ -24,10 +31,8 @@ INTERVAL_S = 900
 MEASUREMENT = "lighting_cabinet"
 
 LAMPS_PER_CABINET = (20, 60)
-LAMP_W_CHOICES = (100.0, 120.0, 150.0)
 CONTROL_GEAR_W = 35.0
 PHASES = 3
-NOMINAL_V = 230.0
 POWER_FACTOR_LIT = 0.97
 POWER_FACTOR_DIMMED = 0.93
 POWER_FACTOR_STANDBY = 0.55
@@ -43,7 +48,7 @@ class CabinetMeter:
         self.interval_s = INTERVAL_S
         self._tags = {"district": spec.district, "device_id": spec.device_id}
         lamps = self._rng.randint(*LAMPS_PER_CABINET)
-        self._lamp_load_w = lamps * self._rng.choice(LAMP_W_CHOICES)
+        self._lamp_load_w = lamps * self._rng.choice(RATED_W_CHOICES)
         self._dusk_h = DUSK_H + self._rng.uniform(-PHOTOCELL_SPREAD_H, PHOTOCELL_SPREAD_H)
         self._dawn_h = DAWN_H + self._rng.uniform(-PHOTOCELL_SPREAD_H, PHOTOCELL_SPREAD_H)
         self._energy_kwh = self._rng.uniform(5_000.0, 80_000.0)
