@@ -134,8 +134,14 @@ def household_use_per_day() -> PanelBuilder:
 
 
 def meter_alarms() -> PanelBuilder:
-    # The alarm fields exist only on alarm frames: with none in the range the query has no
-    # row, and the stat's noValue shows the true 0 (panels.stat_panel).
+    # The alarm fields exist only on alarm frames (mh-water-meter-tts), so alarms alone give no
+    # row on a range without any. The second source adds a 0 for each alarm whenever any meter
+    # reported (rssi_dbm is on every uplink of both meter profiles): InfluxQL sums the rows of
+    # both sources, so the panel shows three named zeros rather than the stat's noValue.
+    alarms = (("leak", "rò rỉ"), ("backflow", "chảy ngược"), ("tamper", "can thiệp"))
+    devices_alarmed = ", ".join(f'max("{name}_alarm") AS "{name}"' for name, _ in alarms)
+    zeros = ", ".join(f'0 * count("rssi_dbm") AS "{name}"' for name, _ in alarms)
+    where = f"WHERE $timeFilter AND {DEVICE_FILTER}"
     return stat_panel(
         "Đồng hồ hộ dân báo động",
         "Household meters that sent a leak alarm (water running all night), a backflow "
@@ -143,10 +149,10 @@ def meter_alarms() -> PanelBuilder:
         COUNT,
         [
             InfluxQL(
-                f"""SELECT sum("leak") AS "rò rỉ", sum("backflow") AS "chảy ngược",
-                sum("tamper") AS "can thiệp" FROM (SELECT max("leak_alarm") AS "leak",
-                max("backflow_alarm") AS "backflow", max("tamper_alarm") AS "tamper"
-                FROM "water_meter" WHERE $timeFilter AND {DEVICE_FILTER} GROUP BY "device_id")"""
+                "SELECT "
+                + ", ".join(f'sum("{name}") AS "{label}"' for name, label in alarms)
+                + f' FROM (SELECT {devices_alarmed} FROM "water_meter" {where} GROUP BY '
+                f'"device_id"), (SELECT {zeros} FROM "water_meter" {where})'
             ).alias("$col")
         ],
         steps=WARN_UNLESS_ANY,

@@ -532,6 +532,40 @@ def test_lamp_hours_per_day_are_the_integral_over_the_local_day(
 
 
 @pytest.mark.integration
+def test_meter_alarm_counts_are_zero_on_a_range_without_alarms(
+    influxd: Influxd, influx_db: str
+) -> None:
+    """A TTS meter's index frames carry no alarm field: an hour of only those is three zeros,
+    not no row. A ChirpStack meter's frames carry zeros; an alarm frame counts its meter."""
+    start_s = 1_795_971_600
+    meters = [
+        f"water_meter,district=di-su,device_id=wm-0001 total_m3=12.5,rssi_dbm=-97i {start_s}",
+        f"water_meter,district=di-su,device_id=wm-0001 total_m3=12.6,rssi_dbm=-96i "
+        f"{start_s + 1800}",
+        f"water_meter,district=di-su,device_id=wm-0002 total_m3=3.2,rssi_dbm=-88i,"
+        f"leak_alarm=0i,backflow_alarm=0i,tamper_alarm=0i {start_s + 4200}",
+        f"water_meter,district=di-su,device_id=wm-0001 rssi_dbm=-95i,"
+        f"leak_alarm=0i,backflow_alarm=1i,tamper_alarm=0i {start_s + 7200}",
+    ]
+    influxd.write(influx_db, "\n".join(meters), precision="s")
+    (dashboard,) = [d for d in rendered_dashboards() if d["uid"] == "mh-water"]
+    (query,) = [q for q in dashboard_queries(dashboard, "") if q.panel == "Đồng hồ hộ dân báo động"]
+
+    def counts(end_s: int) -> list[Any]:
+        window = f"time >= {start_s}s AND time < {end_s}s"
+        influxql = substitute(
+            Query(query.dashboard, query.panel, query.ref_id, query.influxql, window)
+        )
+        (series,) = influxd.query(influxql, db=influx_db)["results"][0]["series"]
+        (row,) = series["values"]
+        return list(row[1:])
+
+    assert counts(start_s + 3600) == [0, 0, 0]
+    assert counts(start_s + 7200) == [0, 0, 0]
+    assert counts(start_s + 3 * 3600) == [0, 1, 0]
+
+
+@pytest.mark.integration
 def test_overview_readings_per_domain_add_up_to_the_total(filled: FilledDatabase) -> None:
     (overview,) = [d for d in rendered_dashboards() if d["uid"] == "mh-overview"]
     found = {
