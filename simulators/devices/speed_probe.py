@@ -8,6 +8,10 @@ Every test varies around the line's figures, and the evening peak (around 21:00 
 mobile cells more than fibre. A 5G probe sometimes falls back to 4G for a test, and the CSV
 says so: technology is whatever the modem was attached to. Rarely a test fails (no server
 reachable) and reports empty throughput cells with 100 % loss.
+
+A probe is installed in one village (thôn, or khu phố in the town's built-up part) of its
+ward and publishes under city/connectivity/<ward>/<village>/<probe>/speedtest, as an operator
+lays out topics by place, so the plan's per-village coverage can be read from the data.
 """
 
 from __future__ import annotations
@@ -37,6 +41,18 @@ EVENING_PEAK_H, EVENING_PEAK_WIDTH_H = 21.0, 1.5
 START_JITTER_S = 30  # the probe's scheduler starts a test up to half a minute late
 BPS_PER_MBPS = 1_000_000
 
+# Villages (thôn, khu phố) of each ward of Mỹ Hào as ASCII slugs, four a ward: a small stand-in
+# for the town's register (dashboards/report/villages.py is the report's copy of it).
+VILLAGES = {
+    "ban-yen-nhan": ("ban", "yen-nhan", "pho-noi", "nghia"),
+    "di-su": ("di-su", "phuc-bo", "hoang-xa", "ngo-xa"),
+    "phan-dinh-phung": ("xuan-dao", "tien-phong", "lac-cau", "phuc-lam"),
+    "nhan-hoa": ("lo-xa", "van-xa", "vinh-xa", "tu-ha"),
+    "bach-sam": ("bach-sam", "ngoc-lich", "tra-phuong", "dong-xa"),
+    "minh-duc": ("dong-mai", "minh-khai", "ha-dong", "quang-trung"),
+    "phung-chi-kien": ("phu-huu", "man-xuyen", "trung-hau", "quan-do"),
+}
+
 
 @dataclass(frozen=True, slots=True)
 class LineFigures:
@@ -57,7 +73,6 @@ class SpeedProbe:
     def __init__(self, spec: DeviceSpec) -> None:
         self._rng = spec.rng
         self.device_id = spec.device_id
-        self.topic = f"city/connectivity/{spec.district}/{spec.device_id}/speedtest"
         self.interval_s = INTERVAL_S
         self._district = spec.district
         rng = self._rng
@@ -66,6 +81,9 @@ class SpeedProbe:
         self.operator = _choose(rng, FIXED_OPERATORS if fixed else MOBILE_OPERATORS)
         self._4g = _line_figures(rng, "4G")
         self._line = self._4g if self.technology == "4G" else _line_figures(rng, self.technology)
+        self.village = rng.choice(VILLAGES[spec.district])  # drawn last: the line is as before
+        place = f"{spec.district}/{self.village}/{spec.device_id}"
+        self.topic = f"city/connectivity/{place}/speedtest"
 
     def next_message(self, sim_time_ms: int) -> Telemetry:
         rng = self._rng
@@ -111,6 +129,7 @@ class SpeedProbe:
             device_id=self.device_id,
             tags={
                 "district": self._district,
+                "village": self.village,
                 "device_id": self.device_id,
                 "technology": technology,
                 "operator": self.operator,
