@@ -216,6 +216,11 @@ class Gateway:
         self._acknowledge_only(message)
 
     def _acknowledge_only(self, message: Message) -> None:
+        if message.ack_token is None:
+            # QoS 0: nothing to acknowledge. Counted in the batch, a QoS 0 flood's refusals
+            # sealed a batch every max_points messages: a write per batch, and intake paused
+            # behind them while other devices' readings waited (benchmarks/fairness.py).
+            return
         sealed = self.batcher.add_acknowledgement(message.ack_token)
         if sealed is not None:
             self._enqueue(sealed)
