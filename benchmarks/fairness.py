@@ -1,6 +1,7 @@
 """Fairness: good devices' publish -> stored latency while one device floods (issue 18).
 
     python -m benchmarks.fairness [--seconds 20] [--devices 100] [--flooders 2] [--flood-qos 1]
+                                  [--flood-inflight 20] [--flood-nice 0]
 
 Real mosquitto, influxd and `python -m gateway run` with the shipped limits (20 messages/s per
 device topic, burst 5,000) and batching. `--devices` good devices report once a second each,
@@ -9,13 +10,17 @@ their points first appears. That is done once without and once with `--flooders`
 `mosquitto_pub -l` publishing one device's valid readings as fast as they can (at QoS
 `--flood-qos`; the gateway subscribes at QoS 1 either way). Printed: p50/p99/max latency of
 both phases, how many good points never arrived, how many messages the flood offered and how
-many became rate_limited dead letters. The latency resolution is the poll interval plus one
-query (about 0.3 s).
+many became rate_limited dead letters, and the CPU seconds the gateway and the broker used from
+the flood's start until the gateway had read all of it (with the load average: the flooders run
+on the same box and take CPU from both; `--flood-nice 19` gives them only what is left, as a
+device elsewhere would). The latency resolution is the poll interval plus one query (about
+0.3 s).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import tempfile
@@ -130,17 +135,36 @@ def count_rate_limited(state: Path) -> int:
         store.close()
 
 
-def start_flood(broker: Mosquitto, flooders: int, qos: int) -> list[subprocess.Popen[bytes]]:
+def cpu_s(pid: int | None) -> float:
+    """User + system CPU seconds of a running process (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load_average() -> str:
+    return " ".join(f"{load:.2f}" for load in os.getloadavg())
+
+
+def start_flood(
+    broker: Mosquitto, flooders: int, qos: int, inflight: int, nice: int
+) -> list[subprocess.Popen[bytes]]:
     """`yes PAYLOAD | mosquitto_pub -l`: the same valid reading as fast as the broker takes it
-    (InfluxDB would overwrite it: only the gateway's work counts)."""
+    (InfluxDB would overwrite it: only the gateway's work counts). At QoS 1 mosquitto_pub keeps
+    at most `inflight` messages unacknowledged (its -M, 20 by default)."""
     payload = reading(int(time.time() * 1000)).decode()
     return [
         subprocess.Popen(
             [
+                "nice",
+                "-n",
+                str(nice),
                 "sh",
                 "-c",
                 f"yes '{payload}' | mosquitto_pub -h {broker.host} -p {broker.port} -q {qos} "
-                f"-i flood-{n} -t {FLOOD_TOPIC} -l",
+                f"-M {inflight} -i flood-{n} -t {FLOOD_TOPIC} -l",
             ],
             start_new_session=True,
         )
@@ -162,6 +186,10 @@ def main() -> None:
     parser.add_argument(
         "--flood-qos", type=int, choices=(0, 1), default=1, help="QoS the flooders publish at"
     )
+    parser.add_argument(
+        "--flood-inflight", type=int, default=20, help="mosquitto_pub -M (QoS 1 in flight)"
+    )
+    parser.add_argument("--flood-nice", type=int, default=0, help="niceness of the flooders (0-19)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="flood-") as scratch:
         work = Path(scratch)
@@ -176,8 +204,13 @@ def main() -> None:
                 wait_arrived(sent, poller)
                 print(f"without a flood: {latency_figures(sent, poller.seen)}", flush=True)
                 received_before = gateway.metric("messages_received_total")
+                assert gateway.process is not None  # running
+                cpu_before = cpu_s(gateway.process.pid), cpu_s(broker.pid)
+                load_before = load_average()
                 flood_started = time.monotonic()
-                flood = start_flood(broker, args.flooders, args.flood_qos)
+                flood = start_flood(
+                    broker, args.flooders, args.flood_qos, args.flood_inflight, args.flood_nice
+                )
                 try:
                     time.sleep(2.0)  # the flood is under way before the good devices report
                     sent = publish_good(broker, args.devices, args.seconds)
@@ -188,13 +221,25 @@ def main() -> None:
                 wait_arrived(sent, poller)
                 print(f"with a flood:    {latency_figures(sent, poller.seen)}", flush=True)
                 after = gateway.metric("messages_received_total") - received_before
+                read_all_s = time.monotonic() - flood_started
+                gateway_cpu = cpu_s(gateway.process.pid) - cpu_before[0]
+                broker_cpu = cpu_s(broker.pid) - cpu_before[1]
                 refused = gateway.metric("dead_letters_total", reason="rate_limited")
+                not_kept = gateway.metric("refusals_not_kept_total")
                 kept = count_rate_limited(work / "state")
                 print(
-                    f"flood: {args.flooders} x mosquitto_pub -q {args.flood_qos} for {flood_s:.0f}"
-                    f" s; the gateway received {during:.0f} messages meanwhile "
-                    f"({during / flood_s:.0f}/s), {after:.0f} in all; refused (rate_limited) "
-                    f"{refused:.0f}, of which kept as dead letters {kept}",
+                    f"flood: {args.flooders} x nice -n {args.flood_nice} mosquitto_pub "
+                    f"-q {args.flood_qos} -M {args.flood_inflight} for {flood_s:.0f} s; the "
+                    f"gateway received {during:.0f} messages meanwhile ({during / flood_s:.0f}/s),"
+                    f" {after:.0f} in all; rate_limited dead letters {refused:.0f} (in the store"
+                    f" {kept}), refused and not kept {not_kept:.0f}",
+                    flush=True,
+                )
+                print(
+                    f"CPU from the flood's start until every good reading was stored "
+                    f"({read_all_s:.0f} s): gateway {gateway_cpu:.1f} s, broker {broker_cpu:.1f} s;"
+                    f" load average {load_before} at the start,"
+                    f" {load_average()} at the end",
                     flush=True,
                 )
                 gateway.stop(timeout_s=60)
