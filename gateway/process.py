@@ -93,6 +93,8 @@ class AckOnly(NamedTuple):
 
 Outcome = Accepted | Refused | Availability | AckOnly | Dropped
 _new_outcome = tuple.__new__
+# One value for every refusal not kept: a flood yields it per message, without a construction.
+_RATE_LIMITED_NOT_KEPT = Dropped(RATE_LIMITED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +180,7 @@ class MessageRules:
         rate_limit = self.rate_limit
         if rate_limit is not None and not rate_limit.allow(message.topic, message.received_ns):
             if not rate_limit.keep_refused(message.topic, message.received_ns):
-                return Dropped(RATE_LIMITED)  # its share of the dead-letter store is used up
+                return _RATE_LIMITED_NOT_KEPT  # its share of the dead-letter store is used up
             return self._refused(message, RATE_LIMITED, "device over its rate limit", None)
         resolved = self._compiled.registry.resolve(message.topic, message.payload)
         if resolved is None:
