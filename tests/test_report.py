@@ -26,6 +26,7 @@ import pytest
 from PIL import Image
 
 from dashboards import limits
+from dashboards.report.villages import REGISTER
 from tests.servers import Influxd
 from tests.test_alert_rules import NS_PER_MS, backfilled_town, domains_by_measurement
 
@@ -293,6 +294,88 @@ def test_coverage_gaps_name_every_ward_without_a_test_or_below_target(report: Re
         for r in report.csv("coverage_gaps")
     }
     assert got == expected
+
+
+CLASSES = {
+    "mobile": (limits.MOBILE_TECHNOLOGIES, limits.MOBILE_TARGET_MBPS),
+    "fixed": (limits.FIXED_TECHNOLOGIES, limits.FIXED_TARGET_MBPS),
+}
+
+
+def village_speeds(truth: list[dict[str, Any]]) -> dict[tuple[str, str, str, str], list[float]]:
+    """(ward, village, class, probe) -> the probe's downloads in that class."""
+    speeds: dict[tuple[str, str, str, str], list[float]] = defaultdict(list)
+    for row in readings_of(truth, "broadband_speed"):
+        tags = row["tags"]
+        (name,) = [n for n, (techs, _) in CLASSES.items() if tags["technology"] in techs]
+        if "download_mbps" in row["fields"]:
+            key = (tags["district"], tags["village"], name, row["device_id"])
+            speeds[key].append(row["fields"]["download_mbps"])
+    return speeds
+
+
+@pytest.mark.integration
+def test_broadband_per_village(report: Report) -> None:
+    per_probe = village_speeds(report.truth)
+    places: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+    for ward, village, name, device in per_probe:
+        places[ward, village, name].append(device)
+    got = {
+        (r["Ward/commune"], r["Village"], r["Class"].split(" / ")[1]): r
+        for r in report.csv("broadband_villages")
+    }
+    assert set(got) == set(places)
+    names = {(v.ward, v.slug): v.name for v in REGISTER}
+    for (ward, village, name), devices in places.items():
+        row, target = got[ward, village, name], CLASSES[name][1]
+        values = [v for device in devices for v in per_probe[ward, village, name, device]]
+        assert row["Name"] == names[ward, village]
+        assert int(row["Tests"]) == len(values)
+        for column, percent in (("P10 (Mb/s)", 10), ("Median (Mb/s)", 50), ("P90 (Mb/s)", 90)):
+            assert float(row[column]) == pytest.approx(nearest_rank(values, percent), abs=0.05)
+        meeting = 100 * sum(v >= target for v in values) / len(values)
+        assert float(row["% of tests meeting"]) == pytest.approx(meeting, abs=0.05)
+        assert int(row["Probes"]) == len(devices)
+        medians = [nearest_rank(per_probe[ward, village, name, d], 50) for d in devices]
+        assert int(row["Probes meeting"]) == sum(m >= target for m in medians)
+        assert row["Target met"].startswith("đạt") == (nearest_rank(values, 50) >= target)
+    assert {name for _, _, name in places} == set(CLASSES), "the backfill lacks a class"
+
+
+@pytest.mark.integration
+def test_villages_of_the_register_without_a_test_or_below_target_are_gaps(report: Report) -> None:
+    per_probe = village_speeds(report.truth)
+    values: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    for (ward, village, name, _), downloads in per_probe.items():
+        values[ward, village, name] += downloads
+    expected: set[tuple[str, str, str, str]] = set()
+    tested: dict[str, int] = defaultdict(int)
+    meeting: dict[str, int] = defaultdict(int)
+    for place in REGISTER:
+        for name, (_, target) in CLASSES.items():
+            speeds = values.get((place.ward, place.slug, name))
+            if not speeds:
+                expected.add((place.ward, place.slug, name, "no test"))
+                continue
+            tested[name] += 1
+            if nearest_rank(speeds, 50) < target:
+                expected.add((place.ward, place.slug, name, "below target"))
+            else:
+                meeting[name] += 1
+    got = {
+        (r["Ward/commune"], r["Village"], r["Class"].split(" / ")[1], r["Gap"].split(" / ")[1])
+        for r in report.csv("coverage_gaps_villages")
+    }
+    assert got == expected
+    coverage = {r["Class"].split(" / ")[1]: r for r in report.csv("village_coverage")}
+    assert set(coverage) == set(CLASSES)
+    for name, row in coverage.items():
+        assert int(row["Villages"]) == len(REGISTER)
+        assert int(row["With tests"]) == tested[name]
+        assert int(row["Meeting the target"]) == meeting[name]
+        share = 100 * tested[name] / len(REGISTER)
+        assert float(row["% with tests"]) == pytest.approx(share, abs=0.05)
+    assert sum(tested.values()) >= 2, "no village of the register was measured"
 
 
 @pytest.mark.parametrize(

@@ -2,10 +2,11 @@
 
 The Mỹ Hào digital-infrastructure plan 2023-2025 asks for a yearly (or ad-hoc) report to the
 People's Committee: broadband speeds against the 36 Mb/s mobile and 91 Mb/s fixed targets per
-ward, coverage gaps, availability and completeness of the IoT data per domain and device kind,
-dark-lamp hours, water-quality excursions, and the gateway's own delivery record. `write_report`
-queries InfluxDB only (the device profiles say which domain and interval a measurement has) and
-writes `report.html` (self-contained) and one CSV per table into a directory.
+ward and village, coverage gaps, availability and completeness of the IoT data per domain and
+device kind, dark-lamp hours, water-quality excursions, and the gateway's own delivery record.
+`write_report` queries InfluxDB only (the device profiles say which domain and interval a
+measurement has) and writes `report.html` (self-contained) and one CSV per table into a
+directory.
 
 Not part of the runtime package `gateway`: `gateway report` imports this lazily.
 """
@@ -18,10 +19,12 @@ from zoneinfo import ZoneInfo
 
 from dashboards import limits
 from dashboards.influxread import InfluxReader
-from dashboards.report import figures, operations
+from dashboards.report import broadband, figures, operations
+from dashboards.report.broadband import TOWN
 from dashboards.report.document import Section, bar_chart, html_document, write_csv
-from dashboards.report.figures import TOWN, Period, RunQuery
+from dashboards.report.figures import Period, RunQuery
 from dashboards.report.tables import Table
+from dashboards.report.villages import villages
 
 TOWN_ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
 TITLE = ("Báo cáo hạ tầng số thị xã Mỹ Hào", "Mỹ Hào digital infrastructure report")
@@ -40,8 +43,8 @@ def parse_instant(text: str, what: str) -> dt.datetime:
 def sections(run: RunQuery, period: Period, profiles_dir: Path) -> list[Section]:
     kinds = figures.profile_kinds(profiles_dir)
     names = figures.measurements(run, kinds)
-    wards, probes = figures.broadband(run, period)
-    gaps = figures.coverage_gaps(figures.wards_reporting(run, names, period), wards)
+    wards, probes = broadband.broadband(run, period)
+    gaps = broadband.coverage_gaps(figures.wards_reporting(run, names, period), wards)
     domains, detail = figures.availability(run, kinds, names, period)
     lamps = operations.dark_lamps(run, period)
     counted, uptime, outages = operations.delivery(run, period)
@@ -51,6 +54,11 @@ def sections(run: RunQuery, period: Period, profiles_dir: Path) -> list[Section]
             "Broadband against the plan's targets",
             [wards, probes, gaps],
             _broadband_chart(wards),
+        ),
+        Section(
+            "Băng rộng theo thôn/khu phố",
+            "Broadband per village: every village covered by mobile broadband and FTTH",
+            list(villages(run, period)),
         ),
         Section(
             "Dữ liệu IoT",

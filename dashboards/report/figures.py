@@ -1,9 +1,10 @@
-"""Every figure of the report, each from InfluxQL over the report's period.
+"""The report's period and queries, and the IoT data's availability and completeness.
 
-The plan's targets (Mỹ Hào digital-infrastructure plan 2023-2025) and the limits the dashboards
-use come from dashboards/limits.py. Which measurements exist, which tags they carry and which
-domain and reporting interval their device profiles declare is read from InfluxDB and from the
-profiles; every count, share and percentile is computed by InfluxDB.
+Every figure of the report comes from InfluxQL over the report's period (broadband in
+broadband.py and villages.py, the town's services and the gateway in operations.py). Which
+measurements exist, which tags they carry and which domain and reporting interval their device
+profiles declare is read from InfluxDB and from the profiles; every count, share and percentile
+is computed by InfluxDB.
 """
 
 # ruff: noqa: S608  # InfluxQL built from constants, measurement names InfluxDB itself listed
@@ -19,11 +20,9 @@ from typing import Any
 
 import yaml
 
-from dashboards import limits
-from dashboards.report.tables import DEVICE, DOMAIN, KIND, WARD, Table, columns
+from dashboards.report.tables import DOMAIN, KIND, WARD, Table, columns
 
 RunQuery = Callable[[str], list[dict[str, Any]]]
-TOWN = "Toàn thị xã / whole town"
 MS_PER_H = 3_600_000
 GAP_BUCKET_MIN = 5  # outages are counted in 5-minute steps of the gateway's own figures
 
@@ -83,137 +82,6 @@ def rows_of(run: RunQuery, influxql: str) -> Iterator[tuple[dict[str, str], dict
 
 def percent(part: float, whole: float) -> float | None:
     return round(100 * part / whole, 1) if whole else None
-
-
-def _round(value: object, digits: int = 1) -> float | None:
-    return round(float(value), digits) if isinstance(value, int | float) else None
-
-
-# ---- broadband against the plan's targets ---------------------------------------------------
-
-CLASSES = {
-    "mobile": ("Di động", limits.MOBILE_TECHNOLOGIES, limits.MOBILE_TARGET_MBPS),
-    "fixed": ("Cố định", limits.FIXED_TECHNOLOGIES, limits.FIXED_TARGET_MBPS),
-}
-
-
-def _technology(technologies: tuple[str, ...]) -> str:
-    return '"technology" =~ /^(' + "|".join(technologies) + ")$/"
-
-
-def broadband(run: RunQuery, period: Period) -> tuple[Table, Table]:
-    """Download percentiles per ward and class against the target; one row per probe."""
-    wards = Table(
-        "broadband_wards",
-        "Tốc độ tải xuống theo phường/xã",
-        "Download speed per ward/commune",
-        columns(
-            WARD,
-            ("Loại", "Class"),
-            ("Số lần đo", "Tests"),
-            ("P10 (Mb/s)", "P10 (Mb/s)"),
-            ("Trung vị (Mb/s)", "Median (Mb/s)"),
-            ("P90 (Mb/s)", "P90 (Mb/s)"),
-            ("Chỉ tiêu (Mb/s)", "Target (Mb/s)"),
-            ("% lần đo đạt", "% of tests meeting"),
-            ("Đầu đo", "Probes"),
-            ("Đầu đo đạt", "Probes meeting"),
-            ("Đạt chỉ tiêu", "Target met"),
-        ),
-        note_vi="Thôn/xóm: dữ liệu không có nhãn thôn, chỉ tính theo phường/xã.",
-        note_en="Villages: the data carries no village tag, so figures are per ward/commune.",
-    )
-    probes = Table(
-        "broadband_probes",
-        "Đầu đo tốc độ",
-        "Speed-test probes",
-        columns(
-            WARD,
-            DEVICE,
-            ("Công nghệ", "Technology"),
-            ("Số lần đo", "Tests"),
-            ("Trung vị (Mb/s)", "Median (Mb/s)"),
-            ("Chỉ tiêu (Mb/s)", "Target (Mb/s)"),
-            ("Đạt", "Meets"),
-        ),
-    )
-    for name, (label_vi, technologies, target) in CLASSES.items():
-        where = f"{period.where} AND {_technology(technologies)}"
-        per_probe = _probe_medians(run, where)
-        for (ward, device, technology), (tests, median) in sorted(per_probe.items()):
-            meets = "có / yes" if median >= target else "không / no"
-            probes.rows.append([ward, device, technology, tests, _round(median), target, meets])
-        for ward, figures in _ward_percentiles(run, where, target).items():
-            mine = [median for (w, _, _), (_, median) in per_probe.items() if ward in (w, TOWN)]
-            meeting = sum(median >= target for median in mine)
-            met = figures["p50"] is not None and figures["p50"] >= target
-            wards.rows.append(
-                [
-                    ward,
-                    f"{label_vi} / {name}",
-                    figures["tests"],
-                    _round(figures["p10"]),
-                    _round(figures["p50"]),
-                    _round(figures["p90"]),
-                    target,
-                    percent(figures["meeting"], figures["tests"]),
-                    len(mine),
-                    meeting,
-                    "đạt / met" if met else "chưa đạt / not met",
-                ]
-            )
-    return wards, probes
-
-
-def _probe_medians(run: RunQuery, where: str) -> dict[tuple[str, str, str], tuple[int, float]]:
-    query = (
-        'SELECT count("download_mbps") AS "tests", percentile("download_mbps", 50) AS "p50" '
-        f'FROM "broadband_speed" WHERE {where} GROUP BY "district", "device_id", "technology"'
-    )
-    return {
-        (tags["district"], tags["device_id"], tags["technology"]): (row["tests"], row["p50"])
-        for tags, row in rows_of(run, query)
-    }
-
-
-def _ward_percentiles(run: RunQuery, where: str, target: float) -> dict[str, dict[str, Any]]:
-    select = (
-        'SELECT count("download_mbps") AS "tests", percentile("download_mbps", 10) AS "p10", '
-        'percentile("download_mbps", 50) AS "p50", percentile("download_mbps", 90) AS "p90" '
-        f'FROM "broadband_speed" WHERE {where}'
-    )
-    meeting = (
-        f'SELECT count("download_mbps") FROM "broadband_speed" WHERE {where} '
-        f'AND "download_mbps" >= {target}'
-    )
-    found: dict[str, dict[str, Any]] = {}
-    for group_by, ward_of in (('GROUP BY "district"', None), ("", TOWN)):
-        for tags, row in rows_of(run, f"{select} {group_by}"):
-            found[ward_of or tags["district"]] = {**row, "meeting": 0}
-        for tags, row in rows_of(run, f"{meeting} {group_by}"):
-            found[ward_of or tags["district"]]["meeting"] = row["count"]
-    return dict(sorted(found.items(), key=lambda item: (item[0] == TOWN, item[0])))
-
-
-def coverage_gaps(wards: list[str], ward_table: Table) -> Table:
-    """Wards without a speed test of a class, or with a median below its target."""
-    gaps = Table(
-        "coverage_gaps",
-        "Vùng chưa phủ / chưa đạt",
-        "Coverage gaps",
-        columns(WARD, ("Loại", "Class"), ("Vấn đề", "Gap")),
-        note_vi="Phường/xã lấy từ mọi thiết bị gửi dữ liệu trong kỳ.",
-        note_en="Wards are those any device reported from in the period.",
-    )
-    measured = {(row[0], row[1]): row[-1] for row in ward_table.rows}
-    for ward in wards:
-        for name, (label_vi, _, _) in CLASSES.items():
-            status = measured.get((ward, f"{label_vi} / {name}"))
-            if status is None:
-                gaps.rows.append([ward, f"{label_vi} / {name}", "không có đo kiểm / no test"])
-            elif str(status).startswith("chưa"):
-                gaps.rows.append([ward, f"{label_vi} / {name}", "dưới chỉ tiêu / below target"])
-    return gaps
 
 
 def wards_reporting(run: RunQuery, measurements: list[str], period: Period) -> list[str]:

@@ -36,6 +36,7 @@ def columns(*pairs: tuple[str, str]) -> list[Column]:
 
 
 WARD = ("Phường/xã", "Ward/commune")
+VILLAGE = ("Thôn/khu phố", "Village")
 DEVICE = ("Thiết bị", "Device")
 DOMAIN = ("Lĩnh vực", "Domain")
 KIND = ("Loại thiết bị", "Device kind")
