@@ -146,6 +146,15 @@ class InfluxSettings(_Section):
         "VictoriaMetrics, InfluxDB 3); v3: /api/v3/write_lp with database + token (InfluxDB 3 "
         "Core/Enterprise; refused lines named in the answer, the rest stored).",
     )
+    engine: Literal["influxdb", "victoriametrics"] = Field(
+        "influxdb",
+        description='What stores the lines. "victoriametrics" (api v1 or v2): string fields '
+        "are left out of each line and counted as dropped (string_unsupported: VictoriaMetrics "
+        "stores numbers only, 1.79 writes 0), and how many lines it answered 204 for but could "
+        'not parse is read from its /metrics (vm_rows_invalid_total{type="influx"}) every '
+        "[monitoring] interval_s and reported (engine_lines_dropped, a warning). `gateway "
+        "doctor` says which engine answers.",
+    )
     database: str = Field("telemetry", min_length=1, description="v1 and v3 database.")
     retention_policy: str | None = Field(None, description="v1 retention policy (default RP).")
     username: str | None = Field(None, description="v1 user.")
@@ -189,6 +198,11 @@ class InfluxSettings(_Section):
     def _v2_needs_bucket(self) -> InfluxSettings:
         if self.api == "v2" and not (self.org and self.bucket):
             raise ValueError("api = 'v2' needs both 'org' and 'bucket'")
+        if self.engine == "victoriametrics" and self.api == "v3":
+            raise ValueError(
+                "engine = 'victoriametrics' takes api = 'v1' (/write) or 'v2' (/api/v2/write); "
+                "VictoriaMetrics has no /api/v3/write_lp"
+            )
         if self.ca_file is not None and not self.url.lower().startswith("https://"):
             # A CA for a plain-text URL would suggest a protection that is not there.
             raise ValueError("ca_file is set but url is not https://: use an https:// url")

@@ -72,7 +72,7 @@ class Gateway:
         # The codec sandbox counts warnings as they happen (a reading with warnings is still
         # stored); the counters share its tally.
         self.metrics = Metrics(codec_warnings=CODEC_WARNINGS)
-        self.sink: Sink = sink if sink is not None else InfluxSink(settings.influx)
+        self.sink: Sink = sink if sink is not None else InfluxSink(settings.influx, self.metrics)
         self.dead_letters = dead_letters or DeadLetterStore(
             settings.spool.dir / DEAD_LETTER_FILE,
             settings.spool.deadletter_max_records,
@@ -406,6 +406,13 @@ class Gateway:
             ]
             if self.settings.monitoring.enabled:
                 tasks.append(group.create_task(self._write_self_metrics(), name="self-metrics"))
+            if (
+                isinstance(self.sink, InfluxSink)
+                and self.settings.influx.engine == "victoriametrics"
+            ):
+                # VictoriaMetrics answers 204 before parsing: its counter tells what it dropped.
+                watch = self.sink.watch_invalid_rows(self.settings.monitoring.interval_s)
+                tasks.append(group.create_task(watch, name="victoria-invalid-rows"))
             for task in tasks:
                 self.watchdog.watch(task)
             await stop.wait()

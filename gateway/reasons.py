@@ -74,6 +74,8 @@ class DropReason(StrEnum):
     NO_VALID_FIELD = "no_valid_field"
     BAD_TIMESTAMP = "bad_timestamp"
     CARDINALITY_EXCEEDED = "cardinality_exceeded"
+    # Writing (gateway/stages/sinks/victoria.py): counted when the rest of the line is stored
+    STRING_UNSUPPORTED = "string_unsupported"
 
 
 WHAT_TO_DO: dict[str, str] = {
@@ -142,6 +144,10 @@ WHAT_TO_DO: dict[str, str] = {
     "receive time with time_replaced=true.",
     "no_valid_field": "A reading without any usable field.",
     "bad_timestamp": "A reading whose time cannot be read or stored.",
+    "string_unsupported": "A string field not written because [influx] engine = "
+    '"victoriametrics", which stores numbers only (1.79 would store 0); the numbers of the '
+    "reading are stored. Keep string readings in InfluxDB, or map them to numbers in the "
+    "profile (`map:`).",
 }
 
 

@@ -33,6 +33,9 @@ class Metrics:
     fields_dropped: Counter[str] = field(default_factory=Counter)  # per reason
     dead_letters: Counter[str] = field(default_factory=Counter)  # per reason
     lines_rejected: int = 0
+    # Lines the engine answered 2xx for and dropped unparsed: VictoriaMetrics' invalid-row
+    # counter's increase, read from its /metrics (gateway/stages/sinks/victoria.py).
+    engine_lines_dropped: int = 0
     batches_written: int = 0
     write_retries: int = 0
     write_failures: Counter[str] = field(default_factory=Counter)  # per kind
@@ -102,6 +105,7 @@ class Metrics:
             "fields_dropped": dict(self.fields_dropped),
             "dead_letters": dict(self.dead_letters),
             "lines_rejected": self.lines_rejected,
+            "engine_lines_dropped": self.engine_lines_dropped,
             "batches_written": self.batches_written,
             "write_retries": self.write_retries,
             "write_failures": dict(self.write_failures),

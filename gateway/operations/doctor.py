@@ -169,6 +169,9 @@ def _check_influx(settings: GatewaySettings, registry: ProfileRegistry | None) -
         )
         return
     yield _engine_verdict(influx.url, influx.api, reached)
+    mismatch = _engine_setting_verdict(influx.engine, reached)
+    if mismatch is not None:
+        yield mismatch
     for (database, rp), error in results.items():
         yield _write_verdict(settings, database, rp, error)
 
@@ -191,6 +194,29 @@ def _engine_verdict(url: str, api: str, found: ServerIdentity) -> Verdict:
         "FAIL",
         f"{detail}, which does not serve the {api} write API",
         f"set [influx] api to one of: {', '.join(found.write_apis)}",
+    )
+
+
+def _engine_setting_verdict(engine: str, found: ServerIdentity) -> Verdict | None:
+    """Whether [influx] engine names the engine that answers: for VictoriaMetrics the writer
+    leaves string fields out and reports the lines it drops unparsed; InfluxDB needs neither."""
+    victoria = found.engine == "VictoriaMetrics"
+    if not found.write_apis or victoria == (engine == "victoriametrics"):
+        return None
+    if victoria:
+        return Verdict(
+            "influxdb engine",
+            "WARN",
+            "VictoriaMetrics answers but [influx] engine is 'influxdb': string fields would "
+            "be stored as 0 (1.79) or skipped, and lines it cannot parse dropped unreported",
+            'set [influx] engine = "victoriametrics" (docs/storage-engines.md)',
+        )
+    return Verdict(
+        "influxdb engine",
+        "WARN",
+        f"[influx] engine is 'victoriametrics' but {found} answers: string fields are left "
+        "out for nothing",
+        'remove [influx] engine (default "influxdb")',
     )
 
 

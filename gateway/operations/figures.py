@@ -164,6 +164,11 @@ def _message_scalars(m: Metrics) -> list[Scalar]:
 def _write_scalars(m: Metrics) -> list[Scalar]:
     return [
         _counter("lines_rejected", "Lines InfluxDB refused for good.", m.lines_rejected),
+        _counter(
+            "engine_lines_dropped",
+            "Lines VictoriaMetrics answered 2xx for but dropped unparsed (its invalid rows).",
+            m.engine_lines_dropped,
+        ),
         _counter("batches_written", "Batches made durable.", m.batches_written),
         _counter("write_retries", "InfluxDB write attempts retried.", m.write_retries),
         _counter(

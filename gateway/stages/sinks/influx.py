@@ -15,6 +15,10 @@ compatibility endpoint), v2 `/api/v2/write` (InfluxDB 2.x; VictoriaMetrics; Infl
 `/api/v3/write_lp` (InfluxDB 3 Core/Enterprise). Credentials as each server documents them:
 v1 Basic user:password, or `Bearer <token>` (InfluxDB 3 takes a token on its v1 endpoints);
 v2 `Token <token>` (InfluxDB 2.x and 3); v3 `Bearer <token>`.
+
+With `[influx] engine = "victoriametrics"` the writer sends no string fields and reports the
+lines VictoriaMetrics drops after answering 204 (see victoria.py); for InfluxDB nothing of that
+runs.
 """
 
 from __future__ import annotations
@@ -32,8 +36,11 @@ import orjson
 
 from gateway.config import InfluxSettings
 from gateway.errors import ConfigError, SinkError
+from gateway.operations.counters import Metrics
+from gateway.reasons import DropReason
 from gateway.stages.sinks import RefusedLinesError
 from gateway.stages.sinks.refusals import named_refusals
+from gateway.stages.sinks.victoria import INVALID_ROWS_METRIC, InvalidRows, NumbersOnly, Stripped
 
 log = logging.getLogger(__name__)
 
@@ -138,8 +145,11 @@ class _Connection:
 
 
 class InfluxSink:
-    def __init__(self, settings: InfluxSettings) -> None:
+    def __init__(self, settings: InfluxSettings, metrics: Metrics | None = None) -> None:
+        """`metrics` counts what the engine loses on the way (VictoriaMetrics only)."""
         self._settings = settings
+        self._metrics = metrics
+        self._numbers_only = NumbersOnly() if settings.engine == "victoriametrics" else None
         self._base = settings.url.rstrip("/")
         url = urlsplit(self._base)
         self._https = url.scheme.lower() == "https"
@@ -203,6 +213,9 @@ class InfluxSink:
     async def write(self, lines: list[str], database: str | None, rp: str | None) -> None:
         """POST one batch; returns when InfluxDB accepted it, raises SinkError otherwise
         (RefusedLinesError when the answer names the refused lines)."""
+        if self._numbers_only is not None:
+            await self._write_numbers(self._numbers_only.strip(lines), database, rp)
+            return
         body = "\n".join(lines).encode()
         answer = await self._post(self._write_target(database, rp), body)
         error = classify(answer.status, answer.text, answer.retry_after, lines)
@@ -216,6 +229,23 @@ class InfluxSink:
             if error is None:
                 return
         raise error
+
+    async def _write_numbers(self, batch: Stripped, database: str | None, rp: str | None) -> None:
+        """VictoriaMetrics: the lines without string fields. The dropped fields are counted
+        once the rest is accepted, so a batch retried or spooled and replayed counts once."""
+        if batch.lines:
+            answer = await self._post(
+                self._write_target(database, rp), "\n".join(batch.lines).encode()
+            )
+            error = classify(answer.status, answer.text, answer.retry_after, batch.lines)
+            if isinstance(error, RefusedLinesError) and batch.origin is not None:
+                error.refused = {batch.origin[i]: why for i, why in error.refused.items()}
+            if error is not None:
+                raise error
+        if batch.dropped and self._numbers_only is not None:
+            self._numbers_only.warn(batch.dropped)
+            if self._metrics is not None:
+                self._metrics.fields_dropped[DropReason.STRING_UNSUPPORTED] += len(batch.dropped)
 
     async def _post(self, target: str, body: bytes) -> _Answer:
         return await self._request("POST", target, body)
@@ -334,6 +364,50 @@ class InfluxSink:
         except SinkError:
             return False
         return answer.status == 200 and "vm_app_version" in answer.text
+
+    async def watch_invalid_rows(self, interval_s: float) -> None:
+        """VictoriaMetrics: every `interval_s`, read its invalid-row counter from /metrics (at
+        the root, also for vminsert) and report the increase, counted in
+        `engine_lines_dropped` and logged: each such line was answered 204 and is lost."""
+        invalid = InvalidRows()
+        unreadable_logged = False
+        while True:
+            try:
+                answer: _Answer | None = await self._request("GET", "/metrics")
+            except SinkError:
+                answer = None  # VictoriaMetrics down: the writer reports that
+            if answer is not None:
+                watching = invalid.watching
+                increase = invalid.increase(answer.text) if answer.status == 200 else None
+                if increase is None and not unreadable_logged:
+                    unreadable_logged = True
+                    log.warning(
+                        "cannot read VictoriaMetrics' %s at http(s)://%s/metrics (HTTP %d): "
+                        "lines it drops after answering 204 go unreported",
+                        INVALID_ROWS_METRIC,
+                        self._host_header,
+                        answer.status,
+                    )
+                elif increase is not None and not watching:
+                    log.info(
+                        "watching VictoriaMetrics' %s every %g s for lines it drops unparsed",
+                        INVALID_ROWS_METRIC,
+                        interval_s,
+                    )
+                if increase:
+                    self._report_invalid_rows(increase)
+            await asyncio.sleep(interval_s)
+
+    def _report_invalid_rows(self, increase: int) -> None:
+        if self._metrics is not None:
+            self._metrics.engine_lines_dropped += increase
+        log.warning(
+            "VictoriaMetrics answered 204 but dropped %d line(s) it could not parse since the "
+            "last look (%s): they are lost; its log names each one ('cannot unmarshal InfluxDB "
+            "line')",
+            increase,
+            INVALID_ROWS_METRIC,
+        )
 
     async def check_write(self, database: str | None, rp: str | None) -> SinkError | None:
         """`gateway doctor`: POST an empty body to the write endpoint. InfluxDB checks the
