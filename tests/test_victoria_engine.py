@@ -14,6 +14,7 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -23,9 +24,11 @@ from gateway.errors import ConfigError, SinkError
 from gateway.model import FieldValue, Point
 from gateway.operations.counters import Metrics
 from gateway.stages.lineprotocol import decode_line, encode_point
+from gateway.stages.sinks import RefusedLinesError
 from gateway.stages.sinks.influx import InfluxSink
 from gateway.stages.sinks.victoria import InvalidRows, NumbersOnly
 from tests.harness import GatewayProcess, gateway_config
+from tests.scripted_http import Step, answer, scripted_server
 from tests.servers import Mosquitto, VictoriaMetrics
 from tests.test_doctor import doctor, verdicts
 from tests.waits import wait_for
@@ -135,6 +138,26 @@ async def test_a_refused_write_counts_no_drop_and_keeps_the_batch_for_a_retry() 
         await sink.close()
     assert metrics.fields_dropped == {}
     assert lines == [READING]  # the caller's batch is not changed
+
+
+async def test_refused_lines_are_named_by_their_place_in_the_batch() -> None:
+    """A proxy in front of VictoriaMetrics could answer as InfluxDB 1.x does, naming a refused
+    line: the index is the line's in the caller's batch, not in the lines sent without the
+    string-only ones."""
+    bad = f"m,d=x v=1.0,w=2.0 {T}"
+    refusal = orjson.dumps({"error": f"partial write: unable to parse '{bad}': bad"})
+    lines = [ONLY_A_STRING, READING, bad]
+    async with scripted_server(Step(answer(400, "Bad Request", refusal))) as server:
+        metrics = Metrics()
+        sink = InfluxSink(victoria(server.url), metrics)
+        try:
+            with pytest.raises(RefusedLinesError) as raised:
+                await sink.write(lines, "town", None)
+        finally:
+            await sink.close()
+    assert list(raised.value.refused) == [2]  # the third line of the batch
+    assert server.requests[0].body.decode().splitlines()[1] == bad
+    assert metrics.fields_dropped == {}  # nothing was accepted yet
 
 
 @pytest.mark.integration

@@ -382,9 +382,10 @@ class InfluxSink:
                 if increase is None and not unreadable_logged:
                     unreadable_logged = True
                     log.warning(
-                        "cannot read VictoriaMetrics' %s at http(s)://%s/metrics (HTTP %d): "
+                        "cannot read VictoriaMetrics' %s at %s://%s/metrics (HTTP %d): "
                         "lines it drops after answering 204 go unreported",
                         INVALID_ROWS_METRIC,
+                        "https" if self._https else "http",
                         self._host_header,
                         answer.status,
                     )
