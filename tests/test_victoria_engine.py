@@ -29,7 +29,7 @@ from gateway.stages.sinks.influx import InfluxSink
 from gateway.stages.sinks.victoria import InvalidRows, NumbersOnly
 from tests.harness import GatewayProcess, gateway_config
 from tests.scripted_http import Step, answer, scripted_server
-from tests.servers import Mosquitto, VictoriaMetrics
+from tests.servers import Influxd, Mosquitto, VictoriaMetrics
 from tests.test_doctor import doctor, verdicts
 from tests.waits import wait_for
 
@@ -221,6 +221,20 @@ def test_doctor_asks_for_the_engine_setting_when_victoria_metrics_answers(
         [block] = warning
         assert block.startswith("WARN"), result.stdout
         assert 'fix: set [influx] engine = "victoriametrics"' in block
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.mark.integration
+def test_doctor_warns_when_influxdb_answers_a_victoria_metrics_setting(
+    tmp_path: Path, mosquitto: Mosquitto, influxd: Influxd
+) -> None:
+    overrides = {"influx": {"engine": "victoriametrics"}}
+    config = gateway_config(tmp_path / "g.toml", mosquitto, influxd, "town", overrides=overrides)
+    result = doctor(config)
+    [block] = verdicts(result)["influxdb engine"]
+    assert block.startswith("WARN  influxdb engine: [influx] engine is 'victoriametrics' but "
+                            "InfluxDB 1.x"), result.stdout  # fmt: skip
+    assert 'fix: remove [influx] engine (default "influxdb")' in block
     assert "Traceback" not in result.stdout + result.stderr
 
 
