@@ -235,8 +235,9 @@ class MessageRules:
     def _too_large(self, message: Message) -> Refused:
         size, limit = len(message.payload), self.limits.max_payload_bytes
         detail = f"{size} bytes, limit {limit}; the first {limit} bytes are kept"
-        kept = message._replace(payload=message.payload[:limit])
-        return self._refused(kept, PAYLOAD_TOO_LARGE, detail, None)
+        # Redacted whole, then cut: cut first, a CSV line with extra columns could come back
+        # to the profile's column count and be read shifted, a plate in a public column.
+        return self._refused(message, PAYLOAD_TOO_LARGE, detail, None, keep_bytes=limit)
 
     def _refused(
         self,
@@ -245,8 +246,11 @@ class MessageRules:
         detail: str,
         profile: CompiledProfile | None,
         drops: list[Drop] | None = None,
+        *,
+        keep_bytes: int | None = None,
     ) -> Refused:
-        """A dead letter, with what may be kept of it: see gateway/policies/privacy.py."""
+        """A dead letter, with what may be kept of it (see gateway/policies/privacy.py), cut to
+        `keep_bytes` after redaction when given."""
         redactors = self._compiled.redactors
         payload = message.payload
         profile_id = profile.id if profile is not None else None
@@ -259,6 +263,8 @@ class MessageRules:
                 payload = redact(payload)
                 if reason not in SAFE_DETAIL_REASONS:
                     detail = WITHHELD_DETAIL  # decoder texts may quote the payload
+        if keep_bytes is not None:
+            payload = payload[:keep_bytes]
         return Refused(reason, detail, profile_id, payload, drops if drops is not None else [])
 
 

@@ -28,7 +28,8 @@ from gateway.model import Message
 from gateway.policies.privacy import redactor_for
 from gateway.policies.tenants import profile_policy
 from gateway.profiles.compile import CompiledProfile
-from gateway.profiles.registry import load_directory, load_file, load_text
+from gateway.process import MessageLimits, MessageRules, Refused
+from gateway.profiles.registry import ProfileRegistry, load_directory, load_file, load_text
 from gateway.stages.deadletter import DeadLetterStore
 from gateway.stages.decode import decoder_for
 from tests.fakes import run_and_drain
@@ -254,8 +255,9 @@ def csv_lines(draw: st.DrawFn) -> tuple[str, bytes, list[str]]:
     secrets = [cells[2], cells[4]]
     quoting = draw(st.sampled_from(["minimal", "all", "none"]))
     if quoting == "none":  # written without quoting: may split into more cells, or not parse
-        # Not cut: a line with extra cells cut back to the profile's count is read shifted, as
-        # if whole (process.py cuts payload_too_large letters before they are redacted).
+        # Not cut: the redactor reads a line with extra cells cut back to the profile's count
+        # shifted, as if whole; process.py redacts payload_too_large letters before cutting
+        # them (test_a_payload_too_large_is_redacted_before_it_is_cut).
         return delimiter, delimiter.join(cells).encode(), secrets
     written = io.StringIO()
     if quoting == "all":
@@ -348,3 +350,21 @@ async def test_csv_and_keyvalue_dead_letters_keep_all_but_the_plate(
     everything = repr(sink_of(instance).writes) + repr(stored) + caplog.text
     assert PLATE not in everything
     assert SNAPSHOT not in everything
+
+
+@pytest.mark.parametrize(
+    ("line", "kept"),
+    [
+        # Seven cells: cut to 24 bytes it would be five, read as ts, lane, plate=X,
+        # speed=29A-123.45 (the plate!), snapshot=43.5. Redacted whole it is withheld.
+        (b"soon,2,X,29A-123.45,43.5,url,more", b""),
+        # Five cells: redacted, then cut at the limit.
+        (b"soon,2,29A-123.45,43.5,http://cam/1.jpg", b"soon,2,,43.5,"),
+    ],
+)
+def test_a_payload_too_large_is_redacted_before_it_is_cut(line: bytes, kept: bytes) -> None:
+    rules = MessageRules(ProfileRegistry([csv_camera()]), MessageLimits(max_payload_bytes=24))
+    outcome = rules.process(Message("t/anpr/cam-1/csv", line, 1_795_482_000 * 10**9))
+    assert isinstance(outcome, Refused)
+    assert (outcome.reason, outcome.payload) == ("payload_too_large", kept)
+    assert b"29A" not in outcome.payload

@@ -21,10 +21,9 @@ instead of a hash of a placeholder that would merge every plate into one):
   So a line with another number of columns (which column is the plate?), invalid UTF-8 or
   quoting, or a pair without a separator is withheld, as is a private path that is not one
   column or key name (the decoder yields a flat structure, so such a path would be a guess).
-  A payload_too_large letter arrives here already cut at the size limit: a cut key=value pair
-  still starts with its key (removed when private) or lost its separator (withheld), but a CSV
-  line with extra columns cut back to the profile's count is read shifted, like a whole line
-  (a known gap, closed by redacting before cutting);
+  A payload_too_large letter is redacted whole and only then cut at the size limit
+  (process.py): cut first, a CSV line with extra columns could come back to the profile's
+  column count and be read shifted, a plate in a public column;
 - every other payload (binary frames, whose bytes cannot be removed, only overwritten with a
   placeholder; LoRaWAN envelopes, whose network-server metadata and decoded `object` may carry
   the value under any name; raw payloads, which are the value; vendor codecs; invalid JSON) is
