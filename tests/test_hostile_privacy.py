@@ -27,8 +27,8 @@ from gateway.errors import DecodeError
 from gateway.model import Message
 from gateway.policies.privacy import redactor_for
 from gateway.policies.tenants import profile_policy
-from gateway.profiles.compile import CompiledProfile
 from gateway.process import MessageLimits, MessageRules, Refused
+from gateway.profiles.compile import CompiledProfile
 from gateway.profiles.registry import ProfileRegistry, load_directory, load_file, load_text
 from gateway.stages.deadletter import DeadLetterStore
 from gateway.stages.decode import decoder_for
