@@ -289,6 +289,7 @@ class Gateway:
         self._sealed_event.set()
         if len(self._sealed) >= self.settings.batch.max_pending:
             self.ingest.pause()
+            self.metrics.pause_intake(time.time_ns())
 
     # ---- background tasks --------------------------------------------------------------------
 
@@ -317,6 +318,7 @@ class Gateway:
             self.metrics.dead_letters_evicted = self.dead_letters.evicted
             if len(self._sealed) < self.settings.batch.max_pending and not self._stopping:
                 self.ingest.resume()
+                self.metrics.resume_intake(time.time_ns())
 
     async def _forget_old_receive_times(self) -> None:
         """Receive times only matter until the broker has redelivered what it will redeliver.

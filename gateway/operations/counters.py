@@ -5,6 +5,7 @@ Plain integers and dicts, no locks: everything runs on one event loop thread.
 
 from __future__ import annotations
 
+import time
 from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass, field
@@ -53,6 +54,13 @@ class Metrics:
     replayed_points: int = 0
     spool_expired_batches: int = 0
     spool_full: bool = False  # intake stopped because the spool reached max_bytes
+    # Backpressure (gateway/pipeline.py): intake paused because [batch] max_pending sealed
+    # batches waited for the writer (InfluxDB slower than the devices, the spool full, a full
+    # disk or dead-letter store). Bumped on the pause and resume transitions only, never per
+    # message; the pause under way is added when the figures are read.
+    intake_pauses: int = 0
+    intake_paused_s: float = 0.0  # pauses that ended
+    intake_paused_since_ns: int = 0  # wall clock start of the pause under way; 0 when reading
     receive_times_reused: int = 0  # redeliveries that got their first receive time back
     # Device liveness: availability (last will) messages per state (online, offline,
     # unrecognized), and retained readings stamped with the receive time, not written.
@@ -83,6 +91,25 @@ class Metrics:
         self.write_latency_count += 1
         self.write_latency_s_sum += seconds
         self.write_latency_s_max = max(self.write_latency_s_max, seconds)
+
+    def pause_intake(self, now_ns: int) -> None:
+        """Intake stops reading the socket; a pause already under way goes on."""
+        if not self.intake_paused_since_ns:
+            self.intake_pauses += 1
+            self.intake_paused_since_ns = now_ns
+
+    def resume_intake(self, now_ns: int) -> None:
+        """Intake reads again; adds the pause that ends (no-op when not paused)."""
+        if self.intake_paused_since_ns:
+            self.intake_paused_s += max(0, now_ns - self.intake_paused_since_ns) / 1e9
+            self.intake_paused_since_ns = 0
+
+    def intake_paused_total_s(self, now_ns: int) -> float:
+        """Seconds intake was paused since start, the pause under way included."""
+        ongoing_ns = (
+            max(0, now_ns - self.intake_paused_since_ns) if self.intake_paused_since_ns else 0
+        )
+        return self.intake_paused_s + ongoing_ns / 1e9
 
     def write_latency_cumulative(self) -> list[tuple[float, int]]:
         """(upper bound, writes at most that slow) per bucket, ending with (inf, all writes)."""
@@ -125,6 +152,8 @@ class Metrics:
                 "expired_batches": self.spool_expired_batches,
                 "full": self.spool_full,
             },
+            "intake_pauses": self.intake_pauses,
+            "intake_paused_s": self.intake_paused_total_s(time.time_ns()),
             "receive_times_reused": self.receive_times_reused,
             "availability_messages": dict(self.availability_messages),
             "retained_readings_skipped": self.retained_readings_skipped,

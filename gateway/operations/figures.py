@@ -85,7 +85,8 @@ class Stats:
 def read_stats(sources: Sources, now_ns: int) -> Stats:
     """Everything the gateway reports about itself, as of `now_ns` (wall clock, ns)."""
     metrics = sources.metrics
-    scalars = _message_scalars(metrics) + _write_scalars(metrics) + _spool_scalars(metrics, now_ns)
+    scalars = _message_scalars(metrics) + _intake_scalars(metrics, now_ns)
+    scalars += _write_scalars(metrics) + _spool_scalars(metrics, now_ns)
     scalars += _optional_scalars(sources, now_ns)
     return Stats(
         scalars=scalars,
@@ -157,6 +158,23 @@ def _message_scalars(m: Metrics) -> list[Scalar]:
             "profile_reloads_failed",
             "Profile reloads refused (the previous profiles stay).",
             m.profile_reloads_failed,
+        ),
+    ]
+
+
+def _intake_scalars(m: Metrics, now_ns: int) -> list[Scalar]:
+    paused_s = m.intake_paused_total_s(now_ns)
+    return [
+        _counter(
+            "intake_pauses",
+            "Times intake stopped reading MQTT: max_pending batches waited for the writer.",
+            m.intake_pauses,
+        ),
+        Scalar(
+            "intake_paused_seconds",
+            "counter",
+            "Seconds intake was paused (backpressure), the pause under way included.",
+            float(paused_s),
         ),
     ]
 
