@@ -188,6 +188,29 @@ def write_trouble() -> PanelBuilder:
     )
 
 
+def intake_paused() -> PanelBuilder:
+    return _series(
+        "Thời gian tạm dừng nhận bản tin",
+        "Seconds per interval the gateway stopped reading MQTT because max_pending batches "
+        "waited for the writer (slow InfluxDB, spool or disk full); the broker holds the "
+        "messages meanwhile. 0 while the writer keeps up.",
+        "s",
+        _health(_increase("intake_paused_seconds", "tạm dừng")),
+        "$tag_instance $col",
+    )
+
+
+def engine_lines_dropped() -> PanelBuilder:
+    return _series(
+        "Dòng bị VictoriaMetrics bỏ qua",
+        "Lines per interval a VictoriaMetrics engine answered 204 for and dropped unparsed "
+        "(its invalid rows); always 0 on InfluxDB, which refuses bad lines instead.",
+        COUNT,
+        _health(_increase("engine_lines_dropped", "bị bỏ")),
+        "$tag_instance $col",
+    )
+
+
 def stale_devices() -> PanelBuilder:
     return _series(
         "Thiết bị im lặng",
@@ -258,6 +281,7 @@ def build() -> Dashboard:
             ("Dữ liệu bị từ chối", [dead_letters(), dropped_fields()]),
             ("Bộ đệm đĩa (spool)", [spool_depth(), spool_age()]),
             ("Ghi InfluxDB và MQTT", [write_latency(), write_trouble()]),
+            ("Tạm dừng nhận và dòng bị bỏ", [intake_paused(), engine_lines_dropped()]),
             ("Thiết bị và hồ sơ", [stale_devices(), per_profile()]),
         ],
     )
