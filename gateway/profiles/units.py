@@ -1,9 +1,11 @@
 """Units of measurement: which spellings exist, and the affine factor between two units.
 
-pint answers both, at profile load only; the hot path sees plain floats. Its registry is
-large (~4 MB of Python objects for the default definitions, measured in the Speed issue's
-memory budget), so `forget_unit_registry()` lets it go after a load: the answers stay cached
-per unit text, and a later load builds the registry again only for a unit never seen before.
+pint answers both, at profile load only; the hot path sees plain floats. Importing pint
+costs ~14 MB of RSS for the life of the process (its modules stay), so the answers for the
+shipped profiles' units and the common ones are a table pint wrote (unit_table.py, checked
+against pint by tests/test_units.py): a gateway whose profiles use only those never imports
+pint. Its registry is large too (~4 MB of Python objects), so `forget_unit_registry()` lets it
+go after a load: the answers stay cached per unit text.
 """
 
 from __future__ import annotations
@@ -11,10 +13,17 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+from gateway.profiles.unit_table import CONVERSIONS, KNOWN_UNITS
+
 
 @cache
 def known_unit(unit: str) -> None:
     """Raise ValueError unless pint knows `unit` (units are case-sensitive: kWh, not kwh)."""
+    if unit not in KNOWN_UNITS:
+        pint_known_unit(unit)
+
+
+def pint_known_unit(unit: str) -> None:
     try:
         _unit_registry().Unit(unit)
     # Besides UndefinedUnitError, pint's expression parser lets through whatever its tokenizer
@@ -30,10 +39,14 @@ def known_unit(unit: str) -> None:
 
 @cache
 def unit_conversion(unit: str, canonical: str) -> tuple[float, float]:
-    """(factor, shift) such that canonical = value * factor + shift, computed by pint.
+    """(factor, shift) such that canonical = value * factor + shift, as pint computes it."""
+    found = CONVERSIONS.get((unit, canonical))
+    return found if found is not None else pint_conversion(unit, canonical)
 
-    pint is imported here, at load time only: it costs ~0.3 s to import and nothing per message.
-    """
+
+def pint_conversion(unit: str, canonical: str) -> tuple[float, float]:
+    """pint is imported here, at load time only: it costs ~0.3 s to import and nothing per
+    message."""
     import pint  # noqa: PLC0415  # deferred: only profiles with units pay for the import
 
     registry = _unit_registry()
