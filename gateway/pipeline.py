@@ -18,7 +18,8 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any
 
 from gateway.config import GatewaySettings
 from gateway.errors import ProfileError
@@ -72,7 +73,15 @@ class Gateway:
         # The codec sandbox counts warnings as they happen (a reading with warnings is still
         # stored); the counters share its tally.
         self.metrics = Metrics(codec_warnings=CODEC_WARNINGS)
-        self.sink: Sink = sink if sink is not None else InfluxSink(settings.influx, self.metrics)
+        # A VictoriaMetrics engine answers 204 before parsing: the InfluxSink built here reads
+        # its invalid-row counter (a task of run()) to tell what it dropped.
+        self._engine_watch: Callable[[float], Coroutine[Any, Any, None]] | None = None
+        if sink is None:
+            influx = InfluxSink(settings.influx, self.metrics)
+            if settings.influx.engine == "victoriametrics":
+                self._engine_watch = influx.watch_invalid_rows
+            sink = influx
+        self.sink: Sink = sink
         self.dead_letters = dead_letters or DeadLetterStore(
             settings.spool.dir / DEAD_LETTER_FILE,
             settings.spool.deadletter_max_records,
@@ -408,12 +417,8 @@ class Gateway:
             ]
             if self.settings.monitoring.enabled:
                 tasks.append(group.create_task(self._write_self_metrics(), name="self-metrics"))
-            if (
-                isinstance(self.sink, InfluxSink)
-                and self.settings.influx.engine == "victoriametrics"
-            ):
-                # VictoriaMetrics answers 204 before parsing: its counter tells what it dropped.
-                watch = self.sink.watch_invalid_rows(self.settings.monitoring.interval_s)
+            if self._engine_watch is not None:
+                watch = self._engine_watch(self.settings.monitoring.interval_s)
                 tasks.append(group.create_task(watch, name="victoria-invalid-rows"))
             for task in tasks:
                 self.watchdog.watch(task)

@@ -39,7 +39,7 @@ from tests.harness import (
     gateway_config,
     load_truth,
     report,
-    start_simulators,
+    simulators_running,
     truth_counts,
     wait_for_counts,
 )
@@ -100,13 +100,8 @@ class Rig:
         """Simulators publishing at RATE in the background until `messages` are sent or
         `end_stream` stops them; killed if the test fails first."""
         args = ("--messages", str(messages), "--rate", str(RATE), "--seed", str(seed))
-        publisher = start_simulators(self.broker, self.truth_file, *FLEET, *args)
-        try:
+        with simulators_running(self.broker, self.truth_file, *FLEET, *args) as publisher:
             yield publisher
-        finally:
-            if publisher.poll() is None:
-                publisher.kill()
-                publisher.wait()
 
     def settle(
         self,

@@ -174,7 +174,7 @@ def _intake_scalars(m: Metrics, now_ns: int) -> list[Scalar]:
             "intake_paused_seconds",
             "counter",
             "Seconds intake was paused (backpressure), the pause under way included.",
-            float(paused_s),
+            paused_s,
         ),
     ]
 

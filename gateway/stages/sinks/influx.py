@@ -40,7 +40,7 @@ from gateway.operations.counters import Metrics
 from gateway.reasons import DropReason
 from gateway.stages.sinks import RefusedLinesError
 from gateway.stages.sinks.refusals import named_refusals
-from gateway.stages.sinks.victoria import INVALID_ROWS_METRIC, InvalidRows, NumbersOnly, Stripped
+from gateway.stages.sinks.victoria import INVALID_ROWS_METRIC, InvalidRows, NumbersOnly
 
 log = logging.getLogger(__name__)
 
@@ -213,9 +213,26 @@ class InfluxSink:
     async def write(self, lines: list[str], database: str | None, rp: str | None) -> None:
         """POST one batch; returns when InfluxDB accepted it, raises SinkError otherwise
         (RefusedLinesError when the answer names the refused lines)."""
-        if self._numbers_only is not None:
-            await self._write_numbers(self._numbers_only.strip(lines), database, rp)
+        numbers_only = self._numbers_only
+        if numbers_only is None:
+            await self._write_lines(lines, database, rp)
             return
+        # VictoriaMetrics: the lines without string fields. The dropped fields are counted once
+        # the rest is accepted, so a batch retried or spooled and replayed counts once.
+        batch = numbers_only.strip(lines)
+        if batch.lines:
+            try:
+                await self._write_lines(batch.lines, database, rp)
+            except RefusedLinesError as error:
+                if batch.origin is not None:  # indexes into the batch as given
+                    error.refused = {batch.origin[i]: why for i, why in error.refused.items()}
+                raise
+        if batch.dropped:
+            numbers_only.warn(batch.dropped)
+            if self._metrics is not None:
+                self._metrics.fields_dropped[DropReason.STRING_UNSUPPORTED] += len(batch.dropped)
+
+    async def _write_lines(self, lines: list[str], database: str | None, rp: str | None) -> None:
         body = "\n".join(lines).encode()
         answer = await self._post(self._write_target(database, rp), body)
         error = classify(answer.status, answer.text, answer.retry_after, lines)
@@ -229,23 +246,6 @@ class InfluxSink:
             if error is None:
                 return
         raise error
-
-    async def _write_numbers(self, batch: Stripped, database: str | None, rp: str | None) -> None:
-        """VictoriaMetrics: the lines without string fields. The dropped fields are counted
-        once the rest is accepted, so a batch retried or spooled and replayed counts once."""
-        if batch.lines:
-            answer = await self._post(
-                self._write_target(database, rp), "\n".join(batch.lines).encode()
-            )
-            error = classify(answer.status, answer.text, answer.retry_after, batch.lines)
-            if isinstance(error, RefusedLinesError) and batch.origin is not None:
-                error.refused = {batch.origin[i]: why for i, why in error.refused.items()}
-            if error is not None:
-                raise error
-        if batch.dropped and self._numbers_only is not None:
-            self._numbers_only.warn(batch.dropped)
-            if self._metrics is not None:
-                self._metrics.fields_dropped[DropReason.STRING_UNSUPPORTED] += len(batch.dropped)
 
     async def _post(self, target: str, body: bytes) -> _Answer:
         return await self._request("POST", target, body)
